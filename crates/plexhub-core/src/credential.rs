@@ -1,0 +1,199 @@
+//! Credentials: the admin token and per-installation plugin credentials `phk_<id>.<secret>`.
+//!
+//! A plugin credential's secret is 32 random bytes (base64url); only its SHA-256 is stored, and
+//! comparisons are constant-time. SHA-256 suffices (no password hashing) because the secret is
+//! high-entropy random data, not something a person chose.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore as _;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+/// Prefix that marks a plugin credential.
+pub const PLUGIN_TOKEN_PREFIX: &str = "phk_";
+/// Prefix of generated admin tokens.
+pub const ADMIN_TOKEN_PREFIX: &str = "pha_";
+
+/// Public identifier of a plugin credential (16 lowercase hex characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct CredentialId(String);
+
+impl CredentialId {
+    /// Parses 16 lowercase hex characters.
+    pub fn parse(text: &str) -> Option<Self> {
+        let valid =
+            text.len() == 16 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        valid.then(|| Self(text.to_owned()))
+    }
+
+    /// The id text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CredentialId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// SHA-256 of a credential secret: what the store keeps instead of the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretHash([u8; 32]);
+
+impl SecretHash {
+    /// Hashes a secret.
+    pub fn of(secret: &str) -> Self {
+        Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    /// Whether `secret` hashes to this value, compared in constant time.
+    pub fn matches(&self, secret: &str) -> bool {
+        Self::of(secret).0.ct_eq(&self.0).into()
+    }
+
+    /// Lowercase hex, as stored.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses the stored hex form.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        if text.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(bytes))
+    }
+}
+
+impl fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretHash(..)")
+    }
+}
+
+/// A freshly issued plugin credential: the token is shown once, the hash is stored.
+pub struct IssuedCredential {
+    /// Public id.
+    pub id: CredentialId,
+    /// The full bearer token `phk_<id>.<secret>`.
+    pub token: String,
+    /// What the store keeps.
+    pub hash: SecretHash,
+}
+
+impl IssuedCredential {
+    /// Generates a new credential from the operating system's random source.
+    pub fn generate() -> Self {
+        let mut id_bytes = [0u8; 8];
+        let mut secret_bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut id_bytes);
+        rand::rng().fill_bytes(&mut secret_bytes);
+        let id = CredentialId(id_bytes.iter().map(|b| format!("{b:02x}")).collect());
+        let secret = URL_SAFE_NO_PAD.encode(secret_bytes);
+        Self {
+            token: format!("{PLUGIN_TOKEN_PREFIX}{id}.{secret}"),
+            hash: SecretHash::of(&secret),
+            id,
+        }
+    }
+}
+
+/// A plugin credential as presented by a caller, split into id and secret.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PresentedCredential<'a> {
+    /// The id part, used to look the credential up.
+    pub id: CredentialId,
+    /// The secret part, checked against the stored hash.
+    pub secret: &'a str,
+}
+
+impl<'a> PresentedCredential<'a> {
+    /// Splits `phk_<id>.<secret>`; `None` if the token is not shaped like a plugin credential.
+    pub fn parse(token: &'a str) -> Option<Self> {
+        let rest = token.strip_prefix(PLUGIN_TOKEN_PREFIX)?;
+        let (id, secret) = rest.split_once('.')?;
+        let secret_ok = secret.len() == 43
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        secret_ok.then_some(())?;
+        Some(Self {
+            id: CredentialId::parse(id)?,
+            secret,
+        })
+    }
+}
+
+/// Generates an admin token: the prefix and 32 random bytes, base64url.
+pub fn generate_admin_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{ADMIN_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Compares a presented token with the expected one in time independent of where they differ.
+pub fn tokens_match(presented: &str, expected: &str) -> bool {
+    // Hashing first gives equal-length inputs, so the comparison leaks neither length nor prefix.
+    SecretHash::of(expected).matches(presented)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_tokens_parse_back_and_verify() {
+        let issued = IssuedCredential::generate();
+        let presented = PresentedCredential::parse(&issued.token).expect("well-formed");
+        assert_eq!(presented.id, issued.id);
+        assert!(issued.hash.matches(presented.secret));
+        assert!(!issued.hash.matches("something-else"));
+        let again = IssuedCredential::generate();
+        assert_ne!(again.token, issued.token);
+    }
+
+    #[test]
+    fn malformed_tokens_are_not_plugin_credentials() {
+        let issued = IssuedCredential::generate();
+        let secret = issued
+            .token
+            .split_once('.')
+            .map(|(_, s)| s)
+            .unwrap_or_default();
+        for bad in [
+            "phk_".to_owned(),
+            "phk_0123456789abcdef".to_owned(),
+            format!("phk_XYZ3456789abcdef.{secret}"),
+            format!("phk_0123456789abcdef.{secret}!"),
+            format!("pha_0123456789abcdef.{secret}"),
+        ] {
+            assert!(PresentedCredential::parse(&bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hashes_round_trip_through_hex() {
+        let hash = SecretHash::of("s3cret");
+        assert_eq!(SecretHash::from_hex(&hash.to_hex()), Some(hash));
+        assert_eq!(SecretHash::from_hex("zz"), None);
+    }
+
+    #[test]
+    fn admin_tokens_compare_by_content() {
+        let token = generate_admin_token();
+        assert!(token.starts_with(ADMIN_TOKEN_PREFIX));
+        assert!(tokens_match(&token, &token.clone()));
+        assert!(!tokens_match("pha_wrong", &token));
+    }
+}

@@ -1,0 +1,90 @@
+//! Building and running one hub instance.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use plexhub_store::StoreError;
+use plexhub_store::redis::{RedisError, RedisHandle};
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+use crate::state::AppState;
+
+/// Why the hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    /// The Redis URL is invalid.
+    #[error("cannot use Redis: {0}")]
+    Redis(#[from] RedisError),
+    /// The listen address is unavailable.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The requested address.
+        address: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A hub bound to its listener, ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    local_addr: SocketAddr,
+}
+
+impl Application {
+    /// Opens storage (applying migrations), connects Redis lazily and binds the listener.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let store = plexhub_store::open(settings.database_url.expose()).await?;
+        let redis = settings
+            .redis_url
+            .as_ref()
+            .map(|url| RedisHandle::new(url.expose()))
+            .transpose()?;
+        let state = AppState {
+            store,
+            admin_token: Arc::new(settings.admin_token.clone()),
+            redis,
+            metrics: Metrics::new(),
+        };
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    address: settings.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            address: settings.listen,
+            source,
+        })?;
+        tracing::info!(backend = state.store.backend(), %local_addr, "hub ready");
+        Ok(Self {
+            listener,
+            router: crate::routes::router(state, settings.max_body_bytes),
+            local_addr,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

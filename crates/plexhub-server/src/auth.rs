@@ -1,0 +1,177 @@
+//! Authentication of every `/api` request, before anything else looks at it.
+//!
+//! The bearer credential decides who calls: the admin token, or a plugin credential that fixes
+//! tenant and plugin. `X-Tenant-Slug` never chooses a tenant for a plugin; it must agree.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use plexhub_core::credential::{CredentialId, PresentedCredential, tokens_match};
+use plexhub_core::ids::PluginId;
+use plexhub_core::tenant::{Tenant, TenantSlug, TenantStatus};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::state::{AppState, now_ms};
+
+/// Header through which seed-era clients name their tenant.
+pub const TENANT_HEADER: &str = "x-tenant-slug";
+
+/// `lastUsedAt` is refreshed at most this often, so authentication rarely writes.
+const LAST_USED_GRANULARITY_MS: i64 = 60_000;
+
+/// Who is calling, established by [`authenticate`].
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The operator.
+    Admin,
+    /// An installed plugin acting within its tenant.
+    Plugin(PluginCaller),
+}
+
+/// A plugin credential's identity.
+#[derive(Debug, Clone)]
+pub struct PluginCaller {
+    /// The tenant the credential belongs to.
+    pub tenant: Tenant,
+    /// The plugin the credential belongs to.
+    pub plugin_id: PluginId,
+    /// The credential used.
+    pub credential_id: CredentialId,
+}
+
+fn unauthenticated(message: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unauthenticated, message)
+}
+
+fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| unauthenticated("missing Authorization: Bearer <token> header"))?;
+    let text = value
+        .to_str()
+        .map_err(|_| unauthenticated("malformed Authorization header"))?;
+    let (scheme, token) = text
+        .split_once(' ')
+        .ok_or_else(|| unauthenticated("expected Authorization: Bearer <token>"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(unauthenticated("expected Authorization: Bearer <token>"));
+    }
+    Ok(token.trim())
+}
+
+/// The `X-Tenant-Slug` header, if present. An unreadable value is treated as a slug that
+/// matches nothing.
+pub fn tenant_header(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(TENANT_HEADER)
+        .map(|value| value.to_str().unwrap_or("\u{fffd}"))
+}
+
+async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let token = bearer_token(headers)?;
+    let Some(presented) = PresentedCredential::parse(token) else {
+        return if tokens_match(token, state.admin_token.expose()) {
+            Ok(Caller::Admin)
+        } else {
+            Err(unauthenticated("unknown credential"))
+        };
+    };
+    let (credential, tenant) = state
+        .store
+        .credential_with_tenant(&presented.id)
+        .await?
+        .filter(|(credential, _)| credential.hash.matches(presented.secret))
+        .ok_or_else(|| unauthenticated("unknown or revoked credential"))?;
+    if tenant.status == TenantStatus::Suspended {
+        return Err(ApiError::new(
+            ErrorCode::TenantSuspended,
+            format!("tenant \"{}\" is suspended", tenant.slug),
+        ));
+    }
+    if let Some(claimed) = tenant_header(headers)
+        && claimed != tenant.slug.as_str()
+    {
+        return Err(ApiError::new(
+            ErrorCode::TenantMismatch,
+            format!(
+                "X-Tenant-Slug \"{claimed}\" does not match the credential's tenant \"{}\"",
+                tenant.slug
+            ),
+        ));
+    }
+    let now = now_ms();
+    if credential
+        .last_used_at_ms
+        .is_none_or(|last| now - last >= LAST_USED_GRANULARITY_MS)
+    {
+        state.store.touch_credential(&credential.id, now).await?;
+    }
+    Ok(Caller::Plugin(PluginCaller {
+        tenant,
+        plugin_id: credential.plugin_id,
+        credential_id: credential.id,
+    }))
+}
+
+/// Middleware on every `/api` route: rejects unauthenticated requests and records the caller.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let caller = identify(&state, request.headers()).await?;
+    request.extensions_mut().insert(caller);
+    Ok(next.run(request).await)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| unauthenticated("not authenticated"))
+    }
+}
+
+/// Extractor for admin-only routes: a plugin credential gets 403 `FORBIDDEN`.
+pub struct Admin;
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::Admin => Ok(Admin),
+            Caller::Plugin(_) => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "this route needs the admin token",
+            )),
+        }
+    }
+}
+
+/// The tenant an admin acts for through `X-Tenant-Slug`, if the header is sent.
+/// An unknown slug is 404 `TENANT_NOT_FOUND`.
+pub async fn admin_acting_tenant(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Tenant>, ApiError> {
+    let Some(claimed) = tenant_header(headers) else {
+        return Ok(None);
+    };
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::TenantNotFound,
+            format!("tenant \"{claimed}\" not found"),
+        )
+    };
+    let slug = TenantSlug::parse(claimed).map_err(|_| not_found())?;
+    let tenant = state.store.tenant_by_slug(&slug).await?;
+    tenant.map(Some).ok_or_else(not_found)
+}

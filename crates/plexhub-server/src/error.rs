@@ -1,0 +1,274 @@
+//! The one place where failures become HTTP responses: a code table and two renderings.
+//!
+//! `/api/v1` renders `{"error":{"code","message","details?"}}`; the seed-compatible routes render
+//! the original's flat `{"error":"<message>","code":…, …details}` (see [`render_flat`]).
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use plexhub_store::StoreError;
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::request_id;
+
+/// Stable error codes. The HTTP status of each lives in [`ErrorCode::status`] and nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// No credential, or one the hub does not know.
+    Unauthenticated,
+    /// The credential may not use this route.
+    Forbidden,
+    /// The caller's tenant is suspended.
+    TenantSuspended,
+    /// `X-Tenant-Slug` names another tenant than the credential's.
+    TenantMismatch,
+    /// A tenant-scoped route was called with an admin token and no `X-Tenant-Slug`.
+    TenantRequired,
+    /// No tenant with that slug.
+    TenantNotFound,
+    /// A tenant with that slug exists.
+    TenantExists,
+    /// The slug does not match `[a-z0-9][a-z0-9-]{1,62}`.
+    InvalidSlug,
+    /// The request body is not valid JSON.
+    MalformedJson,
+    /// The body is JSON but does not fit the schema (types, missing or unknown fields).
+    InvalidBody,
+    /// A query or path parameter is invalid.
+    InvalidParameter,
+    /// The body is not `application/json`.
+    UnsupportedMediaType,
+    /// The body exceeds the configured limit.
+    PayloadTooLarge,
+    /// No such route.
+    NotFound,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
+    /// The manifest breaks the schema; every problem is in `details.errors`.
+    InvalidManifest,
+    /// The same plugin version was published with different content.
+    VersionExists,
+    /// No such plugin in the catalog.
+    PluginNotFound,
+    /// No catalog version matches.
+    VersionNotFound,
+    /// The plugin is already installed for the tenant.
+    AlreadyInstalled,
+    /// The plugin is not installed for the tenant.
+    NotInstalled,
+    /// The installation's state does not allow the requested lifecycle action.
+    InvalidTransition,
+    /// A dependency declared in the manifest is missing or installed at a wrong version.
+    DependencyUnmet,
+    /// No such credential for this installation.
+    CredentialNotFound,
+    /// A dependency of the hub (database, Redis) is unavailable.
+    ServiceUnavailable,
+    /// Unexpected failure; the response carries a request id, the log carries the cause.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status for this code.
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            Unauthenticated => StatusCode::UNAUTHORIZED,
+            Forbidden | TenantSuspended | TenantMismatch => StatusCode::FORBIDDEN,
+            TenantRequired | InvalidSlug | MalformedJson | InvalidBody | InvalidParameter
+            | InvalidManifest => StatusCode::BAD_REQUEST,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            TenantNotFound | NotFound | PluginNotFound | VersionNotFound | NotInstalled
+            | CredentialNotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            TenantExists | VersionExists | AlreadyInstalled | InvalidTransition
+            | DependencyUnmet => StatusCode::CONFLICT,
+            ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// A failed request: a code, a message for people and optional structured details.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    code: ErrorCode,
+    message: String,
+    details: Option<Value>,
+}
+
+impl ApiError {
+    /// An error with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// Attaches structured details.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// An unexpected failure: the cause is logged, the caller sees only a request id.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%cause, "internal error");
+        Self::new(ErrorCode::Internal, "internal error")
+    }
+
+    /// The error code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+}
+
+/// The error envelope of `/api/v1`, for the OpenAPI document.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    error: ErrorObject,
+}
+
+/// The inner error object of [`ErrorEnvelope`].
+#[derive(Serialize, ToSchema)]
+pub struct ErrorObject {
+    code: ErrorCode,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<Value>,
+}
+
+/// Marks a response as an error, so the compatibility layer can render it flat.
+#[derive(Clone)]
+pub struct ErrorReport(ApiError);
+
+impl IntoResponse for ApiError {
+    fn into_response(mut self) -> Response {
+        if self.code == ErrorCode::Internal {
+            let request_id = request_id::current();
+            self.message = format!("internal error (request id {request_id})");
+            self.details = Some(json!({ "requestId": request_id }));
+        }
+        let body = ErrorEnvelope {
+            error: ErrorObject {
+                code: self.code,
+                message: self.message.clone(),
+                details: self.details.clone(),
+            },
+        };
+        let mut response = (self.code.status(), Json(body)).into_response();
+        response.extensions_mut().insert(ErrorReport(self));
+        response
+    }
+}
+
+/// Renders an error in the seed's flat shape: `{"error":"<message>","code":"…", …details}`.
+pub fn render_flat(report: &ErrorReport) -> Response {
+    let error = &report.0;
+    let mut body = serde_json::Map::new();
+    body.insert("error".into(), Value::String(error.message.clone()));
+    body.insert("code".into(), json!(error.code));
+    if let Some(Value::Object(details)) = &error.details {
+        for (key, value) in details {
+            body.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    (error.code.status(), Json(Value::Object(body))).into_response()
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Database(sqlx) if is_unreachable(&sqlx) => {
+                tracing::error!(cause = %sqlx, "database unavailable");
+                ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "the database is unavailable; retry later",
+                )
+            }
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+fn is_unreachable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+    )
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let text = rejection.body_text();
+        match rejection {
+            JsonRejection::JsonSyntaxError(_) => ApiError::new(ErrorCode::MalformedJson, text),
+            JsonRejection::JsonDataError(_) => ApiError::new(ErrorCode::InvalidBody, text),
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "expected a body with Content-Type: application/json",
+            ),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
+            }
+            _ => ApiError::new(ErrorCode::InvalidBody, text),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::new(ErrorCode::InvalidParameter, rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::new(ErrorCode::InvalidParameter, rejection.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_json(response: Response) -> Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("json body")
+    }
+
+    #[tokio::test]
+    async fn one_error_renders_nested_for_v1_and_flat_for_compat() {
+        let error = ApiError::new(ErrorCode::TenantNotFound, "tenant \"x\" not found")
+            .with_details(json!({"tenant": "x", "error": "must not override"}));
+
+        let nested = error.clone().into_response();
+        assert_eq!(nested.status(), StatusCode::NOT_FOUND);
+        let report = nested
+            .extensions()
+            .get::<ErrorReport>()
+            .cloned()
+            .expect("report");
+        assert_eq!(
+            body_json(nested).await,
+            json!({"error": {"code": "TENANT_NOT_FOUND", "message": "tenant \"x\" not found",
+                             "details": {"tenant": "x", "error": "must not override"}}})
+        );
+
+        let flat = render_flat(&report);
+        assert_eq!(flat.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            body_json(flat).await,
+            json!({"error": "tenant \"x\" not found", "code": "TENANT_NOT_FOUND", "tenant": "x"})
+        );
+    }
+}

@@ -1,0 +1,62 @@
+//! `X-Request-Id` on every response: the caller's when it is sane, else a fresh UUID. The id is
+//! also available to the code handling the request (for error bodies and logs).
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// The header carrying the request id.
+pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static CURRENT: String;
+}
+
+/// The id of the request being handled ("unknown" outside a request).
+pub fn current() -> String {
+    CURRENT
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// A caller-supplied id is kept if it is 1-128 characters of letters, digits, `-`, `_`, `.`, `:`.
+fn is_sane(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// Middleware: picks the id, stores it on the request, runs the rest with it, echoes it back.
+pub async fn assign(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| is_sane(id))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let header = HeaderValue::from_str(&id).expect("sane ids and UUIDs are valid header values");
+    request
+        .headers_mut()
+        .insert(REQUEST_ID_HEADER.clone(), header.clone());
+    let mut response = CURRENT.scope(id, next.run(request)).await;
+    response
+        .headers_mut()
+        .insert(REQUEST_ID_HEADER.clone(), header);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sane_ids_are_kept() {
+        assert!(is_sane("abc-123_x.y:z"));
+        assert!(!is_sane(""));
+        assert!(!is_sane("has space"));
+        assert!(!is_sane("quote\""));
+        assert!(!is_sane(&"a".repeat(129)));
+    }
+}

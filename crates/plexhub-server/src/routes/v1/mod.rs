@@ -1,0 +1,19 @@
+//! The native API under `/api/v1`.
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+mod installations;
+mod plugins;
+mod tenants;
+mod whoami;
+
+/// Every `/api/v1` route (paths relative to the prefix).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(tenants::router())
+        .merge(installations::router())
+        .merge(plugins::router())
+        .merge(whoami::router())
+}

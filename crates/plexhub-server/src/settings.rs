@@ -1,0 +1,48 @@
+//! The settings the server is built from. Loading them (flags, environment, file, defaults) is
+//! the binary's job; this is the validated result.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+/// A string that must not appear in logs: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Validated server settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: Secret,
+    /// Redis URL in scaled mode.
+    pub redis_url: Option<Secret>,
+    /// Bearer token of the operator.
+    pub admin_token: Secret,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}

@@ -1,0 +1,545 @@
+//! The SQL shared by every backend. The schema is portable (TEXT ids, BIGINT epoch-millisecond
+//! times, JSON as TEXT, `$n` parameters), so one body of queries serves SQLite and PostgreSQL;
+//! [`sql_store!`] instantiates it for a concrete sqlx driver, keeping each implementation fully
+//! typed without generic sqlx bounds.
+
+use plexhub_core::credential::{CredentialId, SecretHash};
+use plexhub_core::ids::PluginId;
+use plexhub_core::installation::{BaseUrl, Installation, InstallationState};
+use plexhub_core::tenant::{Tenant, TenantId, TenantSlug, TenantStatus};
+use plexhub_core::version::Version;
+
+use crate::{CredentialRecord, PublishedVersion, StoreError, StoreResult};
+
+fn corrupt(table: &'static str, column: &'static str, value: &str) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        column,
+        value: value.to_owned(),
+    }
+}
+
+pub(crate) fn tenant_id(text: &str) -> StoreResult<TenantId> {
+    TenantId::parse(text).map_err(|_| corrupt("tenants", "id", text))
+}
+
+pub(crate) fn plugin_id(table: &'static str, text: &str) -> StoreResult<PluginId> {
+    PluginId::parse(text).map_err(|_| corrupt(table, "plugin_id", text))
+}
+
+pub(crate) fn version(table: &'static str, text: &str) -> StoreResult<Version> {
+    Version::parse(text).map_err(|_| corrupt(table, "version", text))
+}
+
+pub(crate) fn tenant(
+    id: &str,
+    slug: &str,
+    name: String,
+    status: &str,
+    created_at_ms: i64,
+) -> StoreResult<Tenant> {
+    Ok(Tenant {
+        id: tenant_id(id)?,
+        slug: TenantSlug::parse(slug).map_err(|_| corrupt("tenants", "slug", slug))?,
+        name,
+        status: TenantStatus::parse(status).map_err(|_| corrupt("tenants", "status", status))?,
+        created_at_ms,
+    })
+}
+
+pub(crate) fn published_version(
+    plugin: &str,
+    version_text: &str,
+    manifest: &str,
+    published_at_ms: i64,
+) -> StoreResult<PublishedVersion> {
+    Ok(PublishedVersion {
+        plugin_id: plugin_id("plugin_versions", plugin)?,
+        version: version("plugin_versions", version_text)?,
+        manifest: serde_json::from_str(manifest)
+            .map_err(|_| corrupt("plugin_versions", "manifest", manifest))?,
+        published_at_ms,
+    })
+}
+
+fn string_list(column: &'static str, text: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(text).map_err(|_| corrupt("installations", column, text))
+}
+
+pub(crate) fn list_text(items: &[String]) -> String {
+    serde_json::Value::from(items).to_string()
+}
+
+/// Columns of `installations` in the order the queries select them.
+pub(crate) struct InstallationRow {
+    pub tenant_id: String,
+    pub plugin_id: String,
+    pub version: String,
+    pub state: String,
+    pub base_url: String,
+    pub allowed_origins: String,
+    pub grants: String,
+    pub installed_at: i64,
+    pub updated_at: i64,
+}
+
+impl InstallationRow {
+    pub(crate) fn parse(self) -> StoreResult<Installation> {
+        Ok(Installation {
+            tenant_id: tenant_id(&self.tenant_id)?,
+            plugin_id: plugin_id("installations", &self.plugin_id)?,
+            version: version("installations", &self.version)?,
+            state: InstallationState::parse(&self.state)
+                .ok_or_else(|| corrupt("installations", "state", &self.state))?,
+            base_url: BaseUrl::parse(&self.base_url)
+                .map_err(|_| corrupt("installations", "base_url", &self.base_url))?,
+            allowed_origins: string_list("allowed_origins", &self.allowed_origins)?,
+            grants: string_list("grants", &self.grants)?,
+            installed_at_ms: self.installed_at,
+            updated_at_ms: self.updated_at,
+        })
+    }
+}
+
+pub(crate) fn credential(
+    id: &str,
+    tenant: &str,
+    plugin: &str,
+    hash: &str,
+    created_at_ms: i64,
+    last_used_at_ms: Option<i64>,
+) -> StoreResult<CredentialRecord> {
+    Ok(CredentialRecord {
+        id: CredentialId::parse(id).ok_or_else(|| corrupt("credentials", "id", id))?,
+        tenant_id: tenant_id(tenant)?,
+        plugin_id: plugin_id("credentials", plugin)?,
+        hash: SecretHash::from_hex(hash)
+            .ok_or_else(|| corrupt("credentials", "secret_hash", ""))?,
+        created_at_ms,
+        last_used_at_ms,
+    })
+}
+
+pub(crate) const TENANT_COLUMNS: &str = "id, slug, name, status, created_at";
+pub(crate) const INSTALLATION_COLUMNS: &str = "tenant_id, plugin_id, version, state, base_url, \
+     allowed_origins, grants, installed_at, updated_at";
+pub(crate) const CREDENTIAL_COLUMNS: &str =
+    "id, tenant_id, plugin_id, secret_hash, created_at, last_used_at";
+
+/// Implements every store trait for `$store` (a struct with a `pool: sqlx::Pool<$db>` field)
+/// using the portable queries above.
+macro_rules! sql_store {
+    ($store:ident, $db:ty, $row:ty, $backend:literal) => {
+        use async_trait::async_trait;
+        use plexhub_core::credential::CredentialId;
+        use plexhub_core::ids::PluginId;
+        use plexhub_core::installation::{Installation, InstallationState};
+        use plexhub_core::tenant::{Tenant, TenantId, TenantSlug};
+        use plexhub_core::version::Version;
+        use sqlx::Row as _;
+
+        use crate::sql::{self, CREDENTIAL_COLUMNS, INSTALLATION_COLUMNS, TENANT_COLUMNS};
+        use crate::{
+            CatalogStore, CredentialRecord, CredentialStore, InstallationStore, PublishOutcome,
+            PublishedVersion, Store, StoreResult, TenantStore,
+        };
+
+        fn tenant_from(row: &$row) -> StoreResult<Tenant> {
+            sql::tenant(
+                row.try_get::<&str, _>("id")?,
+                row.try_get::<&str, _>("slug")?,
+                row.try_get::<String, _>("name")?,
+                row.try_get::<&str, _>("status")?,
+                row.try_get::<i64, _>("created_at")?,
+            )
+        }
+
+        fn version_from(row: &$row) -> StoreResult<PublishedVersion> {
+            sql::published_version(
+                row.try_get::<&str, _>("plugin_id")?,
+                row.try_get::<&str, _>("version")?,
+                row.try_get::<&str, _>("manifest")?,
+                row.try_get::<i64, _>("published_at")?,
+            )
+        }
+
+        fn installation_from(row: &$row) -> StoreResult<Installation> {
+            sql::InstallationRow {
+                tenant_id: row.try_get("tenant_id")?,
+                plugin_id: row.try_get("plugin_id")?,
+                version: row.try_get("version")?,
+                state: row.try_get("state")?,
+                base_url: row.try_get("base_url")?,
+                allowed_origins: row.try_get("allowed_origins")?,
+                grants: row.try_get("grants")?,
+                installed_at: row.try_get("installed_at")?,
+                updated_at: row.try_get("updated_at")?,
+            }
+            .parse()
+        }
+
+        fn credential_from(row: &$row) -> StoreResult<CredentialRecord> {
+            sql::credential(
+                row.try_get::<&str, _>("id")?,
+                row.try_get::<&str, _>("tenant_id")?,
+                row.try_get::<&str, _>("plugin_id")?,
+                row.try_get::<&str, _>("secret_hash")?,
+                row.try_get::<i64, _>("created_at")?,
+                row.try_get::<Option<i64>, _>("last_used_at")?,
+            )
+        }
+
+        #[async_trait]
+        impl TenantStore for $store {
+            async fn create_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO tenants (id, slug, name, status, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $5)",
+                )
+                .bind(tenant.id.to_string())
+                .bind(tenant.slug.as_str())
+                .bind(&tenant.name)
+                .bind(tenant.status.as_str())
+                .bind(tenant.created_at_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn list_tenants(
+                &self,
+                after: Option<&TenantSlug>,
+                limit: u32,
+            ) -> StoreResult<Vec<Tenant>> {
+                let sql = format!(
+                    "SELECT {TENANT_COLUMNS} FROM tenants WHERE slug > $1 ORDER BY slug LIMIT $2"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(after.map_or("", TenantSlug::as_str))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(tenant_from).collect()
+            }
+
+            async fn tenant_by_slug(&self, slug: &TenantSlug) -> StoreResult<Option<Tenant>> {
+                let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE slug = $1");
+                let row = sqlx::query(&sql)
+                    .bind(slug.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(tenant_from).transpose()
+            }
+
+            async fn update_tenant(&self, tenant: &Tenant, now_ms: i64) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE tenants SET name = $2, status = $3, updated_at = $4 WHERE id = $1",
+                )
+                .bind(tenant.id.to_string())
+                .bind(&tenant.name)
+                .bind(tenant.status.as_str())
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete_tenant(&self, id: TenantId) -> StoreResult<bool> {
+                // Every tenant-scoped table references tenants (directly or through
+                // installations) with ON DELETE CASCADE, so this one statement removes the
+                // tenant's rows atomically.
+                let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
+                    .bind(id.to_string())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+
+        #[async_trait]
+        impl CatalogStore for $store {
+            async fn publish_version(
+                &self,
+                version: &PublishedVersion,
+            ) -> StoreResult<PublishOutcome> {
+                let mut tx = self.pool.begin().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO plugin_versions (plugin_id, version, manifest, published_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (plugin_id, version) DO NOTHING",
+                )
+                .bind(version.plugin_id.as_str())
+                .bind(version.version.to_string())
+                .bind(version.manifest.to_string())
+                .bind(version.published_at_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted == 1 {
+                    tx.commit().await?;
+                    return Ok(PublishOutcome::Created);
+                }
+                let row = sqlx::query(
+                    "SELECT plugin_id, version, manifest, published_at FROM plugin_versions \
+                     WHERE plugin_id = $1 AND version = $2",
+                )
+                .bind(version.plugin_id.as_str())
+                .bind(version.version.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                let existing = version_from(&row)?;
+                Ok(if existing.manifest == version.manifest {
+                    PublishOutcome::Unchanged
+                } else {
+                    PublishOutcome::Conflict
+                })
+            }
+
+            async fn all_versions(&self) -> StoreResult<Vec<PublishedVersion>> {
+                let rows = sqlx::query(
+                    "SELECT plugin_id, version, manifest, published_at FROM plugin_versions \
+                     ORDER BY plugin_id, published_at",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(version_from).collect()
+            }
+
+            async fn plugin_versions(
+                &self,
+                plugin_id: &PluginId,
+            ) -> StoreResult<Vec<PublishedVersion>> {
+                let rows = sqlx::query(
+                    "SELECT plugin_id, version, manifest, published_at FROM plugin_versions \
+                     WHERE plugin_id = $1 ORDER BY published_at",
+                )
+                .bind(plugin_id.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(version_from).collect()
+            }
+
+            async fn plugin_version(
+                &self,
+                plugin_id: &PluginId,
+                version: &Version,
+            ) -> StoreResult<Option<PublishedVersion>> {
+                let row = sqlx::query(
+                    "SELECT plugin_id, version, manifest, published_at FROM plugin_versions \
+                     WHERE plugin_id = $1 AND version = $2",
+                )
+                .bind(plugin_id.as_str())
+                .bind(version.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(version_from).transpose()
+            }
+        }
+
+        #[async_trait]
+        impl InstallationStore for $store {
+            async fn install(
+                &self,
+                installation: &Installation,
+                credential: &CredentialRecord,
+            ) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                let sql = format!(
+                    "INSERT INTO installations ({INSTALLATION_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                );
+                sqlx::query(&sql)
+                    .bind(installation.tenant_id.to_string())
+                    .bind(installation.plugin_id.as_str())
+                    .bind(installation.version.to_string())
+                    .bind(installation.state.as_str())
+                    .bind(installation.base_url.as_str())
+                    .bind(sql::list_text(&installation.allowed_origins))
+                    .bind(sql::list_text(&installation.grants))
+                    .bind(installation.installed_at_ms)
+                    .bind(installation.updated_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_credential(&mut *tx, credential).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn installation(
+                &self,
+                tenant_id: TenantId,
+                plugin_id: &PluginId,
+            ) -> StoreResult<Option<Installation>> {
+                let sql = format!(
+                    "SELECT {INSTALLATION_COLUMNS} FROM installations \
+                     WHERE tenant_id = $1 AND plugin_id = $2"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(tenant_id.to_string())
+                    .bind(plugin_id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(installation_from).transpose()
+            }
+
+            async fn installations(&self, tenant_id: TenantId) -> StoreResult<Vec<Installation>> {
+                let sql = format!(
+                    "SELECT {INSTALLATION_COLUMNS} FROM installations \
+                     WHERE tenant_id = $1 ORDER BY plugin_id"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(tenant_id.to_string())
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(installation_from).collect()
+            }
+
+            async fn set_installation_state(
+                &self,
+                tenant_id: TenantId,
+                plugin_id: &PluginId,
+                from: InstallationState,
+                to: InstallationState,
+                now_ms: i64,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE installations SET state = $4, updated_at = $5 \
+                     WHERE tenant_id = $1 AND plugin_id = $2 AND state = $3",
+                )
+                .bind(tenant_id.to_string())
+                .bind(plugin_id.as_str())
+                .bind(from.as_str())
+                .bind(to.as_str())
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn uninstall(&self, tenant_id: TenantId, plugin_id: &PluginId) -> StoreResult<bool> {
+                // Credentials cascade from the installation row: one atomic statement.
+                let done =
+                    sqlx::query("DELETE FROM installations WHERE tenant_id = $1 AND plugin_id = $2")
+                        .bind(tenant_id.to_string())
+                        .bind(plugin_id.as_str())
+                        .execute(&self.pool)
+                        .await?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+
+        async fn insert_credential<'c, E>(executor: E, credential: &CredentialRecord) -> StoreResult<()>
+        where
+            E: sqlx::Executor<'c, Database = $db>,
+        {
+            let sql = format!(
+                "INSERT INTO credentials ({CREDENTIAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            );
+            sqlx::query(&sql)
+                .bind(credential.id.as_str())
+                .bind(credential.tenant_id.to_string())
+                .bind(credential.plugin_id.as_str())
+                .bind(credential.hash.to_hex())
+                .bind(credential.created_at_ms)
+                .bind(credential.last_used_at_ms)
+                .execute(executor)
+                .await?;
+            Ok(())
+        }
+
+        #[async_trait]
+        impl CredentialStore for $store {
+            async fn add_credential(&self, credential: &CredentialRecord) -> StoreResult<()> {
+                insert_credential(&self.pool, credential).await
+            }
+
+            async fn credentials(
+                &self,
+                tenant_id: TenantId,
+                plugin_id: &PluginId,
+            ) -> StoreResult<Vec<CredentialRecord>> {
+                let sql = format!(
+                    "SELECT {CREDENTIAL_COLUMNS} FROM credentials \
+                     WHERE tenant_id = $1 AND plugin_id = $2 ORDER BY created_at, id"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(tenant_id.to_string())
+                    .bind(plugin_id.as_str())
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(credential_from).collect()
+            }
+
+            async fn revoke_credential(
+                &self,
+                tenant_id: TenantId,
+                plugin_id: &PluginId,
+                id: &CredentialId,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "DELETE FROM credentials WHERE id = $1 AND tenant_id = $2 AND plugin_id = $3",
+                )
+                .bind(id.as_str())
+                .bind(tenant_id.to_string())
+                .bind(plugin_id.as_str())
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn credential_with_tenant(
+                &self,
+                id: &CredentialId,
+            ) -> StoreResult<Option<(CredentialRecord, Tenant)>> {
+                let row = sqlx::query(
+                    "SELECT c.id, c.tenant_id, c.plugin_id, c.secret_hash, c.created_at AS cred_created_at, \
+                     c.last_used_at, t.slug, t.name, t.status, t.created_at \
+                     FROM credentials c JOIN tenants t ON t.id = c.tenant_id WHERE c.id = $1",
+                )
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let credential = sql::credential(
+                    row.try_get::<&str, _>("id")?,
+                    row.try_get::<&str, _>("tenant_id")?,
+                    row.try_get::<&str, _>("plugin_id")?,
+                    row.try_get::<&str, _>("secret_hash")?,
+                    row.try_get::<i64, _>("cred_created_at")?,
+                    row.try_get::<Option<i64>, _>("last_used_at")?,
+                )?;
+                let tenant = sql::tenant(
+                    row.try_get::<&str, _>("tenant_id")?,
+                    row.try_get::<&str, _>("slug")?,
+                    row.try_get::<String, _>("name")?,
+                    row.try_get::<&str, _>("status")?,
+                    row.try_get::<i64, _>("created_at")?,
+                )?;
+                Ok(Some((credential, tenant)))
+            }
+
+            async fn touch_credential(&self, id: &CredentialId, now_ms: i64) -> StoreResult<()> {
+                sqlx::query("UPDATE credentials SET last_used_at = $2 WHERE id = $1")
+                    .bind(id.as_str())
+                    .bind(now_ms)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+        }
+    };
+}
+
+pub(crate) use sql_store;

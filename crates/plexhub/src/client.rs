@@ -1,0 +1,82 @@
+//! A small HTTP client for the admin commands.
+
+use anyhow::{Context as _, anyhow, bail};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// Talks to one hub with one token.
+pub struct HubClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl HubClient {
+    /// A client for `base` (e.g. `http://127.0.0.1:4000`).
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        }
+    }
+
+    /// Sends a request to `/api/v1{path}`; returns the JSON body (`null` for 204) or an error
+    /// that carries the hub's code and message.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let token = self.token.as_deref().ok_or_else(|| {
+            anyhow!(
+                "no admin token: pass --token, set PLEXHUB_ADMIN_TOKEN, or run where plexhub-data/admin-token is"
+            )
+        })?;
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut request = self.http.request(method, &url).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the hub at {}", self.base))?;
+        let status = response.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        let text = response
+            .text()
+            .await
+            .context("cannot read the hub's answer")?;
+        let json: Value = serde_json::from_str(&text)
+            .with_context(|| format!("the hub answered {status} with a non-JSON body"))?;
+        if status.is_success() {
+            return Ok(json);
+        }
+        let error = &json["error"];
+        let code = error["code"].as_str().unwrap_or("UNKNOWN");
+        let message = error["message"].as_str().unwrap_or("no message");
+        let mut description = format!("{code}: {message}");
+        if let Some(problems) = error["details"]["errors"].as_array() {
+            for problem in problems {
+                description.push_str(&format!(
+                    "\n  {}: {}",
+                    problem["path"].as_str().unwrap_or(""),
+                    problem["message"].as_str().unwrap_or("")
+                ));
+            }
+        }
+        if let Some(unmet) = error["details"]["unmet"].as_array() {
+            for dependency in unmet {
+                description.push_str(&format!(
+                    "\n  {}",
+                    dependency["message"].as_str().unwrap_or("")
+                ));
+            }
+        }
+        bail!(description)
+    }
+}

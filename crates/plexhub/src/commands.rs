@@ -1,0 +1,329 @@
+//! Admin commands: each one HTTP call (or two) and a short, readable answer.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::Command;
+use crate::client::HubClient;
+
+/// `plexhub tenant …`
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// Tenant slug (`[a-z0-9][a-z0-9-]{1,62}`).
+        slug: String,
+        /// Display name (default: the slug).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tenants.
+    List,
+    /// Show one tenant.
+    Show {
+        /// Tenant slug.
+        slug: String,
+    },
+    /// Suspend a tenant: its plugin credentials are refused until resumed.
+    Suspend {
+        /// Tenant slug.
+        slug: String,
+    },
+    /// Resume a suspended tenant.
+    Resume {
+        /// Tenant slug.
+        slug: String,
+    },
+    /// Delete a tenant and everything that belongs to it.
+    Delete {
+        /// Tenant slug.
+        slug: String,
+    },
+}
+
+/// `plexhub plugin …`
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Check a manifest file; lists every problem.
+    Validate {
+        /// Path to the manifest JSON.
+        manifest: PathBuf,
+    },
+    /// Publish a manifest version to the catalog.
+    Publish {
+        /// Path to the manifest JSON.
+        manifest: PathBuf,
+    },
+    /// List the catalog.
+    List,
+}
+
+/// `plexhub install …`
+#[derive(Args)]
+pub struct InstallArgs {
+    /// Catalog plugin id, e.g. plugin-crm.
+    plugin_id: String,
+    /// Tenant slug.
+    #[arg(long)]
+    tenant: String,
+    /// Where the plugin is reachable, e.g. http://127.0.0.1:3100.
+    #[arg(long)]
+    base_url: String,
+    /// Version or npm range (default: latest release).
+    #[arg(long)]
+    version: Option<String>,
+    /// Permission granted to the installation (repeatable).
+    #[arg(long = "grant")]
+    grants: Vec<String>,
+    /// Browser origin allowed to reach the plugin (repeatable).
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Vec<String>,
+    /// Activate right away.
+    #[arg(long)]
+    activate: bool,
+}
+
+/// `plexhub credential …`
+#[derive(Subcommand)]
+pub enum CredentialCommand {
+    /// Issue a new credential for an installation (revoke the old one afterwards).
+    Rotate {
+        /// Plugin id.
+        plugin_id: String,
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// List an installation's credentials.
+    List {
+        /// Plugin id.
+        plugin_id: String,
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a credential.
+    Revoke {
+        /// Credential id (the part between `phk_` and the dot).
+        credential_id: String,
+        /// Plugin id.
+        #[arg(long)]
+        plugin: String,
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+fn read_manifest(path: &Path) -> anyhow::Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+fn print_tenant(tenant: &Value) {
+    println!(
+        "{}\t{}\t{}\t{}",
+        tenant["slug"].as_str().unwrap_or(""),
+        tenant["status"].as_str().unwrap_or(""),
+        tenant["id"].as_str().unwrap_or(""),
+        tenant["name"].as_str().unwrap_or("")
+    );
+}
+
+/// Runs one admin command against the hub.
+pub async fn run(client: &HubClient, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(_) => bail!("serve is not an admin command"),
+        Command::Tenant(command) => tenant(client, command).await,
+        Command::Plugin(command) => plugin(client, command).await,
+        Command::Install(args) => install(client, args).await,
+        Command::Credential(command) => credential(client, command).await,
+        Command::Whoami => {
+            print_json(&client.call(Method::GET, "/whoami", None).await?);
+            Ok(())
+        }
+    }
+}
+
+async fn tenant(client: &HubClient, command: TenantCommand) -> anyhow::Result<()> {
+    match command {
+        TenantCommand::Create { slug, name } => {
+            let body = json!({ "slug": slug, "name": name });
+            let tenant = client.call(Method::POST, "/tenants", Some(&body)).await?;
+            print_tenant(&tenant);
+        }
+        TenantCommand::List => {
+            let mut cursor: Option<String> = None;
+            loop {
+                let path = match &cursor {
+                    Some(cursor) => format!("/tenants?limit=500&cursor={cursor}"),
+                    None => "/tenants?limit=500".to_owned(),
+                };
+                let page = client.call(Method::GET, &path, None).await?;
+                for tenant in page["tenants"].as_array().into_iter().flatten() {
+                    print_tenant(tenant);
+                }
+                match page["nextCursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+        }
+        TenantCommand::Show { slug } => {
+            print_json(
+                &client
+                    .call(Method::GET, &format!("/tenants/{slug}"), None)
+                    .await?,
+            );
+        }
+        TenantCommand::Suspend { slug } => set_status(client, &slug, "suspended").await?,
+        TenantCommand::Resume { slug } => set_status(client, &slug, "active").await?,
+        TenantCommand::Delete { slug } => {
+            client
+                .call(Method::DELETE, &format!("/tenants/{slug}"), None)
+                .await?;
+            println!("deleted tenant {slug}");
+        }
+    }
+    Ok(())
+}
+
+async fn set_status(client: &HubClient, slug: &str, status: &str) -> anyhow::Result<()> {
+    let body = json!({ "status": status });
+    let tenant = client
+        .call(Method::PATCH, &format!("/tenants/{slug}"), Some(&body))
+        .await?;
+    print_tenant(&tenant);
+    Ok(())
+}
+
+async fn plugin(client: &HubClient, command: PluginCommand) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::Validate { manifest } => {
+            let body = read_manifest(&manifest)?;
+            let result = client
+                .call(Method::POST, "/plugins/validate", Some(&body))
+                .await?;
+            let problems = result["errors"].as_array().cloned().unwrap_or_default();
+            if problems.is_empty() {
+                println!("{}: valid", manifest.display());
+                return Ok(());
+            }
+            for problem in &problems {
+                println!(
+                    "{}: {}",
+                    problem["path"].as_str().unwrap_or(""),
+                    problem["message"].as_str().unwrap_or("")
+                );
+            }
+            bail!(
+                "{} is invalid ({} problem(s))",
+                manifest.display(),
+                problems.len()
+            );
+        }
+        PluginCommand::Publish { manifest } => {
+            let body = read_manifest(&manifest)?;
+            let published = client.call(Method::POST, "/plugins", Some(&body)).await?;
+            println!(
+                "published {} {}",
+                published["pluginId"].as_str().unwrap_or(""),
+                published["version"].as_str().unwrap_or("")
+            );
+        }
+        PluginCommand::List => {
+            let catalog = client.call(Method::GET, "/plugins", None).await?;
+            for plugin in catalog["plugins"].as_array().into_iter().flatten() {
+                let versions: Vec<&str> = plugin["versions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                println!(
+                    "{}\t{}\t{}",
+                    plugin["pluginId"].as_str().unwrap_or(""),
+                    plugin["latestVersion"].as_str().unwrap_or(""),
+                    versions.join(",")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn install(client: &HubClient, args: InstallArgs) -> anyhow::Result<()> {
+    let body = json!({
+        "pluginId": args.plugin_id,
+        "version": args.version,
+        "baseUrl": args.base_url,
+        "grants": args.grants,
+        "allowedOrigins": args.allowed_origins,
+        "activate": args.activate,
+    });
+    let path = format!("/tenants/{}/installations", args.tenant);
+    let installed = client.call(Method::POST, &path, Some(&body)).await?;
+    let installation = &installed["installation"];
+    println!(
+        "installed {} {} for {} ({})",
+        installation["pluginId"].as_str().unwrap_or(""),
+        installation["version"].as_str().unwrap_or(""),
+        installation["tenant"].as_str().unwrap_or(""),
+        installation["state"].as_str().unwrap_or("")
+    );
+    print_new_credential(&installed["credential"]);
+    Ok(())
+}
+
+fn print_new_credential(credential: &Value) {
+    println!(
+        "credential {} (shown once, store it now):\n{}",
+        credential["id"].as_str().unwrap_or(""),
+        credential["token"].as_str().unwrap_or("")
+    );
+}
+
+async fn credential(client: &HubClient, command: CredentialCommand) -> anyhow::Result<()> {
+    match command {
+        CredentialCommand::Rotate { plugin_id, tenant } => {
+            let path = format!("/tenants/{tenant}/installations/{plugin_id}/credentials");
+            let issued = client.call(Method::POST, &path, None).await?;
+            print_new_credential(&issued);
+        }
+        CredentialCommand::List { plugin_id, tenant } => {
+            let path = format!("/tenants/{tenant}/installations/{plugin_id}/credentials");
+            let list = client.call(Method::GET, &path, None).await?;
+            for credential in list["credentials"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\tcreated {}\tlast used {}",
+                    credential["id"].as_str().unwrap_or(""),
+                    credential["createdAt"].as_str().unwrap_or(""),
+                    credential["lastUsedAt"].as_str().unwrap_or("never")
+                );
+            }
+        }
+        CredentialCommand::Revoke {
+            credential_id,
+            plugin,
+            tenant,
+        } => {
+            let path =
+                format!("/tenants/{tenant}/installations/{plugin}/credentials/{credential_id}");
+            client.call(Method::DELETE, &path, None).await?;
+            println!("revoked credential {credential_id}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! Settings of `plexhub serve`: defaults, then `plexhub.toml`, then `PLEXHUB_*` environment
+//! variables, then flags (each later source wins), validated into server [`Settings`].
+
+use std::fs;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use figment::Figment;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use plexhub_server::{Secret, Settings};
+use serde::{Deserialize, Serialize};
+
+/// Where state lives by default, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "plexhub-data";
+/// Name of the generated admin token file inside the data dir.
+const TOKEN_FILE: &str = "admin-token";
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting of `serve`; each field doubles as a `plexhub.toml` key and a `PLEXHUB_<KEY>`
+/// environment variable.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ServeConfig {
+    /// `HOST:PORT` to listen on.
+    pub listen: String,
+    /// Directory for the SQLite file and the generated admin token.
+    pub data_dir: PathBuf,
+    /// `postgres://…` for scaled mode (default: SQLite in the data dir).
+    pub database_url: Option<String>,
+    /// `redis://…` for scaled mode.
+    pub redis_url: Option<String>,
+    /// The admin token (default: generated into the data dir at first start).
+    pub admin_token: Option<String>,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// `tracing` filter, e.g. `info` or `plexhub_server=debug,info`.
+    pub log_level: String,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:4000".to_owned(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            database_url: None,
+            redis_url: None,
+            admin_token: None,
+            log_format: LogFormat::Text,
+            log_level: "info,sqlx=warn".to_owned(),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Merges the sources; `flags` holds only the flags given on the command line.
+pub fn load(config_file: &Path, flags: impl Serialize) -> anyhow::Result<ServeConfig> {
+    Figment::from(Serialized::defaults(ServeConfig::default()))
+        .merge(Toml::file(config_file))
+        .merge(Env::prefixed("PLEXHUB_"))
+        .merge(Serialized::defaults(flags))
+        .extract()
+        .context("invalid settings")
+}
+
+/// The admin token: configured, or read from / generated into the data dir.
+/// Returns the token and whether it was just generated.
+fn admin_token(config: &ServeConfig) -> anyhow::Result<(String, bool)> {
+    if let Some(token) = &config.admin_token {
+        if token.trim().len() < 16 {
+            bail!("the admin token must be at least 16 characters");
+        }
+        return Ok((token.trim().to_owned(), false));
+    }
+    if let Some(token) = read_token_file(&config.data_dir) {
+        return Ok((token, false));
+    }
+    let token = plexhub_core::credential::generate_admin_token();
+    let path = config.data_dir.join(TOKEN_FILE);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{token}").with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((token, true))
+}
+
+/// Reads the generated admin token file of a data dir, if there is one.
+pub fn read_token_file(data_dir: &Path) -> Option<String> {
+    let text = fs::read_to_string(data_dir.join(TOKEN_FILE)).ok()?;
+    let token = text.trim();
+    (!token.is_empty()).then(|| token.to_owned())
+}
+
+/// Validates the merged configuration, creating the data dir, and returns server settings
+/// plus the admin token when it was generated now (to be shown once).
+pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<String>)> {
+    let listen: SocketAddr = config
+        .listen
+        .parse()
+        .with_context(|| format!("listen address {:?} is not HOST:PORT", config.listen))?;
+    fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let database_url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", config.data_dir.join("plexhub.db").display()),
+    };
+    if config.max_body_bytes == 0 {
+        bail!("max_body_bytes must be positive");
+    }
+    let (token, generated) = admin_token(config)?;
+    let settings = Settings {
+        listen,
+        database_url: Secret::new(database_url),
+        redis_url: config.redis_url.clone().map(Secret::new),
+        admin_token: Secret::new(token.clone()),
+        max_body_bytes: config.max_body_bytes,
+    };
+    Ok((settings, generated.then_some(token)))
+}

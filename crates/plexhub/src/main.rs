@@ -1,0 +1,93 @@
+//! The `plexhub` binary: `plexhub serve` runs the hub; the other commands administer a running
+//! hub over HTTP.
+
+mod client;
+mod commands;
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// plexhub: the plugin communication hub.
+#[derive(Parser)]
+#[command(name = "plexhub", version, about)]
+struct Cli {
+    /// Hub to talk to (admin commands).
+    #[arg(
+        long,
+        global = true,
+        env = "PLEXHUB_URL",
+        default_value = "http://127.0.0.1:4000"
+    )]
+    hub: String,
+    /// Admin token (admin commands); falls back to the token file in --data-dir.
+    #[arg(
+        long,
+        global = true,
+        env = "PLEXHUB_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub.
+    Serve(serve::ServeArgs),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(commands::TenantCommand),
+    /// Validate, publish and list plugin manifests.
+    #[command(subcommand)]
+    Plugin(commands::PluginCommand),
+    /// Install a catalog plugin for a tenant and print its credential.
+    Install(commands::InstallArgs),
+    /// Issue, list and revoke installation credentials.
+    #[command(subcommand)]
+    Credential(commands::CredentialCommand),
+    /// Show who a token belongs to.
+    Whoami,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            other => {
+                let token = cli
+                    .token
+                    .or_else(|| config::read_token_file(&default_data_dir()));
+                let client = client::HubClient::new(&cli.hub, token);
+                commands::run(&client, other).await
+            }
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The data directory admin commands look in for the token file: `PLEXHUB_DATA_DIR` or the
+/// serve default.
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("PLEXHUB_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR))
+}

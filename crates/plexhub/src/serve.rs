@@ -1,0 +1,99 @@
+//! `plexhub serve`.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use plexhub_server::Application;
+use serde::Serialize;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{self, LogFormat};
+
+/// Flags of `serve`; each overrides `PLEXHUB_<NAME>` and `plexhub.toml`.
+#[derive(clap::Args, Serialize)]
+pub struct ServeArgs {
+    /// Settings file (TOML; keys as the flags, with underscores).
+    #[arg(long, default_value = "plexhub.toml")]
+    #[serde(skip)]
+    config: PathBuf,
+    /// HOST:PORT to listen on [default: 127.0.0.1:4000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+    /// Directory for the SQLite database and the admin token [default: ./plexhub-data].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// postgres://… to use PostgreSQL instead of SQLite.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+    /// redis://… for scaled mode.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis_url: Option<String>,
+    /// Log format [default: text].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<LogFormat>,
+    /// Log filter, e.g. `debug` [default: info].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_level: Option<String>,
+    /// Largest accepted request body in bytes [default: 1048576].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_body_bytes: Option<usize>,
+}
+
+fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let filter =
+        EnvFilter::try_new(level).with_context(|| format!("invalid log level {level:?}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+/// Loads settings, starts the hub and serves until SIGINT/SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let merged = config::load(&args.config, &args)?;
+    init_logging(merged.log_format, &merged.log_level)?;
+    let (settings, generated_token) = config::into_settings(&merged)?;
+    if let Some(token) = generated_token {
+        println!(
+            "Generated the admin token (shown once; saved to {}/admin-token, mode 0600):\n{token}",
+            merged.data_dir.display()
+        );
+    }
+    let app = Application::build(settings).await?;
+    println!("plexhub listening on http://{}", app.local_addr());
+    app.run_until(shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}

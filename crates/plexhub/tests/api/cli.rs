@@ -1,0 +1,423 @@
+//! The `plexhub` binary: admin commands against a running hub, and `serve` itself.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::Command;
+
+use crate::helpers::{ADMIN, TestApp};
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/manifests");
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+async fn plexhub(app: &TestApp, token: &str, args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_plexhub"))
+        .args(["--hub", &app.base, "--token", token])
+        .args(args)
+        .env_remove("PLEXHUB_ADMIN_TOKEN")
+        .env_remove("PLEXHUB_URL")
+        .output()
+        .await
+        .expect("run plexhub");
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[track_caller]
+fn succeeded(run: &Run) -> &str {
+    assert!(run.ok, "command failed: {}{}", run.stdout, run.stderr);
+    &run.stdout
+}
+
+#[track_caller]
+fn failed_with(run: &Run, code: &str) {
+    assert!(!run.ok, "command should fail: {}", run.stdout);
+    let first = run.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error: ") && first.contains(code),
+        "stderr: {}",
+        run.stderr
+    );
+}
+
+async fn the_readme_walkthrough_works_through_the_cli(app: TestApp) {
+    let crm = format!("{EXAMPLES}/crm.json");
+    let analytics = format!("{EXAMPLES}/analytics.json");
+
+    let created = plexhub(
+        &app,
+        ADMIN,
+        &["tenant", "create", "acme", "--name", "Acme Corp"],
+    )
+    .await;
+    assert!(succeeded(&created).starts_with("acme\tactive\t"));
+    failed_with(
+        &plexhub(&app, ADMIN, &["tenant", "create", "acme"]).await,
+        "TENANT_EXISTS",
+    );
+    failed_with(
+        &plexhub(&app, ADMIN, &["tenant", "create", "Bad_Slug"]).await,
+        "INVALID_SLUG",
+    );
+
+    assert!(
+        succeeded(&plexhub(&app, ADMIN, &["plugin", "validate", &crm]).await).contains("valid")
+    );
+    let published = plexhub(&app, ADMIN, &["plugin", "publish", &crm]).await;
+    assert_eq!(succeeded(&published).trim(), "published plugin-crm 1.0.0");
+    let listed = plexhub(&app, ADMIN, &["plugin", "list"]).await;
+    assert_eq!(succeeded(&listed).trim(), "plugin-crm\t1.0.0\t1.0.0");
+
+    failed_with(
+        &plexhub(
+            &app,
+            ADMIN,
+            &[
+                "install",
+                "plugin-analytics",
+                "--tenant",
+                "acme",
+                "--base-url",
+                "http://127.0.0.1:3200",
+            ],
+        )
+        .await,
+        "PLUGIN_NOT_FOUND",
+    );
+    succeeded(&plexhub(&app, ADMIN, &["plugin", "publish", &analytics]).await);
+    let unmet = plexhub(
+        &app,
+        ADMIN,
+        &[
+            "install",
+            "plugin-analytics",
+            "--tenant",
+            "acme",
+            "--base-url",
+            "http://127.0.0.1:3200",
+        ],
+    )
+    .await;
+    failed_with(&unmet, "DEPENDENCY_UNMET");
+    assert!(unmet.stderr.contains("plugin-crm"), "{}", unmet.stderr);
+
+    let installed = plexhub(
+        &app,
+        ADMIN,
+        &[
+            "install",
+            "plugin-crm",
+            "--tenant",
+            "acme",
+            "--base-url",
+            "http://127.0.0.1:3100",
+            "--activate",
+        ],
+    )
+    .await;
+    let out = succeeded(&installed);
+    assert!(
+        out.starts_with("installed plugin-crm 1.0.0 for acme (ACTIVE)"),
+        "{out}"
+    );
+    let token = out
+        .lines()
+        .find(|l| l.starts_with("phk_"))
+        .expect("the credential is printed")
+        .to_owned();
+
+    let who = plexhub(&app, &token, &["whoami"]).await;
+    let who: serde_json::Value = serde_json::from_str(succeeded(&who)).expect("json");
+    assert_eq!(who["kind"], "plugin");
+    assert_eq!(who["tenant"], "acme");
+    assert_eq!(who["pluginId"], "plugin-crm");
+
+    // A plugin credential cannot administer.
+    failed_with(
+        &plexhub(&app, &token, &["tenant", "list"]).await,
+        "FORBIDDEN",
+    );
+
+    let rotated = plexhub(
+        &app,
+        ADMIN,
+        &["credential", "rotate", "plugin-crm", "--tenant", "acme"],
+    )
+    .await;
+    let new_token = succeeded(&rotated)
+        .lines()
+        .find(|l| l.starts_with("phk_"))
+        .expect("new token")
+        .to_owned();
+    let listed = plexhub(
+        &app,
+        ADMIN,
+        &["credential", "list", "plugin-crm", "--tenant", "acme"],
+    )
+    .await;
+    assert_eq!(succeeded(&listed).lines().count(), 2);
+    let old_id = token
+        .trim_start_matches("phk_")
+        .split_once('.')
+        .expect("id")
+        .0;
+    succeeded(
+        &plexhub(
+            &app,
+            ADMIN,
+            &[
+                "credential",
+                "revoke",
+                old_id,
+                "--plugin",
+                "plugin-crm",
+                "--tenant",
+                "acme",
+            ],
+        )
+        .await,
+    );
+    failed_with(&plexhub(&app, &token, &["whoami"]).await, "UNAUTHENTICATED");
+    succeeded(&plexhub(&app, &new_token, &["whoami"]).await);
+
+    succeeded(&plexhub(&app, ADMIN, &["tenant", "suspend", "acme"]).await);
+    failed_with(
+        &plexhub(&app, &new_token, &["whoami"]).await,
+        "TENANT_SUSPENDED",
+    );
+    let shown = plexhub(&app, ADMIN, &["tenant", "show", "acme"]).await;
+    assert!(succeeded(&shown).contains("\"suspended\""));
+    succeeded(&plexhub(&app, ADMIN, &["tenant", "resume", "acme"]).await);
+    let all = plexhub(&app, ADMIN, &["tenant", "list"]).await;
+    assert!(succeeded(&all).starts_with("acme\tactive"));
+    succeeded(&plexhub(&app, ADMIN, &["tenant", "delete", "acme"]).await);
+    failed_with(
+        &plexhub(&app, ADMIN, &["tenant", "show", "acme"]).await,
+        "TENANT_NOT_FOUND",
+    );
+}
+
+crate::on_both_backends!(the_readme_walkthrough_works_through_the_cli);
+
+#[tokio::test]
+async fn cli_errors_are_one_line_with_a_failing_exit_code() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let invalid = dir.path().join("bad.json");
+    std::fs::write(&invalid, "{ not json").expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_plexhub"))
+        .args([
+            "--hub",
+            "http://127.0.0.1:1",
+            "--token",
+            ADMIN,
+            "plugin",
+            "publish",
+        ])
+        .arg(&invalid)
+        .output()
+        .await
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("not valid JSON"),
+        "{stderr}"
+    );
+
+    let output = Command::new(env!("CARGO_BIN_EXE_plexhub"))
+        .args([
+            "--hub",
+            "http://127.0.0.1:1",
+            "--token",
+            ADMIN,
+            "tenant",
+            "list",
+        ])
+        .output()
+        .await
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach the hub at http://127.0.0.1:1"),
+        "{stderr}"
+    );
+}
+
+/// Starts `plexhub serve` in `dir` and returns the child and the address it prints.
+async fn serve(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String, Vec<String>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_plexhub"));
+    command
+        .arg("serve")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PLEXHUB_") {
+            command.env_remove(name);
+        }
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("spawn serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut printed = Vec::new();
+    let address = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            printed.push(line.clone());
+            if let Some(address) = line.strip_prefix("plexhub listening on ") {
+                return address.to_owned();
+            }
+        }
+        panic!("serve exited early: {printed:?}");
+    })
+    .await
+    .expect("serve starts within a minute");
+    (child, address, printed)
+}
+
+fn terminate(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn serve_starts_with_no_configuration_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut child, address, printed) = serve(dir.path(), &["--listen", "127.0.0.1:0"], &[]).await;
+
+    let token_file = dir.path().join("plexhub-data/admin-token");
+    let token = std::fs::read_to_string(&token_file)
+        .expect("token file")
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("pha_"));
+    assert!(
+        printed.iter().any(|line| line == &token),
+        "the token is printed once at first start"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&token_file)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        dir.path().join("plexhub-data/plexhub.db").exists(),
+        "SQLite file in the data dir"
+    );
+
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("{address}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+    let who = http
+        .get(format!("{address}/api/v1/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("whoami");
+    assert_eq!(who.status(), 200);
+
+    // The CLI finds the token file in the data dir by itself.
+    let output = Command::new(env!("CARGO_BIN_EXE_plexhub"))
+        .args(["--hub", &address, "tenant", "create", "from-file"])
+        .current_dir(dir.path())
+        .env_remove("PLEXHUB_ADMIN_TOKEN")
+        .output()
+        .await
+        .expect("cli");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    terminate(&child);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stops")
+        .expect("status");
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+
+    // Second start: same token, not printed again; data kept.
+    let (child, address, printed) = serve(dir.path(), &["--listen", "127.0.0.1:0"], &[]).await;
+    assert!(!printed.iter().any(|line| line.contains(&token)));
+    let tenant = http
+        .get(format!("{address}/api/v1/tenants/from-file"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("show");
+    assert_eq!(tenant.status(), 200);
+    terminate(&child);
+}
+
+#[tokio::test]
+async fn settings_come_from_flags_then_environment_then_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("plexhub.toml"),
+        "listen = \"127.0.0.1:1\"\nadmin_token = \"token-from-the-file-0001\"\nmax_body_bytes = 64\ndata_dir = \"state\"\n",
+    )
+    .expect("toml");
+    let (child, address, _) = serve(
+        dir.path(),
+        &["--listen", "127.0.0.1:0"],
+        &[("PLEXHUB_ADMIN_TOKEN", "token-from-the-environment-01")],
+    )
+    .await;
+    assert!(!address.ends_with(":1"), "the flag beats the file");
+    let http = reqwest::Client::new();
+    let as_env = http
+        .get(format!("{address}/api/v1/whoami"))
+        .bearer_auth("token-from-the-environment-01")
+        .send()
+        .await
+        .expect("whoami");
+    assert_eq!(as_env.status(), 200, "the environment beats the file");
+    let as_file = http
+        .get(format!("{address}/api/v1/whoami"))
+        .bearer_auth("token-from-the-file-0001")
+        .send()
+        .await
+        .expect("whoami");
+    assert_eq!(as_file.status(), 401);
+    let too_big = http
+        .post(format!("{address}/api/v1/tenants"))
+        .bearer_auth("token-from-the-environment-01")
+        .json(&serde_json::json!({"slug": "acme", "name": "x".repeat(100)}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(too_big.status(), 413, "the file's max_body_bytes applies");
+    assert!(
+        dir.path().join("state/plexhub.db").exists(),
+        "the file's data_dir applies"
+    );
+    terminate(&child);
+}

@@ -1,0 +1,308 @@
+//! Test harness: a real hub on a random port, on SQLite (temp dir) or PostgreSQL (a fresh
+//! database per test, dropped afterwards).
+
+use plexhub_server::{Application, Secret, Settings};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::Connection as _;
+
+/// The admin token every test hub uses.
+pub const ADMIN: &str = "test-admin-token-0123456789";
+
+/// The example manifests of the repository.
+pub const CRM_MANIFEST: &str = include_str!("../../../../examples/manifests/crm.json");
+pub const ANALYTICS_MANIFEST: &str = include_str!("../../../../examples/manifests/analytics.json");
+
+/// Storage backend under test.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Reads a test service URL; `None` (with a visible note) on a laptop without it, a panic
+/// under CI, where skipping would hide failures.
+pub fn service_url(variable: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!(
+                "{variable} must be set under CI: the PostgreSQL/Redis suites may not be skipped"
+            )
+        }
+        _ => {
+            eprintln!("SKIPPED: {variable} is not set, so this PostgreSQL/Redis test does not run");
+            None
+        }
+    }
+}
+
+/// A PostgreSQL database created for one test and dropped when the guard goes.
+pub struct PgDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub async fn create(admin_url: &str) -> Self {
+        let name = format!("plexhub_test_{}", uuid::Uuid::new_v4().simple());
+        let mut connection = sqlx::PgConnection::connect(admin_url)
+            .await
+            .expect("connect to PLEXHUB_TEST_DATABASE_URL");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut connection)
+            .await
+            .expect("create test database");
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("database URL ends with /<database>");
+        Self {
+            admin_url: admin_url.to_owned(),
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; do the async cleanup on a thread of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            runtime.block_on(async {
+                if let Ok(mut connection) = sqlx::PgConnection::connect(&admin_url).await {
+                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    if let Err(error) = sqlx::query(&drop).execute(&mut connection).await {
+                        eprintln!("could not drop test database {name}: {error}");
+                    }
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// Where a test hub keeps its data.
+enum Storage {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres(#[allow(dead_code)] PgDatabase),
+}
+
+/// A running hub and a client for it.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    _storage: Storage,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Options for [`spawn_with`].
+#[derive(Default)]
+pub struct Options {
+    pub redis_url: Option<String>,
+    pub max_body_bytes: Option<usize>,
+}
+
+/// Starts a hub on `backend`, or returns `None` when PostgreSQL is not configured (laptop).
+pub async fn spawn(backend: Backend) -> Option<TestApp> {
+    spawn_with(backend, Options::default()).await
+}
+
+/// Starts a hub with options.
+pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
+    let (storage, database_url) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("plexhub.db").display());
+            (Storage::Sqlite(dir), url)
+        }
+        Backend::Postgres => {
+            let admin_url = service_url("PLEXHUB_TEST_DATABASE_URL")?;
+            let database = PgDatabase::create(&admin_url).await;
+            let url = database.url.clone();
+            (Storage::Postgres(database), url)
+        }
+    };
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        database_url: Secret::new(database_url),
+        redis_url: options.redis_url.map(Secret::new),
+        admin_token: Secret::new(ADMIN),
+        max_body_bytes: options.max_body_bytes.unwrap_or(1024 * 1024),
+    };
+    let app = Application::build(settings).await.expect("hub starts");
+    let address = app.local_addr();
+    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = stop.await;
+    }));
+    Some(TestApp {
+        base: format!("http://{address}"),
+        http: reqwest::Client::new(),
+        _storage: storage,
+        _shutdown: shutdown,
+    })
+}
+
+/// A response: status, headers and JSON body (`Null` when empty or not JSON).
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The stable error code of a `/api/v1` error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("<no code>")
+    }
+
+    /// Asserts status and error code together, showing the body on failure.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status.as_u16(), self.code()),
+            (status, code),
+            "body: {}",
+            self.body
+        );
+        assert!(
+            self.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "an error needs a message: {}",
+            self.body
+        );
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        &self.body
+    }
+}
+
+impl TestApp {
+    /// Sends a request; `token` is the bearer, `headers` extra headers.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request reaches the hub");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn admin(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
+        self.send(method, path, Some(ADMIN), &[], body).await
+    }
+
+    pub async fn as_plugin(&self, token: &str, method: Method, path: &str) -> Reply {
+        self.send(method, path, Some(token), &[], None).await
+    }
+
+    /// Creates a tenant and returns its JSON.
+    pub async fn create_tenant(&self, slug: &str) -> Value {
+        self.admin(
+            Method::POST,
+            "/api/v1/tenants",
+            Some(&json!({ "slug": slug })),
+        )
+        .await
+        .assert_status(201)
+        .clone()
+    }
+
+    /// Publishes a manifest (as JSON) and asserts it was created.
+    pub async fn publish(&self, manifest: &Value) {
+        self.admin(Method::POST, "/api/v1/plugins", Some(manifest))
+            .await
+            .assert_status(201);
+    }
+
+    /// Installs a plugin and returns the installed credential's token.
+    pub async fn install(&self, tenant: &str, plugin_id: &str, extra: Value) -> String {
+        let mut body = json!({ "pluginId": plugin_id, "baseUrl": "http://127.0.0.1:9" });
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        let reply = self
+            .admin(
+                Method::POST,
+                &format!("/api/v1/tenants/{tenant}/installations"),
+                Some(&body),
+            )
+            .await;
+        reply.assert_status(201)["credential"]["token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+}
+
+/// The CRM manifest with another version.
+pub fn crm_at(version: &str) -> Value {
+    let mut manifest: Value = serde_json::from_str(CRM_MANIFEST).expect("crm manifest");
+    manifest["version"] = json!(version);
+    manifest
+}
+
+/// The Analytics manifest.
+pub fn analytics() -> Value {
+    serde_json::from_str(ANALYTICS_MANIFEST).expect("analytics manifest")
+}
+
+/// Runs each listed `async fn(TestApp)` once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let app = $crate::helpers::spawn($crate::helpers::Backend::Sqlite)
+                        .await
+                        .expect("sqlite always runs");
+                    super::$test(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    if let Some(app) = $crate::helpers::spawn($crate::helpers::Backend::Postgres).await {
+                        super::$test(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,159 @@
+//! HTTP hygiene: bad input gets a clear 4xx with a stable code, never a 500.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{ADMIN, Backend, Options, TestApp, spawn, spawn_with};
+
+async fn raw(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> crate::helpers::Reply {
+    let mut request = app
+        .http
+        .request(method, format!("{}{path}", app.base))
+        .bearer_auth(ADMIN)
+        .body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let response = request.send().await.expect("send");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = serde_json::from_slice(&response.bytes().await.expect("body")).unwrap_or_default();
+    crate::helpers::Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_stable_codes() {
+    let app = spawn(Backend::Sqlite).await.expect("sqlite");
+    let json_type = Some("application/json");
+    raw(
+        &app,
+        Method::POST,
+        "/api/v1/tenants",
+        json_type,
+        b"{\"slug\":".to_vec(),
+    )
+    .await
+    .assert_error(400, "MALFORMED_JSON");
+    raw(
+        &app,
+        Method::POST,
+        "/api/v1/tenants",
+        json_type,
+        b"{\"slug\": 5}".to_vec(),
+    )
+    .await
+    .assert_error(400, "INVALID_BODY");
+    raw(
+        &app,
+        Method::POST,
+        "/api/v1/tenants",
+        json_type,
+        b"{\"slug\": \"ok-slug\", \"owner\": 1}".to_vec(),
+    )
+    .await
+    .assert_error(400, "INVALID_BODY");
+    raw(
+        &app,
+        Method::POST,
+        "/api/v1/tenants",
+        json_type,
+        b"{}".to_vec(),
+    )
+    .await
+    .assert_error(400, "INVALID_BODY");
+    raw(
+        &app,
+        Method::POST,
+        "/api/v1/tenants",
+        Some("text/plain"),
+        b"{\"slug\":\"ok\"}".to_vec(),
+    )
+    .await
+    .assert_error(415, "UNSUPPORTED_MEDIA_TYPE");
+    raw(
+        &app,
+        Method::POST,
+        "/api/v1/plugins",
+        json_type,
+        b"\xff\xfe".to_vec(),
+    )
+    .await
+    .assert_error(400, "MALFORMED_JSON");
+    let unknown = app.admin(Method::GET, "/api/v1/nothing-here", None).await;
+    unknown.assert_error(404, "NOT_FOUND");
+    app.admin(Method::PUT, "/api/v1/tenants", Some(&json!({})))
+        .await
+        .assert_error(405, "METHOD_NOT_ALLOWED");
+}
+
+#[tokio::test]
+async fn oversize_bodies_get_413_at_the_configured_limit() {
+    let app = spawn_with(
+        Backend::Sqlite,
+        Options {
+            max_body_bytes: Some(4096),
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("sqlite");
+    let big = format!("{{\"slug\":\"big\",\"name\":\"{}\"}}", "x".repeat(8000));
+    raw(
+        &app,
+        Method::POST,
+        "/api/v1/tenants",
+        Some("application/json"),
+        big.into_bytes(),
+    )
+    .await
+    .assert_error(413, "PAYLOAD_TOO_LARGE");
+    let default = spawn(Backend::Sqlite).await.expect("sqlite");
+    let manifest = json!({"id": "plugin-big", "padding": "y".repeat(1024 * 1024 + 10)});
+    default
+        .admin(Method::POST, "/api/v1/plugins", Some(&manifest))
+        .await
+        .assert_error(413, "PAYLOAD_TOO_LARGE");
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_when_sane_and_generated_otherwise() {
+    let app = spawn(Backend::Sqlite).await.expect("sqlite");
+    let kept = app
+        .send(
+            Method::GET,
+            "/healthz",
+            None,
+            &[("x-request-id", "trace-42.a:b")],
+            None,
+        )
+        .await;
+    assert_eq!(kept.headers["x-request-id"], "trace-42.a:b");
+    let replaced = app
+        .send(
+            Method::GET,
+            "/healthz",
+            None,
+            &[("x-request-id", "bad id with spaces")],
+            None,
+        )
+        .await;
+    let generated = replaced.headers["x-request-id"].to_str().expect("ascii");
+    assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
+    let error = app
+        .send(Method::GET, "/api/v1/whoami", None, &[], None)
+        .await;
+    assert!(
+        error.headers.contains_key("x-request-id"),
+        "errors carry ids too"
+    );
+}

@@ -1,0 +1,12 @@
+//! One integration-test binary: every test starts a real hub on a random port and speaks HTTP
+//! to it; storage-touching tests run on SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod auth;
+mod catalog;
+mod cli;
+mod http;
+mod installations;
+mod operations;
+mod tenants;

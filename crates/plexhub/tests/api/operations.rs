@@ -1,0 +1,182 @@
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{Backend, Options, TestApp, service_url, spawn, spawn_with};
+
+async fn health_and_readiness_need_no_credentials(app: TestApp) {
+    let health = app.send(Method::GET, "/healthz", None, &[], None).await;
+    assert_eq!(health.assert_status(200), &json!({"status": "ok"}));
+    let ready = app.send(Method::GET, "/readyz", None, &[], None).await;
+    assert_eq!(
+        ready.assert_status(200),
+        &json!({"status": "ready", "database": "ok", "redis": "not configured"})
+    );
+}
+
+crate::on_both_backends!(health_and_readiness_need_no_credentials);
+
+#[tokio::test]
+async fn readiness_reports_redis_when_configured() {
+    let down = spawn_with(
+        Backend::Sqlite,
+        Options {
+            redis_url: Some("redis://127.0.0.1:1/".to_owned()),
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("starts even when Redis is down");
+    let reply = down.send(Method::GET, "/readyz", None, &[], None).await;
+    let body = reply.assert_status(503);
+    assert_eq!(body["status"], "not ready");
+    assert_eq!(body["database"], "ok");
+    assert!(
+        body["redis"]
+            .as_str()
+            .is_some_and(|r| r.contains("unreachable")),
+        "{body}"
+    );
+
+    let Some(redis_url) = service_url("PLEXHUB_TEST_REDIS_URL") else {
+        return;
+    };
+    let up = spawn_with(
+        Backend::Sqlite,
+        Options {
+            redis_url: Some(redis_url),
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("starts");
+    let reply = up.send(Method::GET, "/readyz", None, &[], None).await;
+    assert_eq!(reply.assert_status(200)["redis"], "ok");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template() {
+    let app = spawn(Backend::Sqlite).await.expect("sqlite");
+    app.admin(Method::GET, "/api/v1/tenants/nobody", None).await;
+    app.admin(Method::GET, "/api/v1/tenants/ghost", None).await;
+    let response = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("text");
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("plexhub_http_requests_total")
+                && l.contains("route=\"/api/v1/tenants/{slug}\"")
+                && l.contains("status=\"404\"")
+        })
+        .unwrap_or_else(|| panic!("no counter for the route template in:\n{text}"));
+    assert!(line.ends_with(" 2"), "{line}");
+    assert!(!text.contains("nobody"), "raw paths never become labels");
+    assert!(text.contains("plexhub_http_request_duration_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn openapi_lists_every_route_and_docs_render_offline() {
+    let app = spawn(Backend::Sqlite).await.expect("sqlite");
+    let doc = app
+        .send(Method::GET, "/openapi.json", None, &[], None)
+        .await;
+    let doc = doc.assert_status(200);
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        doc["openapi"]
+    );
+    let expected = [
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/api/v1/whoami", "get"),
+        ("/api/v1/tenants", "get"),
+        ("/api/v1/tenants", "post"),
+        ("/api/v1/tenants/{slug}", "get"),
+        ("/api/v1/tenants/{slug}", "patch"),
+        ("/api/v1/tenants/{slug}", "delete"),
+        ("/api/v1/plugins", "get"),
+        ("/api/v1/plugins", "post"),
+        ("/api/v1/plugins/validate", "post"),
+        ("/api/v1/plugins/{pluginId}", "get"),
+        ("/api/v1/plugins/{pluginId}/versions/{version}", "get"),
+        ("/api/v1/tenants/{slug}/installations", "get"),
+        ("/api/v1/tenants/{slug}/installations", "post"),
+        ("/api/v1/tenants/{slug}/installations/{pluginId}", "get"),
+        ("/api/v1/tenants/{slug}/installations/{pluginId}", "delete"),
+        (
+            "/api/v1/tenants/{slug}/installations/{pluginId}/activate",
+            "post",
+        ),
+        (
+            "/api/v1/tenants/{slug}/installations/{pluginId}/deactivate",
+            "post",
+        ),
+        (
+            "/api/v1/tenants/{slug}/installations/{pluginId}/credentials",
+            "get",
+        ),
+        (
+            "/api/v1/tenants/{slug}/installations/{pluginId}/credentials",
+            "post",
+        ),
+        (
+            "/api/v1/tenants/{slug}/installations/{pluginId}/credentials/{credentialId}",
+            "delete",
+        ),
+    ];
+    for (path, method) in expected {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing from /openapi.json"
+        );
+    }
+    let documented: usize = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|item| {
+            item.as_object()
+                .map_or(0, |ops| ops.keys().filter(|k| *k != "parameters").count())
+        })
+        .sum();
+    assert_eq!(
+        documented,
+        expected.len(),
+        "a route is documented that the test does not know"
+    );
+
+    let page = app
+        .http
+        .get(format!("{}/docs/", app.base))
+        .send()
+        .await
+        .expect("docs");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("swagger-ui"), "{html}");
+    assert!(
+        !html.contains("https://"),
+        "the docs page must not load anything from the internet"
+    );
+    let script = app
+        .http
+        .get(format!("{}/docs/swagger-ui-bundle.js", app.base))
+        .send()
+        .await
+        .expect("bundle");
+    assert_eq!(
+        script.status(),
+        200,
+        "the UI's script is served from the binary"
+    );
+    assert!(script.text().await.expect("js").len() > 100_000);
+}
