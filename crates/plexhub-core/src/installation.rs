@@ -222,9 +222,17 @@ pub fn unmet_dependencies(
     declared: &[DependencySpec],
     installed: &[(PluginId, Version)],
 ) -> Vec<UnmetDependency> {
+    // A manifest may depend on the same plugin once per service; report each plugin and range once.
+    let is_first = |i: usize, dep: &DependencySpec| {
+        !declared[..i]
+            .iter()
+            .any(|earlier| earlier.plugin_id == dep.plugin_id && earlier.range == dep.range)
+    };
     declared
         .iter()
-        .filter_map(|dep| {
+        .enumerate()
+        .filter(|(i, dep)| is_first(*i, dep))
+        .filter_map(|(_, dep)| {
             let found = installed.iter().find(|(id, _)| *id == dep.plugin_id);
             let (installed_version, message) = match found {
                 None if dep.required => (
@@ -327,6 +335,7 @@ mod tests {
         };
         let declared = [
             dep("plugin-crm", "^1.0.0", true),
+            dep("plugin-mail", "^2.0.0", true),
             dep("plugin-mail", "^2.0.0", true),
             dep("plugin-maps", "^1.0.0", false),
             dep("plugin-chat", "^1.0.0", false),
