@@ -137,6 +137,26 @@ impl BaseUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The origin (`scheme://host[:port]`), as browsers and the origin allow-list spell it.
+    pub fn origin(&self) -> String {
+        url::Url::parse(&self.0)
+            .map(|url| url.origin().ascii_serialization())
+            .unwrap_or_default()
+    }
+}
+
+impl Installation {
+    /// Origins plugins of this installation may register services at: the configured
+    /// `allowedOrigins`, or by default the origin of the installation's `baseUrl`.
+    pub fn allows_origin_of(&self, url: &BaseUrl) -> bool {
+        let origin = url.origin();
+        if self.allowed_origins.is_empty() {
+            origin == self.base_url.origin()
+        } else {
+            self.allowed_origins.contains(&origin)
+        }
+    }
 }
 
 /// Parses a browser origin (`scheme://host[:port]`) allowed to reach a plugin.

@@ -8,5 +8,6 @@ pub mod credential;
 pub mod ids;
 pub mod installation;
 pub mod manifest;
+pub mod registry;
 pub mod tenant;
 pub mod version;

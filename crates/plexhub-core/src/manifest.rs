@@ -763,7 +763,7 @@ fn describe(value: &Value) -> &'static str {
 
 /// An endpoint path template: `/`, or `/`-separated non-empty segments of letters, digits, `-`,
 /// `_`, `:`, `*` and `.`, where no segment is `.` or `..`.
-fn check_endpoint_path(path: &str) -> Result<(), String> {
+pub fn check_endpoint_path(path: &str) -> Result<(), String> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err("path must start with \"/\"".to_owned());
     };

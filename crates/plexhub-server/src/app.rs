@@ -3,12 +3,16 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use plexhub_store::StoreError;
+use plexhub_store::feed::ChangeFeed;
 use plexhub_store::redis::{RedisError, RedisHandle};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
+use crate::cache::HubCache;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -37,22 +41,34 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     local_addr: SocketAddr,
+    state: AppState,
+    sweep_interval: Duration,
 }
 
 impl Application {
-    /// Opens storage (applying migrations), connects Redis lazily and binds the listener.
+    /// Opens storage (applying migrations), connects the change feed and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let store = plexhub_store::open(settings.database_url.expose()).await?;
+        let shutdown = CancellationToken::new();
         let redis = settings
             .redis_url
             .as_ref()
             .map(|url| RedisHandle::new(url.expose()))
             .transpose()?;
+        let feed = match &redis {
+            Some(redis) => ChangeFeed::with_redis(redis.client(), shutdown.clone()),
+            None => ChangeFeed::in_process(),
+        };
         let state = AppState {
             store,
             admin_token: Arc::new(settings.admin_token.clone()),
             redis,
             metrics: Metrics::new(),
+            cache: HubCache::new(feed.clone()),
+            feed,
+            health: settings.health,
+            clock: settings.clock.clone(),
+            shutdown,
         };
         let listener =
             TcpListener::bind(settings.listen)
@@ -68,8 +84,10 @@ impl Application {
         tracing::info!(backend = state.store.backend(), %local_addr, "hub ready");
         Ok(Self {
             listener,
-            router: crate::routes::router(state, settings.max_body_bytes),
+            router: crate::routes::router(state.clone(), settings.max_body_bytes),
             local_addr,
+            state,
+            sweep_interval: settings.sweep_interval,
         })
     }
 
@@ -78,13 +96,28 @@ impl Application {
         self.local_addr
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves until `shutdown` completes, then ends watch streams and background jobs and lets
+    /// in-flight requests finish.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let token = self.state.shutdown.clone();
+        let jobs = [
+            tokio::spawn(self.state.cache.clone().follow(token.clone())),
+            tokio::spawn(crate::sweep::run(self.state.clone(), self.sweep_interval)),
+        ];
+        let stop = token.clone();
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                stop.cancel();
+            })
+            .await;
+        token.cancel();
+        for job in jobs {
+            let _ = job.await;
+        }
+        served
     }
 }

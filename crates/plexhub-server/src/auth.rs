@@ -14,7 +14,7 @@ use plexhub_core::ids::PluginId;
 use plexhub_core::tenant::{Tenant, TenantSlug, TenantStatus};
 
 use crate::error::{ApiError, ErrorCode};
-use crate::state::{AppState, now_ms};
+use crate::state::AppState;
 
 /// Header through which seed-era clients name their tenant.
 pub const TENANT_HEADER: &str = "x-tenant-slug";
@@ -79,10 +79,17 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiEr
             Err(unauthenticated("unknown credential"))
         };
     };
-    let (credential, tenant) = state
-        .store
-        .credential_with_tenant(&presented.id)
-        .await?
+    let store = state.store.clone();
+    let lookup_id = presented.id.clone();
+    let cached = state
+        .cache
+        .credential(presented.id.as_str(), async move {
+            store.credential_with_tenant(&lookup_id).await
+        })
+        .await?;
+    let (credential, tenant) = cached
+        .as_ref()
+        .clone()
         .filter(|(credential, _)| credential.hash.matches(presented.secret))
         .ok_or_else(|| unauthenticated("unknown or revoked credential"))?;
     if tenant.status == TenantStatus::Suspended {
@@ -102,12 +109,17 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiEr
             ),
         ));
     }
-    let now = now_ms();
+    let now = state.clock.now_ms();
     if credential
         .last_used_at_ms
         .is_none_or(|last| now - last >= LAST_USED_GRANULARITY_MS)
     {
         state.store.touch_credential(&credential.id, now).await?;
+        let mut touched = credential.clone();
+        touched.last_used_at_ms = Some(now);
+        state
+            .cache
+            .refresh_credential(credential.id.as_str(), Some((touched, tenant.clone())));
     }
     Ok(Caller::Plugin(PluginCaller {
         tenant,
@@ -174,4 +186,61 @@ pub async fn admin_acting_tenant(
     let slug = TenantSlug::parse(claimed).map_err(|_| not_found())?;
     let tenant = state.store.tenant_by_slug(&slug).await?;
     tenant.map(Some).ok_or_else(not_found)
+}
+
+/// The tenant a tenant-scoped request acts in: a plugin credential's own tenant, or for the admin
+/// the one named by `X-Tenant-Slug` (400 `TENANT_REQUIRED` without it, 404 `TENANT_NOT_FOUND`
+/// for an unknown slug).
+pub struct TenantScope {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Who acts in it.
+    pub caller: Caller,
+}
+
+impl TenantScope {
+    /// The calling plugin, or `None` for the admin.
+    pub fn calling_plugin(&self) -> Option<&PluginId> {
+        match &self.caller {
+            Caller::Admin => None,
+            Caller::Plugin(plugin) => Some(&plugin.plugin_id),
+        }
+    }
+
+    /// Refuses a plugin acting for another plugin (403 `PLUGIN_NOT_CALLER`); the admin may act
+    /// for any plugin of the tenant.
+    pub fn ensure_acts_for(&self, plugin_id: &PluginId) -> Result<(), ApiError> {
+        match self.calling_plugin() {
+            Some(caller) if caller != plugin_id => Err(ApiError::new(
+                ErrorCode::PluginNotCaller,
+                format!(
+                    "{caller} cannot act for {plugin_id}: a plugin manages only its own services"
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for TenantScope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let tenant = match &caller {
+            Caller::Plugin(plugin) => plugin.tenant.clone(),
+            Caller::Admin => admin_acting_tenant(state, &parts.headers)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::TenantRequired,
+                        "name the tenant to act for with the X-Tenant-Slug header",
+                    )
+                })?,
+        };
+        Ok(Self { tenant, caller })
+    }
 }

@@ -66,6 +66,16 @@ pub enum ErrorCode {
     DependencyUnmet,
     /// No such credential for this installation.
     CredentialNotFound,
+    /// A plugin tried to act for another plugin.
+    PluginNotCaller,
+    /// The service name belongs to another plugin of the tenant.
+    ServiceOwned,
+    /// A registered URL's origin is not allowed for the installation.
+    OriginNotAllowed,
+    /// No such (discoverable) service.
+    ServiceNotFound,
+    /// No such replica of the service.
+    InstanceNotFound,
     /// A dependency of the hub (database, Redis) is unavailable.
     ServiceUnavailable,
     /// Unexpected failure; the response carries a request id, the log carries the cause.
@@ -78,16 +88,16 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             Unauthenticated => StatusCode::UNAUTHORIZED,
-            Forbidden | TenantSuspended | TenantMismatch => StatusCode::FORBIDDEN,
+            Forbidden | TenantSuspended | TenantMismatch | PluginNotCaller => StatusCode::FORBIDDEN,
             TenantRequired | InvalidSlug | MalformedJson | InvalidBody | InvalidParameter
-            | InvalidManifest => StatusCode::BAD_REQUEST,
+            | InvalidManifest | OriginNotAllowed => StatusCode::BAD_REQUEST,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             TenantNotFound | NotFound | PluginNotFound | VersionNotFound | NotInstalled
-            | CredentialNotFound => StatusCode::NOT_FOUND,
+            | CredentialNotFound | ServiceNotFound | InstanceNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             TenantExists | VersionExists | AlreadyInstalled | InvalidTransition
-            | DependencyUnmet => StatusCode::CONFLICT,
+            | DependencyUnmet | ServiceOwned => StatusCode::CONFLICT,
             ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -1,18 +1,22 @@
 //! plexhub-server: the HTTP layer of the hub (axum).
 //!
 //! Owns authentication, routes (which only translate HTTP to domain and store calls and back),
-//! the error mapping, request ids, metrics and the OpenAPI document. It must not contain domain
-//! rules (those live in plexhub-core) or SQL (plexhub-store).
+//! the error mapping, request ids, caches, background jobs, metrics and the OpenAPI document.
+//! It must not contain domain rules (those live in plexhub-core) or SQL (plexhub-store).
 
 mod app;
 mod auth;
+mod cache;
 pub mod error;
 mod extract;
 mod metrics;
+mod registry;
 mod request_id;
 mod routes;
 pub mod settings;
 mod state;
+mod sweep;
 
 pub use app::{Application, StartError};
 pub use settings::{Secret, Settings};
+pub use state::Clock;

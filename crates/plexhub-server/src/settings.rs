@@ -3,6 +3,11 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use plexhub_core::registry::HealthPolicy;
+
+use crate::state::Clock;
 
 /// A string that must not appear in logs: `Debug` and `Display` print `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -45,4 +50,10 @@ pub struct Settings {
     pub admin_token: Secret,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Heartbeat interval and staleness threshold of the registry.
+    pub health: HealthPolicy,
+    /// How often the health sweep runs.
+    pub sweep_interval: Duration,
+    /// Time source (the system clock outside tests).
+    pub clock: Clock,
 }

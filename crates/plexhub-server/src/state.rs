@@ -1,19 +1,24 @@
 //! The shared state of one hub instance: a cheap `Clone` handle passed to every handler.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::FromRef;
+use plexhub_core::registry::HealthPolicy;
 use plexhub_store::Store;
+use plexhub_store::feed::{Change, ChangeFeed};
 use plexhub_store::redis::RedisHandle;
+use tokio_util::sync::CancellationToken;
 
+use crate::cache::HubCache;
 use crate::metrics::Metrics;
 use crate::settings::Secret;
 
 /// Everything handlers need; cloning copies a few `Arc`s.
 #[derive(Clone)]
 pub struct AppState {
-    /// Tenants, catalog, installations, credentials.
+    /// Tenants, catalog, installations, credentials, registry.
     pub store: Arc<dyn Store>,
     /// The operator's token.
     pub admin_token: Arc<Secret>,
@@ -21,6 +26,25 @@ pub struct AppState {
     pub redis: Option<RedisHandle>,
     /// Prometheus registry.
     pub metrics: Arc<Metrics>,
+    /// Change notifications between hub instances.
+    pub feed: ChangeFeed,
+    /// In-process caches kept honest by the feed.
+    pub cache: Arc<HubCache>,
+    /// Heartbeat rules.
+    pub health: HealthPolicy,
+    /// Time source of every stored timestamp.
+    pub clock: Clock,
+    /// Cancelled when the hub shuts down; long-lived responses (watch streams) end with it.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Makes a change visible: drops stale cache entries here at once, then tells the other
+    /// hub instances (and this one's watchers) through the feed.
+    pub async fn changed(&self, change: Change) {
+        self.cache.apply(&change);
+        self.feed.publish(change).await;
+    }
 }
 
 impl FromRef<AppState> for Arc<Metrics> {
@@ -29,8 +53,42 @@ impl FromRef<AppState> for Arc<Metrics> {
     }
 }
 
-/// Wall-clock time in epoch milliseconds, the unit of every stored time.
-pub fn now_ms() -> i64 {
+/// Wall-clock time in epoch milliseconds, or a manual clock for tests of time-based rules.
+#[derive(Clone, Debug, Default)]
+pub struct Clock {
+    manual: Option<Arc<AtomicI64>>,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self::default()
+    }
+
+    /// A clock that starts at the current time and moves only when [`Clock::advance`]d; clones
+    /// share it, so several hub instances can share one.
+    pub fn manual() -> Self {
+        Self {
+            manual: Some(Arc::new(AtomicI64::new(system_now_ms()))),
+        }
+    }
+
+    /// Moves a manual clock forward (no effect on the system clock).
+    pub fn advance(&self, milliseconds: i64) {
+        if let Some(now) = &self.manual {
+            now.fetch_add(milliseconds, Ordering::AcqRel);
+        }
+    }
+
+    /// Now, in epoch milliseconds: the unit of every stored time.
+    pub fn now_ms(&self) -> i64 {
+        self.manual
+            .as_ref()
+            .map_or_else(system_now_ms, |now| now.load(Ordering::Acquire))
+    }
+}
+
+fn system_now_ms() -> i64 {
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

@@ -10,12 +10,17 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use plexhub_core::credential::{CredentialId, SecretHash};
 use plexhub_core::ids::PluginId;
-use plexhub_core::installation::{Installation, InstallationState};
+use plexhub_core::ids::ServiceName;
+use plexhub_core::installation::{BaseUrl, Installation, InstallationState};
+use plexhub_core::manifest::EndpointSpec;
+use plexhub_core::registry::{HealthPolicy, InstanceId, Service, ServiceStatus};
 use plexhub_core::tenant::{Tenant, TenantId, TenantSlug};
 use plexhub_core::version::Version;
 
+pub mod feed;
 pub mod postgres;
 pub mod redis;
+mod registry_sql;
 mod sql;
 pub mod sqlite;
 
@@ -157,8 +162,9 @@ pub trait InstallationStore: Send + Sync {
     ) -> StoreResult<Option<Installation>>;
     /// All installations of a tenant, ordered by plugin id.
     async fn installations(&self, tenant_id: TenantId) -> StoreResult<Vec<Installation>>;
-    /// Sets the state of an installation if it is still in `from` (optimistic check); false if
-    /// it is absent or was changed concurrently.
+    /// Sets the state of an installation if it is still in `from` (optimistic check), telling
+    /// registry watchers its services changed visibility; false if it is absent or was changed
+    /// concurrently.
     async fn set_installation_state(
         &self,
         tenant_id: TenantId,
@@ -167,8 +173,14 @@ pub trait InstallationStore: Send + Sync {
         to: InstallationState,
         now_ms: i64,
     ) -> StoreResult<bool>;
-    /// Removes an installation and its credentials in one transaction; false if absent.
-    async fn uninstall(&self, tenant_id: TenantId, plugin_id: &PluginId) -> StoreResult<bool>;
+    /// Removes an installation with its credentials and services in one transaction, telling
+    /// registry watchers; false if absent.
+    async fn uninstall(
+        &self,
+        tenant_id: TenantId,
+        plugin_id: &PluginId,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
 }
 
 /// Plugin credentials.
@@ -199,9 +211,199 @@ pub trait CredentialStore: Send + Sync {
     async fn touch_credential(&self, id: &CredentialId, now_ms: i64) -> StoreResult<()>;
 }
 
+/// One replica being registered or refreshed.
+#[derive(Debug, Clone)]
+pub struct InstanceRegistration {
+    /// Replica name.
+    pub id: InstanceId,
+    /// New URL; `None` keeps the replica's previous URL, or uses `fallback_base_url` when new.
+    pub base_url: Option<BaseUrl>,
+    /// URL of a new replica registered without one (the installation's).
+    pub fallback_base_url: BaseUrl,
+    /// The replica's own version.
+    pub version: Option<Version>,
+    /// Free-form metadata (replaced).
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A service registration (the seed's register call, or activation of an installation).
+#[derive(Debug, Clone)]
+pub struct ServiceRegistration {
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Owning plugin (must be installed).
+    pub plugin_id: PluginId,
+    /// Service name.
+    pub name: ServiceName,
+    /// Service version.
+    pub version: Version,
+    /// Free-form metadata (replaced).
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// `Some` replaces the endpoint list; `None` keeps the previous one.
+    pub endpoints: Option<Vec<EndpointSpec>>,
+    /// The replica registered with it.
+    pub instance: InstanceRegistration,
+}
+
+/// Result of a registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    /// Stored; the service id is stable across re-registrations.
+    Done {
+        /// The service id.
+        service_id: String,
+    },
+    /// Another plugin of the tenant owns the name; nothing changed.
+    OwnedBy(PluginId),
+    /// The service does not exist (instance registration needs a registered service).
+    NoSuchService,
+}
+
+/// What happened to a service, as told to watchers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryEventKind {
+    /// First registration.
+    Registered,
+    /// Re-registration, instance change, or visibility change of the installation.
+    Updated,
+    /// The effective status of an instance changed.
+    HealthChanged,
+    /// Removed.
+    Deregistered,
+}
+
+impl RegistryEventKind {
+    /// The stored and wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registered => "registered",
+            Self::Updated => "updated",
+            Self::HealthChanged => "health_changed",
+            Self::Deregistered => "deregistered",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Registered,
+            Self::Updated,
+            Self::HealthChanged,
+            Self::Deregistered,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+    }
+}
+
+/// One entry of a tenant's registry change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryEvent {
+    /// Per-tenant, strictly increasing.
+    pub seq: i64,
+    /// What happened.
+    pub kind: RegistryEventKind,
+    /// Which service.
+    pub service_name: ServiceName,
+    /// Its plugin.
+    pub plugin_id: PluginId,
+}
+
+/// Answer to "what changed since event N".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventsSince {
+    /// The events after N, oldest first (possibly none).
+    Events(Vec<RegistryEvent>),
+    /// N is too old (pruned) or unknown: re-list, then follow from `current`.
+    Reset {
+        /// The tenant's latest event id.
+        current: i64,
+    },
+}
+
+/// The service registry.
+#[async_trait]
+pub trait RegistryStore: Send + Sync {
+    /// Registers (or re-registers) a service and one replica, in one transaction: the service
+    /// row, the endpoint list when given, the replica (revived to HEALTHY) and a change event.
+    async fn register_service(
+        &self,
+        registration: &ServiceRegistration,
+        now_ms: i64,
+    ) -> StoreResult<Registered>;
+    /// Registers or refreshes one replica of an existing service owned by `plugin_id`.
+    async fn upsert_instance(
+        &self,
+        tenant_id: TenantId,
+        plugin_id: &PluginId,
+        name: &ServiceName,
+        instance: &InstanceRegistration,
+        now_ms: i64,
+    ) -> StoreResult<Registered>;
+    /// Removes one replica; false if absent.
+    async fn remove_instance(
+        &self,
+        tenant_id: TenantId,
+        name: &ServiceName,
+        instance: &InstanceId,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+    /// Removes a service with its endpoints and replicas; false if absent.
+    async fn deregister_service(
+        &self,
+        tenant_id: TenantId,
+        name: &ServiceName,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+    /// Records a heartbeat (`reported` HEALTHY) or a health report for the replicas of a
+    /// service: one replica, or all of them when `instance` is `None`. Returns how many changed.
+    async fn record_health(
+        &self,
+        tenant_id: TenantId,
+        service_id: &str,
+        instance: Option<&InstanceId>,
+        reported: ServiceStatus,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<u64>;
+    /// One service by name, with the state of its plugin's installation.
+    async fn service_by_name(
+        &self,
+        tenant_id: TenantId,
+        name: &ServiceName,
+    ) -> StoreResult<Option<(Service, InstallationState)>>;
+    /// One service by id.
+    async fn service_by_id(
+        &self,
+        tenant_id: TenantId,
+        service_id: &str,
+    ) -> StoreResult<Option<(Service, InstallationState)>>;
+    /// Every service of a tenant, ordered by name, with installation states.
+    async fn services(&self, tenant_id: TenantId)
+    -> StoreResult<Vec<(Service, InstallationState)>>;
+    /// The tenant's change log after `after`, at most `limit` entries.
+    async fn registry_events_since(
+        &self,
+        tenant_id: TenantId,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<EventsSince>;
+    /// Announces every replica whose effective status changed since last announced, exactly
+    /// once even when several hubs sweep at the same time. Returns the services affected.
+    async fn sweep_health(
+        &self,
+        policy: &HealthPolicy,
+        now_ms: i64,
+    ) -> StoreResult<Vec<(TenantId, ServiceName)>>;
+    /// Drops change-log entries older than `before_ms`; watchers behind them get a reset.
+    async fn prune_registry_events(&self, before_ms: i64) -> StoreResult<u64>;
+}
+
 /// Everything the hub stores, behind one handle.
 #[async_trait]
-pub trait Store: TenantStore + CatalogStore + InstallationStore + CredentialStore {
+pub trait Store:
+    TenantStore + CatalogStore + InstallationStore + CredentialStore + RegistryStore
+{
     /// Round-trips to the database (readiness).
     async fn ping(&self) -> StoreResult<()>;
     /// A short name of the backend for logs ("sqlite", "postgres").

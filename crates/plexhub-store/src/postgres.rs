@@ -32,3 +32,4 @@ crate::sql::sql_store!(
     sqlx::postgres::PgRow,
     "postgres"
 );
+crate::registry_sql::registry_store!(PostgresStore, sqlx::Postgres);

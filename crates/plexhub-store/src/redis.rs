@@ -27,6 +27,11 @@ impl RedisHandle {
         Ok(Self { client })
     }
 
+    /// The underlying client, for the change feed.
+    pub fn client(&self) -> redis::Client {
+        self.client.clone()
+    }
+
     /// Sends `PING`, giving up after `timeout`.
     pub async fn ping(&self, timeout: Duration) -> Result<(), RedisError> {
         let attempt = async {

@@ -11,7 +11,7 @@ use plexhub_core::version::Version;
 
 use crate::{CredentialRecord, PublishedVersion, StoreError, StoreResult};
 
-fn corrupt(table: &'static str, column: &'static str, value: &str) -> StoreError {
+pub(crate) fn corrupt(table: &'static str, column: &'static str, value: &str) -> StoreError {
     StoreError::Corrupt {
         table,
         column,
@@ -402,7 +402,8 @@ macro_rules! sql_store {
                 to: InstallationState,
                 now_ms: i64,
             ) -> StoreResult<bool> {
-                let done = sqlx::query(
+                let mut tx = self.pool.begin().await?;
+                let changed = sqlx::query(
                     "UPDATE installations SET state = $4, updated_at = $5 \
                      WHERE tenant_id = $1 AND plugin_id = $2 AND state = $3",
                 )
@@ -411,20 +412,56 @@ macro_rules! sql_store {
                 .bind(from.as_str())
                 .bind(to.as_str())
                 .bind(now_ms)
-                .execute(&self.pool)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed != 1 {
+                    return Ok(false);
+                }
+                // Whether the plugin's services are discoverable changed: tell watchers.
+                let names: Vec<String> = sqlx::query_scalar(
+                    "SELECT name FROM services WHERE tenant_id = $1 AND plugin_id = $2 ORDER BY name",
+                )
+                .bind(tenant_id.to_string())
+                .bind(plugin_id.as_str())
+                .fetch_all(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                for name in &names {
+                    append_event(&mut tx, tenant_id, crate::RegistryEventKind::Updated, name, plugin_id.as_str(), now_ms).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
             }
 
-            async fn uninstall(&self, tenant_id: TenantId, plugin_id: &PluginId) -> StoreResult<bool> {
-                // Credentials cascade from the installation row: one atomic statement.
-                let done =
-                    sqlx::query("DELETE FROM installations WHERE tenant_id = $1 AND plugin_id = $2")
-                        .bind(tenant_id.to_string())
-                        .bind(plugin_id.as_str())
-                        .execute(&self.pool)
-                        .await?;
-                Ok(done.rows_affected() == 1)
+            async fn uninstall(
+                &self,
+                tenant_id: TenantId,
+                plugin_id: &PluginId,
+                now_ms: i64,
+            ) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                // Services, endpoints, replicas and credentials cascade from these rows.
+                let names: Vec<String> = sqlx::query_scalar(
+                    "DELETE FROM services WHERE tenant_id = $1 AND plugin_id = $2 RETURNING name",
+                )
+                .bind(tenant_id.to_string())
+                .bind(plugin_id.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+                let removed = sqlx::query("DELETE FROM installations WHERE tenant_id = $1 AND plugin_id = $2")
+                    .bind(tenant_id.to_string())
+                    .bind(plugin_id.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if removed != 1 {
+                    return Ok(false);
+                }
+                for name in &names {
+                    append_event(&mut tx, tenant_id, crate::RegistryEventKind::Deregistered, name, plugin_id.as_str(), now_ms).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
             }
         }
 

@@ -33,3 +33,4 @@ impl SqliteStore {
 }
 
 crate::sql::sql_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "sqlite");
+crate::registry_sql::registry_store!(SqliteStore, sqlx::Sqlite);

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use figment::Figment;
 use figment::providers::{Env, Format as _, Serialized, Toml};
-use plexhub_server::{Secret, Settings};
+use std::time::Duration;
+
+use plexhub_core::registry::HealthPolicy;
+use plexhub_server::{Clock, Secret, Settings};
 use serde::{Deserialize, Serialize};
 
 /// Where state lives by default, relative to the working directory.
@@ -48,6 +51,12 @@ pub struct ServeConfig {
     pub log_level: String,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// Seconds between the heartbeats plugins are asked to send; 3 missed → DEGRADED.
+    pub heartbeat_interval: u64,
+    /// Seconds without a heartbeat after which a service is UNAVAILABLE.
+    pub stale_after: u64,
+    /// Seconds between health sweeps.
+    pub sweep_interval: u64,
 }
 
 impl Default for ServeConfig {
@@ -61,6 +70,9 @@ impl Default for ServeConfig {
             log_format: LogFormat::Text,
             log_level: "info,sqlx=warn".to_owned(),
             max_body_bytes: 1024 * 1024,
+            heartbeat_interval: 15,
+            stale_after: 300,
+            sweep_interval: 5,
         }
     }
 }
@@ -122,6 +134,13 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
     if config.max_body_bytes == 0 {
         bail!("max_body_bytes must be positive");
     }
+    if config.heartbeat_interval == 0 || config.sweep_interval == 0 {
+        bail!("heartbeat_interval and sweep_interval must be positive");
+    }
+    if config.stale_after <= 3 * config.heartbeat_interval {
+        bail!("stale_after must exceed 3 heartbeat intervals (when services become DEGRADED)");
+    }
+    let seconds = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let (token, generated) = admin_token(config)?;
     let settings = Settings {
         listen,
@@ -129,6 +148,12 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
         redis_url: config.redis_url.clone().map(Secret::new),
         admin_token: Secret::new(token.clone()),
         max_body_bytes: config.max_body_bytes,
+        health: HealthPolicy {
+            heartbeat_interval_ms: seconds(config.heartbeat_interval),
+            stale_after_ms: seconds(config.stale_after),
+        },
+        sweep_interval: Duration::from_secs(config.sweep_interval),
+        clock: Clock::system(),
     };
     Ok((settings, generated.then_some(token)))
 }

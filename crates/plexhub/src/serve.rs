@@ -44,6 +44,18 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_body_bytes: Option<usize>,
+    /// Seconds between plugin heartbeats; 3 missed make a service DEGRADED [default: 15].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heartbeat_interval: Option<u64>,
+    /// Seconds without heartbeat after which a service is UNAVAILABLE [default: 300].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stale_after: Option<u64>,
+    /// Seconds between health sweeps [default: 5].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sweep_interval: Option<u64>,
 }
 
 fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {

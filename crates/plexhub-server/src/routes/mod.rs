@@ -18,6 +18,7 @@ use crate::request_id::REQUEST_ID_HEADER;
 use crate::state::AppState;
 use crate::{auth, metrics, request_id};
 
+mod compat;
 mod ops;
 mod v1;
 
@@ -37,6 +38,8 @@ mod v1;
         (name = "installations", description = "Plugins installed per tenant and their lifecycle (admin)"),
         (name = "credentials", description = "Installation credentials (admin)"),
         (name = "identity", description = "Who is calling"),
+        (name = "registry", description = "Services, replicas, health and watch (plugin credential, or admin with X-Tenant-Slug)"),
+        (name = "registry (seed-compatible)", description = "The original /api/plugin-gateway registry routes; errors are {\"error\":\"<message>\",\"code\":…}"),
         (name = "operations", description = "Health, readiness, metrics (no authentication)")
     )
 )]
@@ -56,18 +59,25 @@ impl Modify for BearerAuth {
 
 /// The whole application router, with its OpenAPI document served at `/openapi.json` and `/docs`.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    let (api, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let authenticate = middleware::from_fn_with_state(state.clone(), auth::authenticate);
+    let (native, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1::router())
         .split_for_parts();
-    let api = api.layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::authenticate,
-    ));
+    let native = native.layer(authenticate.clone());
+    let (compat, compat_openapi) = OpenApiRouter::new()
+        .nest("/api/plugin-gateway", compat::router())
+        .split_for_parts();
+    // Flattening wraps authentication so that its errors get the seed's shape too.
+    let compat = compat
+        .layer(authenticate)
+        .layer(middleware::map_response(compat::flatten_errors));
     let (ops, ops_openapi) = ops::router().split_for_parts();
+    openapi.merge(compat_openapi);
     openapi.merge(ops_openapi);
 
     Router::new()
-        .merge(api)
+        .merge(native)
+        .merge(compat)
         .merge(ops)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(route_not_found)

@@ -1,7 +1,10 @@
 //! Test harness: a real hub on a random port, on SQLite (temp dir) or PostgreSQL (a fresh
 //! database per test, dropped afterwards).
 
-use plexhub_server::{Application, Secret, Settings};
+use std::time::Duration;
+
+use plexhub_core::registry::HealthPolicy;
+use plexhub_server::{Application, Clock, Secret, Settings};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Connection as _;
@@ -92,11 +95,17 @@ impl Drop for PgDatabase {
 enum Storage {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
     Postgres(#[allow(dead_code)] PgDatabase),
+    /// Another hub owns the database.
+    Shared,
 }
 
 /// A running hub and a client for it.
 pub struct TestApp {
     pub base: String,
+    /// The hub's clock: advance it to test time-based rules without sleeping.
+    pub clock: Clock,
+    /// Where the hub stores its data (to start a second hub on it).
+    pub database_url: String,
     pub http: reqwest::Client,
     _storage: Storage,
     _shutdown: tokio::sync::oneshot::Sender<()>,
@@ -107,6 +116,10 @@ pub struct TestApp {
 pub struct Options {
     pub redis_url: Option<String>,
     pub max_body_bytes: Option<usize>,
+    /// Shared by several hubs that must agree on time; a fresh manual clock by default.
+    pub clock: Option<Clock>,
+    /// An existing database (a second hub on the same PostgreSQL).
+    pub database_url: Option<String>,
 }
 
 /// Starts a hub on `backend`, or returns `None` when PostgreSQL is not configured (laptop).
@@ -116,25 +129,30 @@ pub async fn spawn(backend: Backend) -> Option<TestApp> {
 
 /// Starts a hub with options.
 pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
-    let (storage, database_url) = match backend {
-        Backend::Sqlite => {
+    let (storage, database_url) = match (backend, options.database_url) {
+        (_, Some(url)) => (Storage::Shared, url),
+        (Backend::Sqlite, None) => {
             let dir = tempfile::tempdir().expect("temp dir");
             let url = format!("sqlite://{}", dir.path().join("plexhub.db").display());
             (Storage::Sqlite(dir), url)
         }
-        Backend::Postgres => {
+        (Backend::Postgres, None) => {
             let admin_url = service_url("PLEXHUB_TEST_DATABASE_URL")?;
             let database = PgDatabase::create(&admin_url).await;
             let url = database.url.clone();
             (Storage::Postgres(database), url)
         }
     };
+    let clock = options.clock.unwrap_or_else(Clock::manual);
     let settings = Settings {
         listen: "127.0.0.1:0".parse().expect("address"),
-        database_url: Secret::new(database_url),
+        database_url: Secret::new(database_url.clone()),
         redis_url: options.redis_url.map(Secret::new),
         admin_token: Secret::new(ADMIN),
         max_body_bytes: options.max_body_bytes.unwrap_or(1024 * 1024),
+        health: HealthPolicy::default(),
+        sweep_interval: Duration::from_millis(50),
+        clock: clock.clone(),
     };
     let app = Application::build(settings).await.expect("hub starts");
     let address = app.local_addr();
@@ -144,6 +162,8 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
     }));
     Some(TestApp {
         base: format!("http://{address}"),
+        clock,
+        database_url,
         http: reqwest::Client::new(),
         _storage: storage,
         _shutdown: shutdown,

@@ -13,6 +13,7 @@ use plexhub_core::installation::{
 use plexhub_core::manifest::validate_manifest;
 use plexhub_core::tenant::Tenant;
 use plexhub_core::version::{Version, VersionRange};
+use plexhub_store::feed::Change;
 use plexhub_store::{CredentialRecord, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -24,7 +25,8 @@ use super::tenants::find_tenant;
 use crate::auth::Admin;
 use crate::error::{ApiError, ErrorCode, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiPath};
-use crate::state::{AppState, now_ms, rfc3339};
+use crate::registry::register_manifest_services;
+use crate::state::{AppState, rfc3339};
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -142,14 +144,18 @@ fn not_installed(tenant: &Tenant, plugin_id: &str) -> ApiError {
     )
 }
 
-fn new_credential(tenant: &Tenant, plugin_id: &PluginId) -> (IssuedCredential, CredentialRecord) {
+fn new_credential(
+    tenant: &Tenant,
+    plugin_id: &PluginId,
+    now_ms: i64,
+) -> (IssuedCredential, CredentialRecord) {
     let issued = IssuedCredential::generate();
     let record = CredentialRecord {
         id: issued.id.clone(),
         tenant_id: tenant.id,
         plugin_id: plugin_id.clone(),
         hash: issued.hash.clone(),
-        created_at_ms: now_ms(),
+        created_at_ms: now_ms,
         last_used_at_ms: None,
     };
     (issued, record)
@@ -269,7 +275,7 @@ async fn install_plugin(
         .with_details(json!({ "unmet": unmet })));
     }
 
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let installation = Installation {
         tenant_id: tenant.id,
         plugin_id: plugin_id.clone(),
@@ -285,7 +291,7 @@ async fn install_plugin(
         installed_at_ms: now,
         updated_at_ms: now,
     };
-    let (issued, record) = new_credential(&tenant, &plugin_id);
+    let (issued, record) = new_credential(&tenant, &plugin_id, now);
     match state.store.install(&installation, &record).await {
         Ok(()) => {}
         Err(StoreError::Duplicate) => return Err(already_installed(&tenant, &plugin_id)),
@@ -297,6 +303,10 @@ async fn install_plugin(
         }
         Err(other) => return Err(other.into()),
     }
+    if installation.state == InstallationState::Active {
+        register_manifest_services(&state, &tenant, &installation, &manifest.services).await?;
+    }
+    state.changed(Change::Tenant { tenant: tenant.id }).await;
     tracing::info!(tenant = %tenant.slug, plugin = %plugin_id, version = %chosen, "plugin installed");
     Ok((
         StatusCode::CREATED,
@@ -358,15 +368,33 @@ async fn uninstall_plugin(
     ApiPath((slug, plugin_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (tenant, installation) = find_installation(&state, &slug, &plugin_id).await?;
+    let now = state.clock.now_ms();
     if !state
         .store
-        .uninstall(tenant.id, &installation.plugin_id)
+        .uninstall(tenant.id, &installation.plugin_id, now)
         .await?
     {
         return Err(not_installed(&tenant, &plugin_id));
     }
+    state.changed(Change::Tenant { tenant: tenant.id }).await;
     tracing::info!(tenant = %tenant.slug, plugin = %plugin_id, "plugin uninstalled");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Registers the services of an installation's manifest, before it becomes ACTIVE.
+async fn activate_services(
+    state: &AppState,
+    tenant: &Tenant,
+    installation: &Installation,
+) -> Result<(), ApiError> {
+    let published = state
+        .store
+        .plugin_version(&installation.plugin_id, &installation.version)
+        .await?
+        .ok_or_else(|| ApiError::internal(&"the installed catalog version vanished"))?;
+    let manifest = validate_manifest(&published.manifest)
+        .map_err(|_| ApiError::internal(&"a stored manifest no longer validates"))?;
+    register_manifest_services(state, tenant, installation, &manifest.services).await
 }
 
 async fn change_state(
@@ -381,7 +409,10 @@ async fn change_state(
             .with_details(json!({ "state": installation.state.as_str() }))
     })?;
     if next != installation.state {
-        let now = now_ms();
+        if next == InstallationState::Active {
+            activate_services(state, &tenant, &installation).await?;
+        }
+        let now = state.clock.now_ms();
         let changed = state
             .store
             .set_installation_state(
@@ -400,6 +431,7 @@ async fn change_state(
         }
         installation.state = next;
         installation.updated_at_ms = now;
+        state.changed(Change::Tenant { tenant: tenant.id }).await;
     }
     Ok(Json(InstallationView::new(&tenant, &installation)))
 }
@@ -440,7 +472,7 @@ async fn issue_credential(
     ApiPath((slug, plugin_id)): ApiPath<(String, String)>,
 ) -> Result<(StatusCode, Json<NewCredential>), ApiError> {
     let (tenant, installation) = find_installation(&state, &slug, &plugin_id).await?;
-    let (issued, record) = new_credential(&tenant, &installation.plugin_id);
+    let (issued, record) = new_credential(&tenant, &installation.plugin_id, state.clock.now_ms());
     match state.store.add_credential(&record).await {
         Ok(()) => Ok((
             StatusCode::CREATED,
@@ -500,6 +532,9 @@ async fn revoke_credential(
         .revoke_credential(tenant.id, &installation.plugin_id, &id)
         .await?
     {
+        state
+            .changed(Change::CredentialRevoked { id: id.to_string() })
+            .await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found())

@@ -6,6 +6,7 @@ use crate::state::AppState;
 
 mod installations;
 mod plugins;
+mod services;
 mod tenants;
 mod whoami;
 
@@ -15,5 +16,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(tenants::router())
         .merge(installations::router())
         .merge(plugins::router())
+        .merge(services::router())
         .merge(whoami::router())
 }

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use crate::auth::Admin;
 use crate::error::{ApiError, ErrorCode, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiPath};
-use crate::state::{AppState, now_ms, rfc3339};
+use crate::state::{AppState, rfc3339};
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -143,7 +143,7 @@ async fn publish_plugin(
         plugin_id: parsed.id.clone(),
         version: parsed.version.clone(),
         manifest,
-        published_at_ms: now_ms(),
+        published_at_ms: state.clock.now_ms(),
     };
     let body = Json(Published {
         plugin_id: parsed.id.to_string(),

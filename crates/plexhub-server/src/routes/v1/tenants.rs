@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use plexhub_core::tenant::{Tenant, TenantId, TenantSlug, TenantStatus, validate_tenant_name};
 use plexhub_store::StoreError;
+use plexhub_store::feed::Change;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -13,7 +14,7 @@ use utoipa_axum::routes;
 use crate::auth::Admin;
 use crate::error::{ApiError, ErrorCode, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::state::{AppState, now_ms, rfc3339};
+use crate::state::{AppState, rfc3339};
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -126,7 +127,7 @@ async fn create_tenant(
         slug,
         name,
         status: TenantStatus::Active,
-        created_at_ms: now_ms(),
+        created_at_ms: state.clock.now_ms(),
     };
     match state.store.create_tenant(&tenant).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(TenantView::from(&tenant)))),
@@ -206,12 +207,17 @@ async fn update_tenant(
         tenant.status = TenantStatus::parse(&status)
             .map_err(|e| ApiError::new(ErrorCode::InvalidBody, e.to_string()))?;
     }
-    if !state.store.update_tenant(&tenant, now_ms()).await? {
+    if !state
+        .store
+        .update_tenant(&tenant, state.clock.now_ms())
+        .await?
+    {
         return Err(ApiError::new(
             ErrorCode::TenantNotFound,
             format!("tenant \"{slug}\" not found"),
         ));
     }
+    state.changed(Change::Tenant { tenant: tenant.id }).await;
     Ok(Json(TenantView::from(&tenant)))
 }
 
@@ -225,6 +231,7 @@ async fn delete_tenant(
 ) -> Result<StatusCode, ApiError> {
     let tenant = find_tenant(&state, &slug).await?;
     if state.store.delete_tenant(tenant.id).await? {
+        state.changed(Change::Tenant { tenant: tenant.id }).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::new(

@@ -1,0 +1,155 @@
+//! In-process caches for the hot paths (authentication, discovery). They never serve what the
+//! store no longer says: every change invalidates them here at once and on other instances
+//! through the change feed; while the feed is disconnected they are bypassed; and a load that
+//! raced with an invalidation is not stored (generation check).
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use moka::sync::Cache;
+use plexhub_core::ids::ServiceName;
+use plexhub_core::installation::InstallationState;
+use plexhub_core::registry::Service;
+use plexhub_core::tenant::{Tenant, TenantId};
+use plexhub_store::CredentialRecord;
+use plexhub_store::feed::{Change, ChangeFeed, FeedEvent};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+/// Entries per cache before the least used are evicted.
+const CAPACITY: u64 = 100_000;
+/// Upper bound on an entry's life; correctness does not depend on it (invalidation does).
+const TIME_TO_LIVE: Duration = Duration::from_secs(300);
+
+/// A registry lookup as cached: the service (or its absence) and its installation's state.
+pub type CachedService = Option<(Service, InstallationState)>;
+
+/// A credential as cached for authentication.
+pub type CachedCredential = Option<(CredentialRecord, Tenant)>;
+
+fn bounded<K, V>() -> Cache<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    Cache::builder()
+        .max_capacity(CAPACITY)
+        .time_to_live(TIME_TO_LIVE)
+        .build()
+}
+
+/// The hub's caches.
+pub struct HubCache {
+    services: Cache<(TenantId, ServiceName), Arc<CachedService>>,
+    credentials: Cache<String, Arc<CachedCredential>>,
+    generation: AtomicU64,
+    feed: ChangeFeed,
+}
+
+impl HubCache {
+    /// Empty caches that trust themselves only while `feed` is connected.
+    pub fn new(feed: ChangeFeed) -> Arc<Self> {
+        Arc::new(Self {
+            services: bounded(),
+            credentials: bounded(),
+            generation: AtomicU64::new(0),
+            feed,
+        })
+    }
+
+    /// Looks `key` up, or loads it with `load` and remembers the answer.
+    async fn get_or_load<K, V, E, F>(
+        &self,
+        cache: &Cache<K, Arc<V>>,
+        key: K,
+        load: F,
+    ) -> Result<Arc<V>, E>
+    where
+        K: Hash + Eq + Send + Sync + 'static,
+        V: Send + Sync + 'static,
+        F: Future<Output = Result<V, E>>,
+    {
+        if !self.feed.is_connected() {
+            return load.await.map(Arc::new);
+        }
+        if let Some(hit) = cache.get(&key) {
+            return Ok(hit);
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let value = Arc::new(load.await?);
+        // An invalidation during the load may concern this key: then the value may be stale.
+        if generation == self.generation.load(Ordering::Acquire) && self.feed.is_connected() {
+            cache.insert(key, value.clone());
+        }
+        Ok(value)
+    }
+
+    /// A registry lookup through the cache.
+    pub async fn service<E>(
+        &self,
+        key: (TenantId, ServiceName),
+        load: impl Future<Output = Result<CachedService, E>>,
+    ) -> Result<Arc<CachedService>, E> {
+        self.get_or_load(&self.services, key, load).await
+    }
+
+    /// A credential lookup through the cache.
+    pub async fn credential<E>(
+        &self,
+        id: &str,
+        load: impl Future<Output = Result<CachedCredential, E>>,
+    ) -> Result<Arc<CachedCredential>, E> {
+        self.get_or_load(&self.credentials, id.to_owned(), load)
+            .await
+    }
+
+    /// Replaces a cached credential (after its `lastUsedAt` moved).
+    pub fn refresh_credential(&self, id: &str, value: CachedCredential) {
+        if self.credentials.contains_key(id) {
+            self.credentials.insert(id.to_owned(), Arc::new(value));
+        }
+    }
+
+    /// Drops what `change` makes stale.
+    pub fn apply(&self, change: &Change) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        match change {
+            Change::Services { tenant, names } => {
+                for name in names {
+                    self.services.invalidate(&(*tenant, name.clone()));
+                }
+            }
+            // Tenant-wide changes are rare (installs, suspensions): clearing everything is
+            // simpler than indexing entries by tenant, and always correct.
+            Change::Tenant { .. } => self.clear(),
+            Change::CredentialRevoked { id } => self.credentials.invalidate(id),
+        }
+    }
+
+    /// Drops everything.
+    pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.services.invalidate_all();
+        self.credentials.invalidate_all();
+    }
+
+    /// Follows the feed until `shutdown`, invalidating as changes arrive.
+    pub async fn follow(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut events = self.feed.subscribe();
+        loop {
+            let event = tokio::select! {
+                () = shutdown.cancelled() => return,
+                event = events.recv() => event,
+            };
+            match event {
+                Ok(FeedEvent::Change(change)) => self.apply(&change),
+                Ok(FeedEvent::Connected | FeedEvent::Disconnected) | Err(RecvError::Lagged(_)) => {
+                    self.clear();
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The change feed: how one hub instance tells the others (and its own watchers) that
+//! something changed, so caches are invalidated everywhere. In-process it is a tokio broadcast;
+//! in scaled mode every change is also published on a Redis channel that all instances follow.
+//! While the Redis subscription is down, [`ChangeFeed::is_connected`] is false and caches must
+//! not be trusted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use plexhub_core::ids::ServiceName;
+use plexhub_core::tenant::TenantId;
+use redis::AsyncCommands as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OnceCell, broadcast};
+use tokio_util::sync::CancellationToken;
+
+/// The Redis channel all hub instances share.
+const CHANNEL: &str = "plexhub:changes";
+/// Queue length per local subscriber before it is told it lagged.
+const LOCAL_CAPACITY: usize = 4096;
+/// How long publishing to Redis may take before the change is only delivered locally.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause between attempts to re-subscribe after the Redis connection dropped.
+const RECONNECT_DELAY: Duration = Duration::from_millis(500);
+
+/// Something that changed; the cache keys it invalidates follow from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Change {
+    /// Registry entries of these services changed.
+    Services {
+        /// Their tenant.
+        tenant: TenantId,
+        /// The services.
+        names: Vec<ServiceName>,
+    },
+    /// Something tenant-wide changed (installations, status, deletion): forget the tenant.
+    Tenant {
+        /// The tenant.
+        tenant: TenantId,
+    },
+    /// A credential was revoked.
+    CredentialRevoked {
+        /// Its id.
+        id: String,
+    },
+}
+
+/// What subscribers receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// A change, from this instance or another.
+    Change(Change),
+    /// The Redis subscription is (again) established: caches may be trusted after clearing.
+    Connected,
+    /// The Redis subscription is lost: caches must not be trusted until `Connected`.
+    Disconnected,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    origin: String,
+    change: Change,
+}
+
+struct RedisLink {
+    client: redis::Client,
+    publisher: OnceCell<redis::aio::ConnectionManager>,
+    origin: String,
+}
+
+/// A handle on the feed; cheap to clone.
+#[derive(Clone)]
+pub struct ChangeFeed {
+    local: broadcast::Sender<FeedEvent>,
+    redis: Option<Arc<RedisLink>>,
+    connected: Arc<AtomicBool>,
+}
+
+impl ChangeFeed {
+    /// A feed for a single hub instance.
+    pub fn in_process() -> Self {
+        Self {
+            local: broadcast::channel(LOCAL_CAPACITY).0,
+            redis: None,
+            connected: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// A feed shared with other instances through Redis. Follows the channel in a background
+    /// task until `shutdown` is cancelled, reconnecting after failures.
+    pub fn with_redis(client: redis::Client, shutdown: CancellationToken) -> Self {
+        let feed = Self {
+            local: broadcast::channel(LOCAL_CAPACITY).0,
+            redis: Some(Arc::new(RedisLink {
+                client,
+                publisher: OnceCell::new(),
+                origin: uuid::Uuid::new_v4().to_string(),
+            })),
+            connected: Arc::new(AtomicBool::new(false)),
+        };
+        tokio::spawn(feed.clone().follow_redis(shutdown));
+        feed
+    }
+
+    /// Whether changes of other instances currently reach this one.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Receives every change published after this call.
+    pub fn subscribe(&self) -> broadcast::Receiver<FeedEvent> {
+        self.local.subscribe()
+    }
+
+    /// Delivers a change to this instance's subscribers at once and to other instances through
+    /// Redis. A Redis failure is logged: the other instances will have lost their subscription
+    /// too and distrust their caches.
+    pub async fn publish(&self, change: Change) {
+        let _ = self.local.send(FeedEvent::Change(change.clone()));
+        let Some(link) = &self.redis else { return };
+        let payload = match serde_json::to_string(&Envelope {
+            origin: link.origin.clone(),
+            change,
+        }) {
+            Ok(payload) => payload,
+            Err(error) => {
+                tracing::error!(%error, "cannot encode a change");
+                return;
+            }
+        };
+        let attempt = async {
+            let publisher = link
+                .publisher
+                .get_or_try_init(|| redis::aio::ConnectionManager::new(link.client.clone()))
+                .await?;
+            publisher
+                .clone()
+                .publish::<_, _, ()>(CHANNEL, payload)
+                .await
+        };
+        match tokio::time::timeout(PUBLISH_TIMEOUT, attempt).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot publish a change to Redis"),
+            Err(_) => tracing::warn!("publishing a change to Redis timed out"),
+        }
+    }
+
+    fn set_connected(&self, connected: bool) {
+        if self.connected.swap(connected, Ordering::AcqRel) != connected {
+            let event = if connected {
+                tracing::info!("change feed connected to Redis");
+                FeedEvent::Connected
+            } else {
+                tracing::warn!("change feed lost Redis; caches are bypassed until it is back");
+                FeedEvent::Disconnected
+            };
+            let _ = self.local.send(event);
+        }
+    }
+
+    async fn follow_redis(self, shutdown: CancellationToken) {
+        let Some(link) = self.redis.clone() else {
+            return;
+        };
+        while !shutdown.is_cancelled() {
+            match link.client.get_async_pubsub().await {
+                Ok(mut pubsub) => match pubsub.subscribe(CHANNEL).await {
+                    Ok(()) => {
+                        self.set_connected(true);
+                        let mut messages = pubsub.on_message();
+                        loop {
+                            let message = tokio::select! {
+                                () = shutdown.cancelled() => return,
+                                message = messages.next() => message,
+                            };
+                            let Some(message) = message else { break };
+                            let Ok(payload) = message.get_payload::<String>() else {
+                                continue;
+                            };
+                            match serde_json::from_str::<Envelope>(&payload) {
+                                Ok(envelope) if envelope.origin != link.origin => {
+                                    let _ = self.local.send(FeedEvent::Change(envelope.change));
+                                }
+                                Ok(_) => {}
+                                Err(error) => tracing::warn!(%error, "ignoring a malformed change"),
+                            }
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot subscribe to the change feed"),
+                },
+                Err(error) => tracing::debug!(%error, "cannot reach Redis for the change feed"),
+            }
+            self.set_connected(false);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(RECONNECT_DELAY) => {}
+            }
+        }
+    }
+}
