@@ -9,4 +9,5 @@ mod cli;
 mod http;
 mod installations;
 mod operations;
+mod registry;
 mod tenants;

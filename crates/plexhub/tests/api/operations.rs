@@ -132,6 +132,33 @@ async fn openapi_lists_every_route_and_docs_render_offline() {
             "/api/v1/tenants/{slug}/installations/{pluginId}/credentials/{credentialId}",
             "delete",
         ),
+        ("/api/v1/services", "get"),
+        ("/api/v1/services/watch", "get"),
+        ("/api/v1/services/{serviceName}", "get"),
+        (
+            "/api/v1/services/{serviceName}/instances/{instanceId}",
+            "put",
+        ),
+        (
+            "/api/v1/services/{serviceName}/instances/{instanceId}",
+            "delete",
+        ),
+        (
+            "/api/v1/services/{serviceName}/instances/{instanceId}/heartbeat",
+            "post",
+        ),
+        (
+            "/api/v1/services/{serviceName}/instances/{instanceId}/health",
+            "post",
+        ),
+        ("/api/plugin-gateway/services/register", "post"),
+        (
+            "/api/plugin-gateway/services/{pluginId}/{serviceName}",
+            "delete",
+        ),
+        ("/api/plugin-gateway/services/discover/{serviceName}", "get"),
+        ("/api/plugin-gateway/services", "get"),
+        ("/api/plugin-gateway/services/{serviceId}/heartbeat", "post"),
     ];
     for (path, method) in expected {
         assert!(
