@@ -43,6 +43,58 @@ impl HubClient {
             .send()
             .await
             .with_context(|| format!("cannot reach the hub at {}", self.base))?;
+        Self::answer(response).await
+    }
+
+    /// Like [`HubClient::call`], acting for `tenant` (sent as `X-Tenant-Slug`).
+    pub async fn call_for(
+        &self,
+        tenant: &str,
+        method: Method,
+        path: &str,
+    ) -> anyhow::Result<Value> {
+        let response = self.send(method, path, Some(tenant), None).await?;
+        Self::answer(response).await
+    }
+
+    /// Opens a long-lived request (a watch stream), failing on an error status.
+    pub async fn stream_for(&self, tenant: &str, path: &str) -> anyhow::Result<reqwest::Response> {
+        let response = self.send(Method::GET, path, Some(tenant), None).await?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        Self::answer(response).await?;
+        bail!("the hub answered {status} to the watch request")
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        tenant: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let token = self.token.as_deref().ok_or_else(|| {
+            anyhow!(
+                "no admin token: pass --token, set PLEXHUB_ADMIN_TOKEN, or run where plexhub-data/admin-token is"
+            )
+        })?;
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut request = self.http.request(method, &url).bearer_auth(token);
+        if let Some(tenant) = tenant {
+            request = request.header("x-tenant-slug", tenant);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the hub at {}", self.base))
+    }
+
+    async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
         let status = response.status();
         if status == StatusCode::NO_CONTENT {
             return Ok(Value::Null);

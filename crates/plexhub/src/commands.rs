@@ -87,6 +87,31 @@ pub struct InstallArgs {
     activate: bool,
 }
 
+/// `plexhub services …` (operators: admin token, acting for one tenant)
+#[derive(Subcommand)]
+pub enum ServicesCommand {
+    /// List a tenant's services: name, plugin, status, base URL, replicas.
+    List {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Show one service with its endpoints and replicas.
+    Show {
+        /// Service name, e.g. crm.contacts.
+        name: String,
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Follow a tenant's registry changes until interrupted.
+    Watch {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
 /// `plexhub credential …`
 #[derive(Subcommand)]
 pub enum CredentialCommand {
@@ -150,6 +175,7 @@ pub async fn run(client: &HubClient, command: Command) -> anyhow::Result<()> {
         Command::Plugin(command) => plugin(client, command).await,
         Command::Install(args) => install(client, args).await,
         Command::Credential(command) => credential(client, command).await,
+        Command::Services(command) => services(client, command).await,
         Command::Whoami => {
             print_json(&client.call(Method::GET, "/whoami", None).await?);
             Ok(())
@@ -323,6 +349,76 @@ async fn credential(client: &HubClient, command: CredentialCommand) -> anyhow::R
                 format!("/tenants/{tenant}/installations/{plugin}/credentials/{credential_id}");
             client.call(Method::DELETE, &path, None).await?;
             println!("revoked credential {credential_id}");
+        }
+    }
+    Ok(())
+}
+
+async fn services(client: &HubClient, command: ServicesCommand) -> anyhow::Result<()> {
+    match command {
+        ServicesCommand::List { tenant } => {
+            let mut cursor: Option<String> = None;
+            loop {
+                let path = match &cursor {
+                    Some(cursor) => format!("/services?limit=500&cursor={cursor}"),
+                    None => "/services?limit=500".to_owned(),
+                };
+                let page = client.call_for(&tenant, Method::GET, &path).await?;
+                for service in page["services"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{} instance(s)",
+                        service["serviceName"].as_str().unwrap_or(""),
+                        service["pluginId"].as_str().unwrap_or(""),
+                        service["status"].as_str().unwrap_or(""),
+                        service["baseUrl"].as_str().unwrap_or("-"),
+                        service["instances"].as_array().map_or(0, Vec::len)
+                    );
+                }
+                match page["nextCursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+        }
+        ServicesCommand::Show { name, tenant } => {
+            let service = client
+                .call_for(&tenant, Method::GET, &format!("/services/{name}"))
+                .await?;
+            print_json(&service);
+        }
+        ServicesCommand::Watch { tenant } => watch(client, &tenant).await?,
+    }
+    Ok(())
+}
+
+/// Prints one line per registry change: event id, kind, service, status.
+async fn watch(client: &HubClient, tenant: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut response = client.stream_for(tenant, "/services/watch").await?;
+    let mut buffer = String::new();
+    while let Some(chunk) = response.chunk().await.context("the watch stream broke")? {
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|line| line.strip_prefix(name))
+                    .map(|value| value.trim().to_owned())
+            };
+            let (Some(kind), Some(data)) = (field("event:"), field("data:")) else {
+                continue;
+            };
+            let data: Value = serde_json::from_str(&data).unwrap_or_default();
+            println!(
+                "{}\t{kind}\t{}\t{}",
+                field("id:").unwrap_or_default(),
+                data["service"]["serviceName"].as_str().unwrap_or("-"),
+                data["service"]["status"].as_str().unwrap_or("-")
+            );
+            std::io::stdout()
+                .flush()
+                .context("cannot write to stdout")?;
         }
     }
     Ok(())

@@ -50,6 +50,9 @@ enum Command {
     /// Issue, list and revoke installation credentials.
     #[command(subcommand)]
     Credential(commands::CredentialCommand),
+    /// Inspect a tenant's service registry.
+    #[command(subcommand)]
+    Services(commands::ServicesCommand),
     /// Show who a token belongs to.
     Whoami,
 }

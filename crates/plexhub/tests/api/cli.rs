@@ -136,6 +136,36 @@ async fn the_readme_walkthrough_works_through_the_cli(app: TestApp) {
         .expect("the credential is printed")
         .to_owned();
 
+    let services = plexhub(&app, ADMIN, &["services", "list", "--tenant", "acme"]).await;
+    let lines: Vec<&str> = succeeded(&services).lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0]
+            .starts_with("crm.contacts\tplugin-crm\tHEALTHY\thttp://127.0.0.1:3100\t1 instance"),
+        "{lines:?}"
+    );
+    let shown = plexhub(
+        &app,
+        ADMIN,
+        &["services", "show", "crm.deals", "--tenant", "acme"],
+    )
+    .await;
+    let shown: serde_json::Value = serde_json::from_str(succeeded(&shown)).expect("json");
+    assert_eq!(shown["serviceName"], "crm.deals");
+    failed_with(
+        &plexhub(
+            &app,
+            ADMIN,
+            &["services", "show", "crm.nothing", "--tenant", "acme"],
+        )
+        .await,
+        "SERVICE_NOT_FOUND",
+    );
+    failed_with(
+        &plexhub(&app, ADMIN, &["services", "list", "--tenant", "nobody"]).await,
+        "TENANT_NOT_FOUND",
+    );
+
     let who = plexhub(&app, &token, &["whoami"]).await;
     let who: serde_json::Value = serde_json::from_str(succeeded(&who)).expect("json");
     assert_eq!(who["kind"], "plugin");
@@ -420,4 +450,53 @@ async fn settings_come_from_flags_then_environment_then_file() {
         "the file's data_dir applies"
     );
     terminate(&child);
+}
+
+#[tokio::test]
+async fn services_watch_prints_changes_as_they_happen() {
+    let app = crate::helpers::spawn(crate::helpers::Backend::Sqlite)
+        .await
+        .expect("sqlite");
+    app.create_tenant("acme").await;
+    app.publish(&crate::helpers::crm_at("1.0.0")).await;
+    let token = app
+        .install(
+            "acme",
+            "plugin-crm",
+            serde_json::json!({"baseUrl": "http://127.0.0.1:3100"}),
+        )
+        .await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plexhub"))
+        .args([
+            "--hub", &app.base, "--token", ADMIN, "services", "watch", "--tenant", "acme",
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("watch");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // The stream is open once the hub answered; registering before that could be missed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let body = serde_json::json!({"pluginId": "plugin-crm", "serviceName": "crm.reports", "version": "1.0.0"});
+    app.send(
+        reqwest::Method::POST,
+        "/api/plugin-gateway/services/register",
+        Some(&token),
+        &[],
+        Some(&body),
+    )
+    .await
+    .assert_status(201);
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("a line in time")
+        .expect("read")
+        .expect("a line");
+    let fields: Vec<&str> = line.split('\t').collect();
+    assert_eq!(
+        fields[1..],
+        ["registered", "crm.reports", "HEALTHY"],
+        "{line}"
+    );
+    assert!(fields[0].parse::<i64>().is_ok(), "{line}");
 }
