@@ -94,6 +94,18 @@ impl HealthPolicy {
         };
         reported.max(implied)
     }
+
+    /// The first moment after `now_ms` at which silence since `last_seen_ms` changes the
+    /// status (`i64::MAX` when it cannot change any more without a new report).
+    pub fn next_change_ms(&self, last_seen_ms: i64, now_ms: i64) -> i64 {
+        let degraded_at = last_seen_ms
+            .saturating_add(MISSED_HEARTBEATS_FOR_DEGRADED * self.heartbeat_interval_ms);
+        let unavailable_at = last_seen_ms.saturating_add(self.stale_after_ms);
+        [degraded_at, unavailable_at]
+            .into_iter()
+            .find(|&at| at > now_ms)
+            .unwrap_or(i64::MAX)
+    }
 }
 
 /// Name of one replica of a service: `[a-z0-9][a-z0-9._-]{0,63}`.
@@ -193,6 +205,16 @@ impl Service {
             .map_or(ServiceStatus::Unavailable, |(_, status)| status)
     }
 
+    /// Until when (exclusive) every replica's status, and so anything derived from them, stays
+    /// what it is at `now_ms`.
+    pub fn status_stable_until(&self, policy: &HealthPolicy, now_ms: i64) -> i64 {
+        self.instances
+            .iter()
+            .map(|i| policy.next_change_ms(i.last_seen_ms, now_ms))
+            .min()
+            .unwrap_or(i64::MAX)
+    }
+
     /// The most recent `last_seen` of any instance.
     pub fn last_seen_ms(&self) -> Option<i64> {
         self.instances.iter().map(|i| i.last_seen_ms).max()
@@ -252,6 +274,28 @@ mod tests {
         );
         assert_eq!(at(5 * MINUTE - 1), ServiceStatus::Degraded);
         assert_eq!(at(5 * MINUTE), ServiceStatus::Unavailable);
+    }
+
+    #[test]
+    fn the_next_status_change_is_predicted_exactly() {
+        let policy = HealthPolicy::default();
+        let seen = 1_000_000;
+        assert_eq!(policy.next_change_ms(seen, seen), seen + 45_000);
+        assert_eq!(
+            policy.next_change_ms(seen, seen + 45_000),
+            seen + 5 * MINUTE
+        );
+        assert_eq!(policy.next_change_ms(seen, seen + 5 * MINUTE), i64::MAX);
+        for offset in [0, 44_999, 45_000, 299_999] {
+            let now = seen + offset;
+            let until = policy.next_change_ms(seen, now);
+            let status = policy.status(ServiceStatus::Healthy, seen, now);
+            assert_eq!(
+                policy.status(ServiceStatus::Healthy, seen, until - 1),
+                status
+            );
+            assert_ne!(policy.status(ServiceStatus::Healthy, seen, until), status);
+        }
     }
 
     #[test]

@@ -4,14 +4,15 @@
 //! raced with an invalidation is not stored (generation check).
 
 use std::hash::Hash;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use moka::sync::Cache;
 use plexhub_core::ids::ServiceName;
 use plexhub_core::installation::InstallationState;
-use plexhub_core::registry::Service;
+use plexhub_core::registry::{Service, ServiceStatus};
 use plexhub_core::tenant::{Tenant, TenantId};
 use plexhub_store::CredentialRecord;
 use plexhub_store::feed::{Change, ChangeFeed, FeedEvent};
@@ -25,6 +26,38 @@ const TIME_TO_LIVE: Duration = Duration::from_secs(300);
 
 /// A registry lookup as cached: the service (or its absence) and its installation's state.
 pub type CachedService = Option<(Service, InstallationState)>;
+
+/// A cached registry lookup, with the discovery answer rendered once per status window.
+pub struct ServiceEntry {
+    /// What the store said.
+    pub found: CachedService,
+    rendered: RwLock<Option<Arc<Rendered>>>,
+}
+
+/// A rendered discovery answer and how long it stays true.
+pub struct Rendered {
+    /// Exclusive end of validity: the first moment a replica's status may change.
+    pub until_ms: i64,
+    /// The service status it shows.
+    pub status: ServiceStatus,
+    /// The JSON body.
+    pub body: Bytes,
+}
+
+impl ServiceEntry {
+    /// The answer valid at `now_ms`, rendering it with `render` when missing or outdated.
+    pub fn rendered(&self, now_ms: i64, render: impl FnOnce() -> Rendered) -> Arc<Rendered> {
+        let current = self.rendered.read().map(|r| r.clone()).unwrap_or_default();
+        if let Some(rendered) = current.filter(|r| now_ms < r.until_ms) {
+            return rendered;
+        }
+        let fresh = Arc::new(render());
+        if let Ok(mut slot) = self.rendered.write() {
+            *slot = Some(fresh.clone());
+        }
+        fresh
+    }
+}
 
 /// A credential as cached for authentication.
 pub type CachedCredential = Option<(CredentialRecord, Tenant)>;
@@ -42,7 +75,7 @@ where
 
 /// The hub's caches.
 pub struct HubCache {
-    services: Cache<(TenantId, ServiceName), Arc<CachedService>>,
+    services: Cache<(TenantId, ServiceName), Arc<ServiceEntry>>,
     credentials: Cache<String, Arc<CachedCredential>>,
     generation: AtomicU64,
     feed: ChangeFeed,
@@ -91,7 +124,13 @@ impl HubCache {
         &self,
         key: (TenantId, ServiceName),
         load: impl Future<Output = Result<CachedService, E>>,
-    ) -> Result<Arc<CachedService>, E> {
+    ) -> Result<Arc<ServiceEntry>, E> {
+        let load = async {
+            Ok(ServiceEntry {
+                found: load.await?,
+                rendered: RwLock::new(None),
+            })
+        };
         self.get_or_load(&self.services, key, load).await
     }
 

@@ -13,7 +13,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
+use std::sync::Arc;
+
+use axum::body::Bytes;
+
 use crate::auth::TenantScope;
+use crate::cache::{Rendered, ServiceEntry};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::{AppState, rfc3339};
 
@@ -216,42 +221,61 @@ pub fn services_change(scope: &TenantScope, name: &ServiceName) -> Change {
     }
 }
 
+/// The cache entry of a service of the scope's tenant (present or not).
+pub async fn service_entry(
+    state: &AppState,
+    scope: &TenantScope,
+    name: &ServiceName,
+) -> Result<Arc<ServiceEntry>, ApiError> {
+    let store = state.store.clone();
+    let tenant = scope.tenant.id;
+    let lookup = name.clone();
+    Ok(state
+        .cache
+        .service((tenant, name.clone()), async move {
+            store.service_by_name(tenant, &lookup).await
+        })
+        .await?)
+}
+
 /// A service of the scope's tenant (any state), through the cache.
 pub async fn find_service(
     state: &AppState,
     scope: &TenantScope,
     name: &ServiceName,
 ) -> Result<(Service, InstallationState), ApiError> {
-    let store = state.store.clone();
-    let tenant = scope.tenant.id;
-    let lookup = name.clone();
-    let cached = state
-        .cache
-        .service((tenant, name.clone()), async move {
-            store.service_by_name(tenant, &lookup).await
-        })
-        .await?;
-    cached
-        .as_ref()
-        .clone()
-        .ok_or_else(|| service_not_found(name))
+    let entry = service_entry(state, scope, name).await?;
+    entry.found.clone().ok_or_else(|| service_not_found(name))
 }
 
-/// Discovery: the service if its installation is ACTIVE, its best replica is HEALTHY or
-/// DEGRADED, and (when asked) its version is in `range`.
-pub async fn discover(
+/// The seed's discovery answer `{"service": …}` as JSON, rendered once per status window of
+/// the cached entry, so the hot path neither clones nor serialises.
+pub async fn discovery_answer(
     state: &AppState,
     scope: &TenantScope,
     name: &ServiceName,
     range: Option<&VersionRange>,
-) -> Result<Service, ApiError> {
-    let (service, installation_state) = find_service(state, scope, name).await?;
+) -> Result<Bytes, ApiError> {
+    let entry = service_entry(state, scope, name).await?;
+    let Some((service, installation)) = &entry.found else {
+        return Err(service_not_found(name));
+    };
+    if *installation != InstallationState::Active
+        || range.is_some_and(|range| !range.satisfies(&service.version))
+    {
+        return Err(service_not_found(name));
+    }
     let now = state.clock.now_ms();
-    let visible = installation_state == InstallationState::Active
-        && service.status(&state.health, now).is_discoverable()
-        && range.is_none_or(|range| range.satisfies(&service.version));
-    if visible {
-        Ok(service)
+    let rendered = entry.rendered(now, || {
+        let view = DiscoveredService::new(state, service);
+        Rendered {
+            until_ms: service.status_stable_until(&state.health, now),
+            status: service.status(&state.health, now),
+            body: Bytes::from(json!({ "service": view }).to_string()),
+        }
+    });
+    if rendered.status.is_discoverable() {
+        Ok(rendered.body.clone())
     } else {
         Err(service_not_found(name))
     }

@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use plexhub_core::ids::PluginId;
 use plexhub_core::registry::{InstanceId, ServiceStatus};
 use plexhub_store::{InstanceRegistration, ServiceRegistration};
@@ -213,13 +214,11 @@ async fn discover_service(
     State(state): State<AppState>,
     ApiPath(service_name): ApiPath<String>,
     ApiQuery(filter): ApiQuery<DiscoverFilter>,
-) -> Result<Json<Discovered>, ApiError> {
+) -> Result<Response, ApiError> {
     let name = parse_service_name(&service_name).map_err(|_| service_not_found(&service_name))?;
     let range = parse_range(filter.version.as_deref())?;
-    let service = registry::discover(&state, &scope, &name, range.as_ref()).await?;
-    Ok(Json(Discovered {
-        service: DiscoveredService::new(&state, &service),
-    }))
+    let body = registry::discovery_answer(&state, &scope, &name, range.as_ref()).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// List the tenant's services by name, UNAVAILABLE ones included.
