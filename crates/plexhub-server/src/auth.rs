@@ -3,6 +3,8 @@
 //! The bearer credential decides who calls: the admin token, or a plugin credential that fixes
 //! tenant and plugin. `X-Tenant-Slug` never chooses a tenant for a plugin; it must agree.
 
+use std::sync::Arc;
+
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
@@ -12,6 +14,7 @@ use axum::response::Response;
 use plexhub_core::credential::{CredentialId, PresentedCredential, tokens_match};
 use plexhub_core::ids::PluginId;
 use plexhub_core::tenant::{Tenant, TenantSlug, TenantStatus};
+use plexhub_store::StoreError;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
@@ -28,14 +31,14 @@ pub enum Caller {
     /// The operator.
     Admin,
     /// An installed plugin acting within its tenant.
-    Plugin(PluginCaller),
+    Plugin(Arc<PluginCaller>),
 }
 
 /// A plugin credential's identity.
 #[derive(Debug, Clone)]
 pub struct PluginCaller {
     /// The tenant the credential belongs to.
-    pub tenant: Tenant,
+    pub tenant: Arc<Tenant>,
     /// The plugin the credential belongs to.
     pub plugin_id: PluginId,
     /// The credential used.
@@ -84,14 +87,25 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiEr
     let cached = state
         .cache
         .credential(presented.id.as_str(), async move {
-            store.credential_with_tenant(&lookup_id).await
+            let found = store.credential_with_tenant(&lookup_id).await?;
+            Ok::<_, StoreError>(found.map(|(record, tenant)| {
+                let caller = Arc::new(PluginCaller {
+                    tenant: Arc::new(tenant),
+                    plugin_id: record.plugin_id.clone(),
+                    credential_id: record.id.clone(),
+                });
+                (record, caller)
+            }))
         })
         .await?;
-    let (credential, tenant) = cached
+    let Some((credential, caller)) = cached
         .as_ref()
-        .clone()
+        .as_ref()
         .filter(|(credential, _)| credential.hash.matches(presented.secret))
-        .ok_or_else(|| unauthenticated("unknown or revoked credential"))?;
+    else {
+        return Err(unauthenticated("unknown or revoked credential"));
+    };
+    let tenant = &caller.tenant;
     if tenant.status == TenantStatus::Suspended {
         return Err(ApiError::new(
             ErrorCode::TenantSuspended,
@@ -119,13 +133,9 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiEr
         touched.last_used_at_ms = Some(now);
         state
             .cache
-            .refresh_credential(credential.id.as_str(), Some((touched, tenant.clone())));
+            .refresh_credential(credential.id.as_str(), Some((touched, caller.clone())));
     }
-    Ok(Caller::Plugin(PluginCaller {
-        tenant,
-        plugin_id: credential.plugin_id,
-        credential_id: credential.id,
-    }))
+    Ok(Caller::Plugin(caller.clone()))
 }
 
 /// Middleware on every `/api` route: rejects unauthenticated requests and records the caller.
@@ -193,7 +203,7 @@ pub async fn admin_acting_tenant(
 /// for an unknown slug).
 pub struct TenantScope {
     /// The tenant.
-    pub tenant: Tenant,
+    pub tenant: Arc<Tenant>,
     /// Who acts in it.
     pub caller: Caller,
 }
@@ -234,6 +244,7 @@ impl FromRequestParts<AppState> for TenantScope {
             Caller::Plugin(plugin) => plugin.tenant.clone(),
             Caller::Admin => admin_acting_tenant(state, &parts.headers)
                 .await?
+                .map(Arc::new)
                 .ok_or_else(|| {
                     ApiError::new(
                         ErrorCode::TenantRequired,

@@ -13,11 +13,13 @@ use moka::sync::Cache;
 use plexhub_core::ids::ServiceName;
 use plexhub_core::installation::InstallationState;
 use plexhub_core::registry::{Service, ServiceStatus};
-use plexhub_core::tenant::{Tenant, TenantId};
+use plexhub_core::tenant::TenantId;
 use plexhub_store::CredentialRecord;
 use plexhub_store::feed::{Change, ChangeFeed, FeedEvent};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
+
+use crate::auth::PluginCaller;
 
 /// Entries per cache before the least used are evicted.
 const CAPACITY: u64 = 100_000;
@@ -59,8 +61,9 @@ impl ServiceEntry {
     }
 }
 
-/// A credential as cached for authentication.
-pub type CachedCredential = Option<(CredentialRecord, Tenant)>;
+/// A credential as cached for authentication, with the identity it grants (shared, so that
+/// authenticating a request copies nothing).
+pub type CachedCredential = Option<(CredentialRecord, Arc<PluginCaller>)>;
 
 fn bounded<K, V>() -> Cache<K, V>
 where
