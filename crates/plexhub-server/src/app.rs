@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::HubCache;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 
 /// Why the hub could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,7 @@ impl Application {
             Some(redis) => ChangeFeed::with_redis(redis.client(), shutdown.clone()),
             None => ChangeFeed::in_process(),
         };
-        let state = AppState {
+        let state = AppState::new(Shared {
             store,
             admin_token: Arc::new(settings.admin_token.clone()),
             redis,
@@ -69,7 +69,7 @@ impl Application {
             health: settings.health,
             clock: settings.clock.clone(),
             shutdown,
-        };
+        });
         let listener =
             TcpListener::bind(settings.listen)
                 .await

@@ -138,12 +138,19 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiEr
     Ok(Caller::Plugin(caller.clone()))
 }
 
-/// Middleware on every `/api` route: rejects unauthenticated requests and records the caller.
+/// Every path under this prefix needs a credential.
+const AUTHENTICATED_PREFIX: &str = "/api/";
+
+/// Middleware around the router: rejects unauthenticated requests to any `/api/` path (known
+/// route or not) and records the caller; other paths (health, metrics, docs) pass.
 pub async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    if !request.uri().path().starts_with(AUTHENTICATED_PREFIX) {
+        return Ok(next.run(request).await);
+    }
     let caller = identify(&state, request.headers()).await?;
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)

@@ -15,9 +15,28 @@ use crate::cache::HubCache;
 use crate::metrics::Metrics;
 use crate::settings::Secret;
 
-/// Everything handlers need; cloning copies a few `Arc`s.
+/// Everything handlers need. Cloning (which axum does several times per request) copies one
+/// `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Wraps the shared parts.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     /// Tenants, catalog, installations, credentials, registry.
     pub store: Arc<dyn Store>,
     /// The operator's token.

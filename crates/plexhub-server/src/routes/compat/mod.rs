@@ -2,6 +2,8 @@
 //! hardened (authenticated, tenant-checked, proper status codes), with errors in the original's
 //! flat shape `{"error":"<message>","code":"…"}`.
 
+use axum::extract::Request;
+use axum::middleware::Next;
 use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -10,15 +12,21 @@ use crate::state::AppState;
 
 mod registry;
 
-/// Every compatibility route (paths relative to `/api/plugin-gateway`).
+/// Every compatibility route.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().merge(registry::router())
 }
 
-/// Response mapper: re-renders hub errors in the flat shape existing clients read.
-pub async fn flatten_errors(response: Response) -> Response {
+/// Where the compatibility routes live.
+pub const PREFIX: &str = "/api/plugin-gateway/";
+
+/// Middleware: under [`PREFIX`], re-renders hub errors (including authentication's) in the
+/// flat shape existing clients read.
+pub async fn flatten_errors(request: Request, next: Next) -> Response {
+    let compatible = request.uri().path().starts_with(PREFIX);
+    let response = next.run(request).await;
     match response.extensions().get::<ErrorReport>() {
-        Some(report) => render_flat(report),
-        None => response,
+        Some(report) if compatible => render_flat(report),
+        _ => response,
     }
 }

@@ -106,7 +106,7 @@ fn heartbeat_seconds(state: &AppState) -> i64 {
 }
 
 /// Register (or re-register) a service of the calling plugin.
-#[utoipa::path(post, path = "/services/register", tag = "registry (seed-compatible)",
+#[utoipa::path(post, path = "/api/plugin-gateway/services/register", tag = "registry (seed-compatible)",
     request_body = RegisterService,
     responses((status = 201, body = RegisterReply),
         (status = 400, description = "invalid body, ORIGIN_NOT_ALLOWED, TENANT_REQUIRED"),
@@ -165,7 +165,7 @@ async fn register_service(
 }
 
 /// Deregister a service (idempotent; only its plugin or the admin).
-#[utoipa::path(delete, path = "/services/{pluginId}/{serviceName}", tag = "registry (seed-compatible)",
+#[utoipa::path(delete, path = "/api/plugin-gateway/services/{pluginId}/{serviceName}", tag = "registry (seed-compatible)",
     responses((status = 200, body = Acknowledged), (status = 403, description = "PLUGIN_NOT_CALLER")),
     security(("bearer" = [])))]
 async fn deregister_service(
@@ -205,7 +205,7 @@ async fn deregister_service(
 }
 
 /// Discover a service by name (ACTIVE installations, HEALTHY or DEGRADED only).
-#[utoipa::path(get, path = "/services/discover/{serviceName}", tag = "registry (seed-compatible)",
+#[utoipa::path(get, path = "/api/plugin-gateway/services/discover/{serviceName}", tag = "registry (seed-compatible)",
     params(DiscoverFilter),
     responses((status = 200, body = Discovered), (status = 404, description = "SERVICE_NOT_FOUND")),
     security(("bearer" = [])))]
@@ -222,7 +222,7 @@ async fn discover_service(
 }
 
 /// List the tenant's services by name, UNAVAILABLE ones included.
-#[utoipa::path(get, path = "/services", tag = "registry (seed-compatible)", params(ListFilter),
+#[utoipa::path(get, path = "/api/plugin-gateway/services", tag = "registry (seed-compatible)", params(ListFilter),
     responses((status = 200, body = ServiceList), (status = 400, description = "invalid status")),
     security(("bearer" = [])))]
 async fn list_services(
@@ -254,7 +254,7 @@ async fn list_services(
 
 /// Heartbeat of a service (its `default` replica, or all replicas when it has none): revives
 /// it to HEALTHY.
-#[utoipa::path(post, path = "/services/{serviceId}/heartbeat", tag = "registry (seed-compatible)",
+#[utoipa::path(post, path = "/api/plugin-gateway/services/{serviceId}/heartbeat", tag = "registry (seed-compatible)",
     responses((status = 200, body = Acknowledged), (status = 403, description = "PLUGIN_NOT_CALLER"),
         (status = 404, description = "SERVICE_NOT_FOUND")),
     security(("bearer" = [])))]

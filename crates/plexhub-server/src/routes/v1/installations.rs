@@ -183,7 +183,7 @@ async fn find_installation(
 }
 
 /// Install a catalog plugin for a tenant; returns its first credential.
-#[utoipa::path(post, path = "/tenants/{slug}/installations", tag = "installations",
+#[utoipa::path(post, path = "/api/v1/tenants/{slug}/installations", tag = "installations",
     request_body = InstallRequest,
     responses((status = 201, body = Installed), (status = 400, body = ErrorEnvelope),
               (status = 404, description = "TENANT_NOT_FOUND, PLUGIN_NOT_FOUND, VERSION_NOT_FOUND", body = ErrorEnvelope),
@@ -328,7 +328,7 @@ fn already_installed(tenant: &Tenant, plugin_id: &PluginId) -> ApiError {
 }
 
 /// List a tenant's installations.
-#[utoipa::path(get, path = "/tenants/{slug}/installations", tag = "installations",
+#[utoipa::path(get, path = "/api/v1/tenants/{slug}/installations", tag = "installations",
     responses((status = 200, body = InstallationList), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 async fn list_installations(
@@ -347,7 +347,7 @@ async fn list_installations(
 }
 
 /// Show one installation.
-#[utoipa::path(get, path = "/tenants/{slug}/installations/{pluginId}", tag = "installations",
+#[utoipa::path(get, path = "/api/v1/tenants/{slug}/installations/{pluginId}", tag = "installations",
     responses((status = 200, body = InstallationView), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 async fn get_installation(
@@ -360,7 +360,7 @@ async fn get_installation(
 }
 
 /// Uninstall a plugin: the installation and its credentials are removed.
-#[utoipa::path(delete, path = "/tenants/{slug}/installations/{pluginId}", tag = "installations",
+#[utoipa::path(delete, path = "/api/v1/tenants/{slug}/installations/{pluginId}", tag = "installations",
     responses((status = 204), (status = 404, body = ErrorEnvelope)), security(("bearer" = [])))]
 async fn uninstall_plugin(
     _: Admin,
@@ -437,7 +437,7 @@ async fn change_state(
 }
 
 /// Activate an installation (INSTALLED or DISABLED → ACTIVE).
-#[utoipa::path(post, path = "/tenants/{slug}/installations/{pluginId}/activate", tag = "installations",
+#[utoipa::path(post, path = "/api/v1/tenants/{slug}/installations/{pluginId}/activate", tag = "installations",
     responses((status = 200, body = InstallationView), (status = 404, body = ErrorEnvelope),
               (status = 409, description = "INVALID_TRANSITION", body = ErrorEnvelope)),
     security(("bearer" = [])))]
@@ -450,7 +450,7 @@ async fn activate_installation(
 }
 
 /// Deactivate an installation (ACTIVE → DISABLED).
-#[utoipa::path(post, path = "/tenants/{slug}/installations/{pluginId}/deactivate", tag = "installations",
+#[utoipa::path(post, path = "/api/v1/tenants/{slug}/installations/{pluginId}/deactivate", tag = "installations",
     responses((status = 200, body = InstallationView), (status = 404, body = ErrorEnvelope),
               (status = 409, description = "INVALID_TRANSITION", body = ErrorEnvelope)),
     security(("bearer" = [])))]
@@ -463,7 +463,7 @@ async fn deactivate_installation(
 }
 
 /// Issue another credential for an installation (rotation: revoke the old one afterwards).
-#[utoipa::path(post, path = "/tenants/{slug}/installations/{pluginId}/credentials", tag = "credentials",
+#[utoipa::path(post, path = "/api/v1/tenants/{slug}/installations/{pluginId}/credentials", tag = "credentials",
     responses((status = 201, body = NewCredential), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 async fn issue_credential(
@@ -484,7 +484,7 @@ async fn issue_credential(
 }
 
 /// List an installation's credentials (without secrets).
-#[utoipa::path(get, path = "/tenants/{slug}/installations/{pluginId}/credentials", tag = "credentials",
+#[utoipa::path(get, path = "/api/v1/tenants/{slug}/installations/{pluginId}/credentials", tag = "credentials",
     responses((status = 200, body = CredentialList), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 async fn list_credentials(
@@ -510,7 +510,7 @@ async fn list_credentials(
 }
 
 /// Revoke a credential; it is refused from the next request on.
-#[utoipa::path(delete, path = "/tenants/{slug}/installations/{pluginId}/credentials/{credentialId}",
+#[utoipa::path(delete, path = "/api/v1/tenants/{slug}/installations/{pluginId}/credentials/{credentialId}",
     tag = "credentials",
     responses((status = 204), (status = 404, description = "CREDENTIAL_NOT_FOUND", body = ErrorEnvelope)),
     security(("bearer" = [])))]

@@ -10,7 +10,7 @@ mod services;
 mod tenants;
 mod whoami;
 
-/// Every `/api/v1` route (paths relative to the prefix).
+/// Every `/api/v1` route.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(tenants::router())

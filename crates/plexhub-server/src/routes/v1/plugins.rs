@@ -120,7 +120,7 @@ fn latest(versions: &[PublishedVersion]) -> Option<&PublishedVersion> {
 }
 
 /// Publish one plugin version from its manifest.
-#[utoipa::path(post, path = "/plugins", tag = "catalog", request_body = Object,
+#[utoipa::path(post, path = "/api/v1/plugins", tag = "catalog", request_body = Object,
     responses((status = 201, body = Published), (status = 200, description = "identical version already published", body = Published),
               (status = 400, description = "INVALID_MANIFEST, details.errors lists every problem", body = ErrorEnvelope),
               (status = 409, description = "VERSION_EXISTS", body = ErrorEnvelope)),
@@ -163,7 +163,7 @@ async fn publish_plugin(
 }
 
 /// Validate a manifest without publishing it.
-#[utoipa::path(post, path = "/plugins/validate", tag = "catalog", request_body = Object,
+#[utoipa::path(post, path = "/api/v1/plugins/validate", tag = "catalog", request_body = Object,
     responses((status = 200, body = Validation)), security(("bearer" = [])))]
 async fn validate_plugin(_: Admin, ApiJson(manifest): ApiJson<Value>) -> Json<Validation> {
     let errors = validate_manifest(&manifest).err().unwrap_or_default();
@@ -174,7 +174,7 @@ async fn validate_plugin(_: Admin, ApiJson(manifest): ApiJson<Value>) -> Json<Va
 }
 
 /// List the catalog.
-#[utoipa::path(get, path = "/plugins", tag = "catalog",
+#[utoipa::path(get, path = "/api/v1/plugins", tag = "catalog",
     responses((status = 200, body = PluginList)), security(("bearer" = [])))]
 async fn list_plugins(
     _: Admin,
@@ -211,7 +211,7 @@ fn plugin_not_found(plugin_id: &str) -> ApiError {
 }
 
 /// Show a plugin with all its versions.
-#[utoipa::path(get, path = "/plugins/{pluginId}", tag = "catalog",
+#[utoipa::path(get, path = "/api/v1/plugins/{pluginId}", tag = "catalog",
     responses((status = 200, body = PluginView), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 async fn get_plugin(
@@ -231,7 +231,7 @@ async fn get_plugin(
 }
 
 /// Show one version of a plugin with its manifest.
-#[utoipa::path(get, path = "/plugins/{pluginId}/versions/{version}", tag = "catalog",
+#[utoipa::path(get, path = "/api/v1/plugins/{pluginId}/versions/{version}", tag = "catalog",
     responses((status = 200, body = VersionView), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 async fn get_plugin_version(

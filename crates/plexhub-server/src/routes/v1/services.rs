@@ -114,7 +114,7 @@ fn limit_of(limit: Option<u32>) -> Result<usize, ApiError> {
 }
 
 /// List the tenant's services with their replicas, by name, a page at a time.
-#[utoipa::path(get, path = "/services", tag = "registry", params(ServicePaging),
+#[utoipa::path(get, path = "/api/v1/services", tag = "registry", params(ServicePaging),
     responses((status = 200, body = ServicePage), (status = 400, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 async fn list_services(
@@ -151,7 +151,7 @@ async fn list_services(
 }
 
 /// Show one service with its replicas (whether discoverable or not).
-#[utoipa::path(get, path = "/services/{serviceName}", tag = "registry",
+#[utoipa::path(get, path = "/api/v1/services/{serviceName}", tag = "registry",
     responses((status = 200, body = ServiceView), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 async fn get_service(
@@ -165,7 +165,7 @@ async fn get_service(
 }
 
 /// Register or refresh one replica of a registered service.
-#[utoipa::path(put, path = "/services/{serviceName}/instances/{instanceId}", tag = "registry",
+#[utoipa::path(put, path = "/api/v1/services/{serviceName}/instances/{instanceId}", tag = "registry",
     request_body = PutInstance,
     responses((status = 200, body = InstanceReply), (status = 400, body = ErrorEnvelope),
         (status = 403, description = "PLUGIN_NOT_CALLER", body = ErrorEnvelope),
@@ -200,7 +200,7 @@ async fn put_service_instance(
 }
 
 /// Remove one replica.
-#[utoipa::path(delete, path = "/services/{serviceName}/instances/{instanceId}", tag = "registry",
+#[utoipa::path(delete, path = "/api/v1/services/{serviceName}/instances/{instanceId}", tag = "registry",
     responses((status = 204), (status = 403, body = ErrorEnvelope),
         (status = 404, description = "SERVICE_NOT_FOUND, INSTANCE_NOT_FOUND", body = ErrorEnvelope)),
     security(("bearer" = [])))]
@@ -258,7 +258,7 @@ async fn report(
 }
 
 /// Heartbeat of one replica: records it and revives it to HEALTHY.
-#[utoipa::path(post, path = "/services/{serviceName}/instances/{instanceId}/heartbeat", tag = "registry",
+#[utoipa::path(post, path = "/api/v1/services/{serviceName}/instances/{instanceId}/heartbeat", tag = "registry",
     responses((status = 200, description = "recorded"), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 async fn instance_heartbeat(
@@ -282,7 +282,7 @@ async fn instance_heartbeat(
 }
 
 /// A plugin reports a replica's own state (counts as a heartbeat).
-#[utoipa::path(post, path = "/services/{serviceName}/instances/{instanceId}/health", tag = "registry",
+#[utoipa::path(post, path = "/api/v1/services/{serviceName}/instances/{instanceId}/health", tag = "registry",
     request_body = HealthReport,
     responses((status = 200, description = "recorded"), (status = 400, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope)),
@@ -416,7 +416,7 @@ impl Watch {
 /// Server-Sent Events of the tenant's registry changes (`registered`, `updated`,
 /// `health_changed`, `deregistered`), each with the changed service; resumable with
 /// `Last-Event-ID`; `reset` when that id is too old (re-list, then continue).
-#[utoipa::path(get, path = "/services/watch", tag = "registry",
+#[utoipa::path(get, path = "/api/v1/services/watch", tag = "registry",
     responses((status = 200, description = "text/event-stream of registry changes", content_type = "text/event-stream")),
     security(("bearer" = [])))]
 async fn watch_services(

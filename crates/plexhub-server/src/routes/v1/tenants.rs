@@ -109,7 +109,7 @@ pub async fn find_tenant(state: &AppState, slug: &str) -> Result<Tenant, ApiErro
 }
 
 /// Create a tenant.
-#[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = CreateTenant,
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = CreateTenant,
     responses((status = 201, body = TenantView), (status = 400, body = ErrorEnvelope),
               (status = 409, description = "TENANT_EXISTS", body = ErrorEnvelope)),
     security(("bearer" = [])))]
@@ -140,7 +140,7 @@ async fn create_tenant(
 }
 
 /// List tenants, ordered by slug, a page at a time.
-#[utoipa::path(get, path = "/tenants", tag = "tenants", params(TenantPaging),
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(TenantPaging),
     responses((status = 200, body = TenantPage)), security(("bearer" = [])))]
 async fn list_tenants(
     _: Admin,
@@ -175,7 +175,7 @@ async fn list_tenants(
 }
 
 /// Show one tenant.
-#[utoipa::path(get, path = "/tenants/{slug}", tag = "tenants",
+#[utoipa::path(get, path = "/api/v1/tenants/{slug}", tag = "tenants",
     responses((status = 200, body = TenantView), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 async fn get_tenant(
@@ -188,7 +188,7 @@ async fn get_tenant(
 }
 
 /// Rename a tenant or change its status (`active` | `suspended`).
-#[utoipa::path(patch, path = "/tenants/{slug}", tag = "tenants", request_body = UpdateTenant,
+#[utoipa::path(patch, path = "/api/v1/tenants/{slug}", tag = "tenants", request_body = UpdateTenant,
     responses((status = 200, body = TenantView), (status = 400, body = ErrorEnvelope),
               (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
@@ -222,7 +222,7 @@ async fn update_tenant(
 }
 
 /// Delete a tenant and everything that belongs to it.
-#[utoipa::path(delete, path = "/tenants/{slug}", tag = "tenants",
+#[utoipa::path(delete, path = "/api/v1/tenants/{slug}", tag = "tenants",
     responses((status = 204), (status = 404, body = ErrorEnvelope)), security(("bearer" = [])))]
 async fn delete_tenant(
     _: Admin,

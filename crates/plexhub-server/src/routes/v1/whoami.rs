@@ -36,7 +36,7 @@ pub struct WhoAmI {
 }
 
 /// Tell who the credential belongs to.
-#[utoipa::path(get, path = "/whoami", tag = "identity",
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "identity",
     responses((status = 200, body = WhoAmI), (status = 401, body = ErrorEnvelope),
               (status = 403, description = "TENANT_MISMATCH, TENANT_SUSPENDED", body = ErrorEnvelope)),
     security(("bearer" = [])))]
