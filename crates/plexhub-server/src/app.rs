@@ -67,6 +67,7 @@ impl Application {
             cache: HubCache::new(feed.clone()),
             feed,
             health: settings.health,
+            max_value_bytes: settings.max_value_bytes,
             clock: settings.clock.clone(),
             shutdown,
         });

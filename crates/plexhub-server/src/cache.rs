@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use moka::sync::Cache;
+use plexhub_core::data::{DataKey, Entry, Namespace};
 use plexhub_core::ids::ServiceName;
 use plexhub_core::installation::InstallationState;
 use plexhub_core::registry::{Service, ServiceStatus};
@@ -76,9 +77,13 @@ where
         .build()
 }
 
+/// A shared-data lookup as cached; readers check `expires_at` themselves on every read.
+pub type CachedEntry = Option<Entry>;
+
 /// The hub's caches.
 pub struct HubCache {
     services: Cache<(TenantId, ServiceName), Arc<ServiceEntry>>,
+    data: Cache<(TenantId, Namespace, DataKey), Arc<CachedEntry>>,
     credentials: Cache<String, Arc<CachedCredential>>,
     generation: AtomicU64,
     feed: ChangeFeed,
@@ -89,6 +94,7 @@ impl HubCache {
     pub fn new(feed: ChangeFeed) -> Arc<Self> {
         Arc::new(Self {
             services: bounded(),
+            data: bounded(),
             credentials: bounded(),
             generation: AtomicU64::new(0),
             feed,
@@ -137,6 +143,15 @@ impl HubCache {
         self.get_or_load(&self.services, key, load).await
     }
 
+    /// A shared-data lookup through the cache.
+    pub async fn data<E>(
+        &self,
+        key: (TenantId, Namespace, DataKey),
+        load: impl Future<Output = Result<CachedEntry, E>>,
+    ) -> Result<Arc<CachedEntry>, E> {
+        self.get_or_load(&self.data, key, load).await
+    }
+
     /// A credential lookup through the cache.
     pub async fn credential<E>(
         &self,
@@ -166,6 +181,13 @@ impl HubCache {
             // Tenant-wide changes are rare (installs, suspensions): clearing everything is
             // simpler than indexing entries by tenant, and always correct.
             Change::Tenant { .. } => self.clear(),
+            Change::Data {
+                tenant,
+                namespace,
+                key,
+            } => self
+                .data
+                .invalidate(&(*tenant, namespace.clone(), key.clone())),
             Change::CredentialRevoked { id } => self.credentials.invalidate(id),
         }
     }
@@ -174,6 +196,7 @@ impl HubCache {
     pub fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.services.invalidate_all();
+        self.data.invalidate_all();
         self.credentials.invalidate_all();
     }
 

@@ -76,6 +76,20 @@ pub enum ErrorCode {
     ServiceNotFound,
     /// No such replica of the service.
     InstanceNotFound,
+    /// A namespace or key breaks the naming rule.
+    InvalidName,
+    /// A plugin named another plugin as the owner of what it writes.
+    OwnerMismatch,
+    /// The entry belongs to another plugin.
+    NotOwner,
+    /// The value exceeds the configured size limit.
+    ValueTooLarge,
+    /// No such (live) entry.
+    DataNotFound,
+    /// `If-Match` / `If-None-Match` does not hold; details carry the current revision.
+    PreconditionFailed,
+    /// An operation of a data transaction failed; nothing was applied.
+    TransactionFailed,
     /// A dependency of the hub (database, Redis) is unavailable.
     ServiceUnavailable,
     /// Unexpected failure; the response carries a request id, the log carries the cause.
@@ -88,16 +102,21 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             Unauthenticated => StatusCode::UNAUTHORIZED,
-            Forbidden | TenantSuspended | TenantMismatch | PluginNotCaller => StatusCode::FORBIDDEN,
+            Forbidden | TenantSuspended | TenantMismatch | PluginNotCaller | OwnerMismatch
+            | NotOwner => StatusCode::FORBIDDEN,
+            ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             TenantRequired | InvalidSlug | MalformedJson | InvalidBody | InvalidParameter
-            | InvalidManifest | OriginNotAllowed => StatusCode::BAD_REQUEST,
+            | InvalidManifest | OriginNotAllowed | InvalidName => StatusCode::BAD_REQUEST,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             TenantNotFound | NotFound | PluginNotFound | VersionNotFound | NotInstalled
-            | CredentialNotFound | ServiceNotFound | InstanceNotFound => StatusCode::NOT_FOUND,
+            | CredentialNotFound | ServiceNotFound | InstanceNotFound | DataNotFound => {
+                StatusCode::NOT_FOUND
+            }
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             TenantExists | VersionExists | AlreadyInstalled | InvalidTransition
-            | DependencyUnmet | ServiceOwned => StatusCode::CONFLICT,
+            | DependencyUnmet | ServiceOwned | TransactionFailed => StatusCode::CONFLICT,
             ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -137,6 +156,11 @@ impl ApiError {
     /// The error code.
     pub fn code(&self) -> ErrorCode {
         self.code
+    }
+
+    /// The human message.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 

@@ -7,6 +7,7 @@
 mod app;
 mod auth;
 mod cache;
+mod data;
 pub mod error;
 mod extract;
 mod metrics;

@@ -50,6 +50,8 @@ pub struct Settings {
     pub admin_token: Secret,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Largest shared-data value (serialised JSON), in bytes.
+    pub max_value_bytes: usize,
     /// Heartbeat interval and staleness threshold of the registry.
     pub health: HealthPolicy,
     /// How often the health sweep runs.

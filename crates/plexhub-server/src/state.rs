@@ -51,6 +51,8 @@ pub struct Shared {
     pub cache: Arc<HubCache>,
     /// Heartbeat rules.
     pub health: HealthPolicy,
+    /// Largest shared-data value, in bytes.
+    pub max_value_bytes: usize,
     /// Time source of every stored timestamp.
     pub clock: Clock,
     /// Cancelled when the hub shuts down; long-lived responses (watch streams) end with it.

@@ -1,5 +1,5 @@
-//! The health sweep: a background task that announces status changes implied by missed
-//! heartbeats and prunes the registry change log. Idempotent and safe to run on every hub
+//! The sweep: a background task that announces status changes implied by missed heartbeats,
+//! deletes expired shared data (announcing `expired`), and prunes the change logs. Idempotent and safe to run on every hub
 //! instance at once (the store claims each announcement with a guarded update).
 
 use std::collections::BTreeMap;
@@ -37,6 +37,20 @@ pub async fn run(state: AppState, every: Duration) {
                 }
             }
             Err(error) => tracing::warn!(%error, "health sweep failed; retrying next tick"),
+        }
+        match state.store.sweep_expired_data(now).await {
+            Ok(expired) => {
+                for (tenant, namespace, key) in expired {
+                    state
+                        .changed(Change::Data {
+                            tenant,
+                            namespace,
+                            key,
+                        })
+                        .await;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "expiry sweep failed; retrying next tick"),
         }
         if now.saturating_sub(last_prune) >= PRUNE_EVERY_MS {
             last_prune = now;

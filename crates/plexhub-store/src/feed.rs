@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use plexhub_core::data::{DataKey, Namespace};
 use plexhub_core::ids::ServiceName;
 use plexhub_core::tenant::TenantId;
 use redis::AsyncCommands as _;
@@ -40,6 +41,15 @@ pub enum Change {
     Tenant {
         /// The tenant.
         tenant: TenantId,
+    },
+    /// A shared-data entry was written, deleted or expired.
+    Data {
+        /// Its tenant.
+        tenant: TenantId,
+        /// Namespace.
+        namespace: Namespace,
+        /// Key.
+        key: DataKey,
     },
     /// A credential was revoked.
     CredentialRevoked {

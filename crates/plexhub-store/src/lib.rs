@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use plexhub_core::credential::{CredentialId, SecretHash};
+use plexhub_core::data::{DataKey, Entry, Namespace, Precondition};
 use plexhub_core::ids::PluginId;
 use plexhub_core::ids::ServiceName;
 use plexhub_core::installation::{BaseUrl, Installation, InstallationState};
@@ -17,6 +18,7 @@ use plexhub_core::registry::{HealthPolicy, InstanceId, Service, ServiceStatus};
 use plexhub_core::tenant::{Tenant, TenantId, TenantSlug};
 use plexhub_core::version::Version;
 
+mod data_sql;
 pub mod feed;
 pub mod postgres;
 pub mod redis;
@@ -399,10 +401,174 @@ pub trait RegistryStore: Send + Sync {
     async fn prune_registry_events(&self, before_ms: i64) -> StoreResult<u64>;
 }
 
+/// A write of one shared-data entry.
+#[derive(Debug, Clone)]
+pub struct DataWrite {
+    /// Namespace.
+    pub namespace: Namespace,
+    /// Key.
+    pub key: DataKey,
+    /// The value (never `null`).
+    pub value: serde_json::Value,
+    /// The writing plugin, which becomes (or must already be) the owner.
+    pub owner: PluginId,
+    /// Lifetime from now; `None` = no expiry (and removes an existing one).
+    pub ttl_ms: Option<i64>,
+    /// Condition on the current state.
+    pub precondition: Precondition,
+}
+
+/// A removal of one shared-data entry.
+#[derive(Debug, Clone)]
+pub struct DataDelete {
+    /// Namespace.
+    pub namespace: Namespace,
+    /// Key.
+    pub key: DataKey,
+    /// The acting plugin, which must own the entry; `None` for the admin.
+    pub actor: Option<PluginId>,
+    /// Only at this revision.
+    pub if_revision: Option<i64>,
+}
+
+/// One operation of a data transaction.
+#[derive(Debug, Clone)]
+pub enum DataOp {
+    /// Write an entry.
+    Set(DataWrite),
+    /// Remove an entry (it must exist).
+    Delete(DataDelete),
+    /// Require an entry to exist (at a revision, when given), changing nothing.
+    Check {
+        /// Namespace.
+        namespace: Namespace,
+        /// Key.
+        key: DataKey,
+        /// Required revision.
+        if_revision: Option<i64>,
+    },
+}
+
+/// What a shared-data operation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataOutcome {
+    /// Applied; the key's revision afterwards (for a delete, the removed revision).
+    Done {
+        /// Revision.
+        revision: i64,
+    },
+    /// The key does not exist (or has expired).
+    Missing,
+    /// Another plugin owns the key; nothing changed.
+    NotOwner(PluginId),
+    /// The precondition does not hold; `current` is the key's revision, if it exists.
+    PreconditionFailed {
+        /// Current revision.
+        current: Option<i64>,
+    },
+}
+
+/// A shared-data change, as told to watchers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataEvent {
+    /// Per-tenant, strictly increasing.
+    pub seq: i64,
+    /// `set`, `deleted` or `expired`.
+    pub kind: &'static str,
+    /// Namespace.
+    pub namespace: Namespace,
+    /// Key.
+    pub key: DataKey,
+    /// Revision written, removed or expired.
+    pub revision: i64,
+}
+
+/// Answer to "what changed in shared data since event N".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataEventsSince {
+    /// The events after N, oldest first.
+    Events(Vec<DataEvent>),
+    /// N is too old or unknown: re-read, then follow from `current`.
+    Reset {
+        /// The tenant's latest data event id.
+        current: i64,
+    },
+}
+
+/// Filters of a key listing.
+#[derive(Debug, Clone, Default)]
+pub struct DataListing {
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// Only keys after this one (paging).
+    pub after: String,
+    /// Only entries of this owner.
+    pub owner: Option<PluginId>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// Shared data.
+#[async_trait]
+pub trait DataStore: Send + Sync {
+    /// Writes one entry (owner and precondition checked atomically) and logs the change.
+    async fn put_data(
+        &self,
+        tenant_id: TenantId,
+        write: &DataWrite,
+        now_ms: i64,
+    ) -> StoreResult<DataOutcome>;
+    /// The live entry, if any.
+    async fn get_data(
+        &self,
+        tenant_id: TenantId,
+        namespace: &Namespace,
+        key: &DataKey,
+        now_ms: i64,
+    ) -> StoreResult<Option<Entry>>;
+    /// Removes one entry (owner and revision checked atomically) and logs the change.
+    async fn delete_data(
+        &self,
+        tenant_id: TenantId,
+        delete: &DataDelete,
+        now_ms: i64,
+    ) -> StoreResult<DataOutcome>;
+    /// Live entries of a namespace, by key.
+    async fn list_data(
+        &self,
+        tenant_id: TenantId,
+        namespace: &Namespace,
+        listing: &DataListing,
+        now_ms: i64,
+    ) -> StoreResult<Vec<Entry>>;
+    /// Applies all operations or none; on failure, the index of the first failing operation
+    /// and why.
+    async fn data_transaction(
+        &self,
+        tenant_id: TenantId,
+        ops: &[DataOp],
+        now_ms: i64,
+    ) -> StoreResult<Result<Vec<i64>, (usize, DataOutcome)>>;
+    /// The tenant's data change log after `after`.
+    async fn data_events_since(
+        &self,
+        tenant_id: TenantId,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<DataEventsSince>;
+    /// Deletes expired entries (each exactly once across hubs) and logs `expired`; returns them.
+    async fn sweep_expired_data(
+        &self,
+        now_ms: i64,
+    ) -> StoreResult<Vec<(TenantId, Namespace, DataKey)>>;
+    /// Drops data change-log entries older than `before_ms`.
+    async fn prune_data_events(&self, before_ms: i64) -> StoreResult<u64>;
+}
+
 /// Everything the hub stores, behind one handle.
 #[async_trait]
 pub trait Store:
-    TenantStore + CatalogStore + InstallationStore + CredentialStore + RegistryStore
+    TenantStore + CatalogStore + InstallationStore + CredentialStore + RegistryStore + DataStore
 {
     /// Round-trips to the database (readiness).
     async fn ping(&self) -> StoreResult<()>;

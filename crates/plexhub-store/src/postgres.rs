@@ -33,3 +33,4 @@ crate::sql::sql_store!(
     "postgres"
 );
 crate::registry_sql::registry_store!(PostgresStore, sqlx::Postgres);
+crate::data_sql::data_store!(PostgresStore, sqlx::Postgres, sqlx::postgres::PgRow);

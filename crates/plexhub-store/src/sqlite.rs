@@ -34,3 +34,4 @@ impl SqliteStore {
 
 crate::sql::sql_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "sqlite");
 crate::registry_sql::registry_store!(SqliteStore, sqlx::Sqlite);
+crate::data_sql::data_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);

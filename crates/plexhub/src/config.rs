@@ -51,6 +51,8 @@ pub struct ServeConfig {
     pub log_level: String,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// Largest shared-data value (serialised JSON) in bytes.
+    pub max_value_bytes: usize,
     /// Seconds between the heartbeats plugins are asked to send; 3 missed → DEGRADED.
     pub heartbeat_interval: u64,
     /// Seconds without a heartbeat after which a service is UNAVAILABLE.
@@ -70,6 +72,7 @@ impl Default for ServeConfig {
             log_format: LogFormat::Text,
             log_level: "info,sqlx=warn".to_owned(),
             max_body_bytes: 1024 * 1024,
+            max_value_bytes: 256 * 1024,
             heartbeat_interval: 15,
             stale_after: 300,
             sweep_interval: 5,
@@ -148,6 +151,7 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
         redis_url: config.redis_url.clone().map(Secret::new),
         admin_token: Secret::new(token.clone()),
         max_body_bytes: config.max_body_bytes,
+        max_value_bytes: config.max_value_bytes,
         health: HealthPolicy {
             heartbeat_interval_ms: seconds(config.heartbeat_interval),
             stale_after_ms: seconds(config.stale_after),

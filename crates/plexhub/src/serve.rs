@@ -44,6 +44,10 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_body_bytes: Option<usize>,
+    /// Largest shared-data value in bytes [default: 262144].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_value_bytes: Option<usize>,
     /// Seconds between plugin heartbeats; 3 missed make a service DEGRADED [default: 15].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

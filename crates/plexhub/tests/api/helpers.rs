@@ -118,6 +118,7 @@ pub struct Options {
     pub max_body_bytes: Option<usize>,
     /// Shared by several hubs that must agree on time; a fresh manual clock by default.
     pub clock: Option<Clock>,
+    pub max_value_bytes: Option<usize>,
     /// An existing database (a second hub on the same PostgreSQL).
     pub database_url: Option<String>,
 }
@@ -150,6 +151,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
         redis_url: options.redis_url.map(Secret::new),
         admin_token: Secret::new(ADMIN),
         max_body_bytes: options.max_body_bytes.unwrap_or(1024 * 1024),
+        max_value_bytes: options.max_value_bytes.unwrap_or(256 * 1024),
         health: HealthPolicy::default(),
         sweep_interval: Duration::from_millis(50),
         clock: clock.clone(),

@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod catalog;
 mod cli;
+mod data;
 mod http;
 mod installations;
 mod operations;

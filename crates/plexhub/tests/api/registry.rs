@@ -800,7 +800,7 @@ async fn lifecycle_drives_visibility(app: TestApp) {
 }
 
 /// Reads server-sent events until `count` have arrived (comments skipped).
-async fn next_events(
+pub async fn next_events(
     response: &mut reqwest::Response,
     buffer: &mut String,
     count: usize,

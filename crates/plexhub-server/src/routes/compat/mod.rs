@@ -10,11 +10,14 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::error::{ErrorReport, render_flat};
 use crate::state::AppState;
 
+mod data;
 mod registry;
 
 /// Every compatibility route.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(registry::router())
+    OpenApiRouter::new()
+        .merge(registry::router())
+        .merge(data::router())
 }
 
 /// Where the compatibility routes live.

@@ -4,6 +4,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::state::AppState;
 
+mod data;
 mod installations;
 mod plugins;
 mod services;
@@ -17,5 +18,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(installations::router())
         .merge(plugins::router())
         .merge(services::router())
+        .merge(data::router())
         .merge(whoami::router())
 }

@@ -333,7 +333,7 @@ impl Watch {
             FeedEvent::Change(Change::Services { tenant, .. } | Change::Tenant { tenant }) => {
                 *tenant == self.scope_tenant
             }
-            FeedEvent::Change(Change::CredentialRevoked { .. }) => false,
+            FeedEvent::Change(Change::CredentialRevoked { .. } | Change::Data { .. }) => false,
             FeedEvent::Connected | FeedEvent::Disconnected => true,
         }
     }

@@ -1,0 +1,479 @@
+//! Shared data's SQL, shared by every backend like [`crate::sql`]. Each write is one
+//! conditional statement (owner, revision and expiry checked by the database in the same
+//! statement that writes), followed by a change-log entry in the same transaction.
+
+use plexhub_core::data::{DataKey, Entry, Namespace};
+
+use crate::sql::{corrupt, plugin_id, tenant_id};
+use crate::{DataEvent, StoreResult};
+
+pub(crate) fn namespace(text: &str) -> StoreResult<Namespace> {
+    Namespace::parse(text).map_err(|_| corrupt("shared_data", "namespace", text))
+}
+
+pub(crate) fn key(text: &str) -> StoreResult<DataKey> {
+    DataKey::parse(text).map_err(|_| corrupt("shared_data", "key", text))
+}
+
+/// Columns of `shared_data`.
+pub(crate) struct EntryRow {
+    pub tenant_id: String,
+    pub namespace: String,
+    pub key: String,
+    pub value: String,
+    pub owner_id: String,
+    pub revision: i64,
+    pub expires_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+impl EntryRow {
+    pub(crate) fn parse(self) -> StoreResult<Entry> {
+        Ok(Entry {
+            tenant_id: tenant_id(&self.tenant_id)?,
+            namespace: namespace(&self.namespace)?,
+            key: key(&self.key)?,
+            value: serde_json::from_str(&self.value)
+                .map_err(|_| corrupt("shared_data", "value", &self.value))?,
+            owner: plugin_id("shared_data", &self.owner_id)?,
+            revision: self.revision,
+            expires_at_ms: self.expires_at,
+            updated_at_ms: self.updated_at,
+        })
+    }
+}
+
+pub(crate) fn event(
+    seq: i64,
+    kind: &str,
+    ns: &str,
+    k: &str,
+    revision: i64,
+) -> StoreResult<DataEvent> {
+    let kind = match kind {
+        "set" => "set",
+        "deleted" => "deleted",
+        "expired" => "expired",
+        other => return Err(corrupt("data_events", "kind", other)),
+    };
+    Ok(DataEvent {
+        seq,
+        kind,
+        namespace: namespace(ns)?,
+        key: key(k)?,
+        revision,
+    })
+}
+
+pub(crate) const ENTRY_COLUMNS: &str =
+    "tenant_id, namespace, key, value, owner_id, revision, expires_at, updated_at";
+/// The entry is live at `$now` (the parameter number is substituted).
+pub(crate) const LIVE: &str = "(expires_at IS NULL OR expires_at > $N)";
+
+/// Implements [`crate::DataStore`] for `$store` (see [`crate::sql::sql_store!`]).
+macro_rules! data_store {
+    ($store:ident, $db:ty, $row:ty) => {
+        use plexhub_core::data::{DataKey, Entry, Namespace, Precondition};
+
+        use crate::data_sql::{self as dsql, ENTRY_COLUMNS, LIVE};
+        use crate::{
+            DataDelete, DataEventsSince, DataListing, DataOp, DataOutcome, DataStore, DataWrite,
+        };
+
+        fn live(n: u8) -> String {
+            LIVE.replace("$N", &format!("${n}"))
+        }
+
+        fn entry_from(row: &$row) -> StoreResult<Entry> {
+            dsql::EntryRow {
+                tenant_id: row.try_get("tenant_id")?,
+                namespace: row.try_get("namespace")?,
+                key: row.try_get("key")?,
+                value: row.try_get("value")?,
+                owner_id: row.try_get("owner_id")?,
+                revision: row.try_get("revision")?,
+                expires_at: row.try_get("expires_at")?,
+                updated_at: row.try_get("updated_at")?,
+            }
+            .parse()
+        }
+
+        async fn append_data_event(
+            connection: &mut Connection,
+            tenant: TenantId,
+            kind: &str,
+            namespace: &str,
+            key: &str,
+            revision: i64,
+            now_ms: i64,
+        ) -> StoreResult<()> {
+            let seq: i64 = sqlx::query_scalar(
+                "UPDATE tenants SET data_seq = data_seq + 1 WHERE id = $1 RETURNING data_seq",
+            )
+            .bind(tenant.to_string())
+            .fetch_one(&mut *connection)
+            .await?;
+            sqlx::query(
+                "INSERT INTO data_events (tenant_id, seq, kind, namespace, key, revision, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(tenant.to_string())
+            .bind(seq)
+            .bind(kind)
+            .bind(namespace)
+            .bind(key)
+            .bind(revision)
+            .bind(now_ms)
+            .execute(&mut *connection)
+            .await?;
+            Ok(())
+        }
+
+        /// Why a conditional statement changed nothing: the key's current owner and revision.
+        async fn diagnose(
+            connection: &mut Connection,
+            tenant: TenantId,
+            namespace: &Namespace,
+            key: &DataKey,
+            actor: Option<&PluginId>,
+            precondition: Precondition,
+            now_ms: i64,
+        ) -> StoreResult<DataOutcome> {
+            let sql = format!(
+                "SELECT owner_id, revision FROM shared_data \
+                 WHERE tenant_id = $1 AND namespace = $2 AND key = $3 AND {}",
+                live(4)
+            );
+            let row = sqlx::query(&sql)
+                .bind(tenant.to_string())
+                .bind(namespace.as_str())
+                .bind(key.as_str())
+                .bind(now_ms)
+                .fetch_optional(&mut *connection)
+                .await?;
+            let Some(row) = row else {
+                return Ok(match precondition {
+                    Precondition::Revision(_) => DataOutcome::PreconditionFailed { current: None },
+                    _ => DataOutcome::Missing,
+                });
+            };
+            let owner = crate::sql::plugin_id("shared_data", row.try_get("owner_id")?)?;
+            let revision: i64 = row.try_get("revision")?;
+            if actor.is_some_and(|actor| *actor != owner) {
+                return Ok(DataOutcome::NotOwner(owner));
+            }
+            Ok(DataOutcome::PreconditionFailed { current: Some(revision) })
+        }
+
+        async fn write_in(
+            connection: &mut Connection,
+            tenant: TenantId,
+            write: &DataWrite,
+            now_ms: i64,
+        ) -> StoreResult<DataOutcome> {
+            let value = write.value.to_string();
+            let expires_at = write.ttl_ms.map(|ttl| now_ms.saturating_add(ttl));
+            let revision: Option<i64> = match write.precondition {
+                Precondition::Revision(expected) => {
+                    let sql = format!(
+                        "UPDATE shared_data SET value = $4, revision = revision + 1, expires_at = $6, \
+                         updated_at = $7 WHERE tenant_id = $1 AND namespace = $2 AND key = $3 \
+                         AND owner_id = $5 AND revision = $8 AND {}",
+                        live(7)
+                    );
+                    sqlx::query_scalar(&format!("{sql} RETURNING revision"))
+                        .bind(tenant.to_string())
+                        .bind(write.namespace.as_str())
+                        .bind(write.key.as_str())
+                        .bind(&value)
+                        .bind(write.owner.as_str())
+                        .bind(expires_at)
+                        .bind(now_ms)
+                        .bind(expected)
+                        .fetch_optional(&mut *connection)
+                        .await?
+                }
+                Precondition::None | Precondition::Absent => {
+                    // An expired row counts as absent: anyone may replace it.
+                    let only_if_absent = i64::from(write.precondition == Precondition::Absent);
+                    sqlx::query_scalar(
+                        "INSERT INTO shared_data (tenant_id, namespace, key, value, owner_id, revision, \
+                         expires_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $7) \
+                         ON CONFLICT (tenant_id, namespace, key) DO UPDATE SET value = excluded.value, \
+                         owner_id = excluded.owner_id, revision = shared_data.revision + 1, \
+                         expires_at = excluded.expires_at, updated_at = excluded.updated_at \
+                         WHERE (shared_data.expires_at IS NOT NULL AND shared_data.expires_at <= $7) \
+                         OR (shared_data.owner_id = excluded.owner_id AND $8 = 0) RETURNING revision",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(write.namespace.as_str())
+                    .bind(write.key.as_str())
+                    .bind(&value)
+                    .bind(write.owner.as_str())
+                    .bind(expires_at)
+                    .bind(now_ms)
+                    .bind(only_if_absent)
+                    .fetch_optional(&mut *connection)
+                    .await?
+                }
+            };
+            let Some(revision) = revision else {
+                return diagnose(
+                    connection,
+                    tenant,
+                    &write.namespace,
+                    &write.key,
+                    Some(&write.owner),
+                    write.precondition,
+                    now_ms,
+                )
+                .await;
+            };
+            append_data_event(connection, tenant, "set", write.namespace.as_str(), write.key.as_str(), revision, now_ms).await?;
+            Ok(DataOutcome::Done { revision })
+        }
+
+        async fn delete_in(
+            connection: &mut Connection,
+            tenant: TenantId,
+            delete: &DataDelete,
+            now_ms: i64,
+        ) -> StoreResult<DataOutcome> {
+            let sql = format!(
+                "DELETE FROM shared_data WHERE tenant_id = $1 AND namespace = $2 AND key = $3 \
+                 AND ($5 = '' OR owner_id = $5) AND ($6 < 0 OR revision = $6) AND {} RETURNING revision",
+                live(4)
+            );
+            let removed: Option<i64> = sqlx::query_scalar(&sql)
+                .bind(tenant.to_string())
+                .bind(delete.namespace.as_str())
+                .bind(delete.key.as_str())
+                .bind(now_ms)
+                .bind(delete.actor.as_ref().map_or("", PluginId::as_str))
+                .bind(delete.if_revision.unwrap_or(-1))
+                .fetch_optional(&mut *connection)
+                .await?;
+            let Some(revision) = removed else {
+                let precondition = delete.if_revision.map_or(Precondition::None, Precondition::Revision);
+                return diagnose(connection, tenant, &delete.namespace, &delete.key, delete.actor.as_ref(), precondition, now_ms).await;
+            };
+            append_data_event(connection, tenant, "deleted", delete.namespace.as_str(), delete.key.as_str(), revision, now_ms).await?;
+            Ok(DataOutcome::Done { revision })
+        }
+
+        async fn check_in(
+            connection: &mut Connection,
+            tenant: TenantId,
+            namespace: &Namespace,
+            key: &DataKey,
+            if_revision: Option<i64>,
+            now_ms: i64,
+        ) -> StoreResult<DataOutcome> {
+            let sql = format!(
+                "SELECT revision FROM shared_data WHERE tenant_id = $1 AND namespace = $2 AND key = $3 AND {}",
+                live(4)
+            );
+            let current: Option<i64> = sqlx::query_scalar(&sql)
+                .bind(tenant.to_string())
+                .bind(namespace.as_str())
+                .bind(key.as_str())
+                .bind(now_ms)
+                .fetch_optional(&mut *connection)
+                .await?;
+            Ok(match (current, if_revision) {
+                (None, _) => DataOutcome::Missing,
+                (Some(current), Some(expected)) if current != expected => {
+                    DataOutcome::PreconditionFailed { current: Some(current) }
+                }
+                (Some(revision), _) => DataOutcome::Done { revision },
+            })
+        }
+
+        #[async_trait]
+        impl DataStore for $store {
+            async fn put_data(&self, tenant: TenantId, write: &DataWrite, now_ms: i64) -> StoreResult<DataOutcome> {
+                let mut tx = self.pool.begin().await?;
+                let outcome = write_in(&mut tx, tenant, write, now_ms).await?;
+                if matches!(outcome, DataOutcome::Done { .. }) {
+                    tx.commit().await?;
+                }
+                Ok(outcome)
+            }
+
+            async fn get_data(
+                &self,
+                tenant: TenantId,
+                namespace: &Namespace,
+                key: &DataKey,
+                now_ms: i64,
+            ) -> StoreResult<Option<Entry>> {
+                let sql = format!(
+                    "SELECT {ENTRY_COLUMNS} FROM shared_data WHERE tenant_id = $1 AND namespace = $2 \
+                     AND key = $3 AND {}",
+                    live(4)
+                );
+                let row = sqlx::query(&sql)
+                    .bind(tenant.to_string())
+                    .bind(namespace.as_str())
+                    .bind(key.as_str())
+                    .bind(now_ms)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(entry_from).transpose()
+            }
+
+            async fn delete_data(&self, tenant: TenantId, delete: &DataDelete, now_ms: i64) -> StoreResult<DataOutcome> {
+                let mut tx = self.pool.begin().await?;
+                let outcome = delete_in(&mut tx, tenant, delete, now_ms).await?;
+                if matches!(outcome, DataOutcome::Done { .. }) {
+                    tx.commit().await?;
+                }
+                Ok(outcome)
+            }
+
+            async fn list_data(
+                &self,
+                tenant: TenantId,
+                namespace: &Namespace,
+                listing: &DataListing,
+                now_ms: i64,
+            ) -> StoreResult<Vec<Entry>> {
+                let sql = format!(
+                    "SELECT {ENTRY_COLUMNS} FROM shared_data WHERE tenant_id = $1 AND namespace = $2 \
+                     AND {} AND ($4 = '' OR owner_id = $4) AND substr(key, 1, length($5)) = $5 \
+                     AND key > $6 ORDER BY key LIMIT $7",
+                    live(3)
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(tenant.to_string())
+                    .bind(namespace.as_str())
+                    .bind(now_ms)
+                    .bind(listing.owner.as_ref().map_or("", PluginId::as_str))
+                    .bind(&listing.prefix)
+                    .bind(&listing.after)
+                    .bind(i64::from(listing.limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(entry_from).collect()
+            }
+
+            async fn data_transaction(
+                &self,
+                tenant: TenantId,
+                ops: &[DataOp],
+                now_ms: i64,
+            ) -> StoreResult<Result<Vec<i64>, (usize, DataOutcome)>> {
+                let mut tx = self.pool.begin().await?;
+                let mut revisions = Vec::with_capacity(ops.len());
+                for (index, op) in ops.iter().enumerate() {
+                    let outcome = match op {
+                        DataOp::Set(write) => write_in(&mut tx, tenant, write, now_ms).await?,
+                        DataOp::Delete(delete) => delete_in(&mut tx, tenant, delete, now_ms).await?,
+                        DataOp::Check { namespace, key, if_revision } => {
+                            check_in(&mut tx, tenant, namespace, key, *if_revision, now_ms).await?
+                        }
+                    };
+                    match outcome {
+                        DataOutcome::Done { revision } => revisions.push(revision),
+                        failed => return Ok(Err((index, failed))),
+                    }
+                }
+                tx.commit().await?;
+                Ok(Ok(revisions))
+            }
+
+            async fn data_events_since(&self, tenant: TenantId, after: i64, limit: u32) -> StoreResult<DataEventsSince> {
+                let current: Option<i64> = sqlx::query_scalar("SELECT data_seq FROM tenants WHERE id = $1")
+                    .bind(tenant.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(current) = current else {
+                    return Ok(DataEventsSince::Reset { current: 0 });
+                };
+                if after > current || after < 0 {
+                    return Ok(DataEventsSince::Reset { current });
+                }
+                if after == current {
+                    return Ok(DataEventsSince::Events(Vec::new()));
+                }
+                let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM data_events WHERE tenant_id = $1")
+                    .bind(tenant.to_string())
+                    .fetch_one(&self.pool)
+                    .await?;
+                if oldest.is_none_or(|oldest| after + 1 < oldest) {
+                    return Ok(DataEventsSince::Reset { current });
+                }
+                let rows = sqlx::query(
+                    "SELECT seq, kind, namespace, key, revision FROM data_events \
+                     WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(tenant.to_string())
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                let events = rows
+                    .iter()
+                    .map(|row| {
+                        dsql::event(
+                            row.try_get("seq")?,
+                            row.try_get("kind")?,
+                            row.try_get("namespace")?,
+                            row.try_get("key")?,
+                            row.try_get("revision")?,
+                        )
+                    })
+                    .collect::<StoreResult<Vec<_>>>()?;
+                Ok(DataEventsSince::Events(events))
+            }
+
+            async fn sweep_expired_data(&self, now_ms: i64) -> StoreResult<Vec<(TenantId, Namespace, DataKey)>> {
+                let rows = sqlx::query(
+                    "SELECT tenant_id, namespace, key, revision FROM shared_data \
+                     WHERE expires_at IS NOT NULL AND expires_at <= $1 LIMIT 1000",
+                )
+                .bind(now_ms)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut expired = Vec::new();
+                for row in &rows {
+                    let tenant = crate::sql::tenant_id(row.try_get("tenant_id")?)?;
+                    let namespace: &str = row.try_get("namespace")?;
+                    let key: &str = row.try_get("key")?;
+                    let revision: i64 = row.try_get("revision")?;
+                    let mut tx = self.pool.begin().await?;
+                    // Guarded on the revision read: a rewrite in between, or another hub's sweep,
+                    // wins, and this one logs nothing.
+                    let removed = sqlx::query(
+                        "DELETE FROM shared_data WHERE tenant_id = $1 AND namespace = $2 AND key = $3 \
+                         AND revision = $4 AND expires_at IS NOT NULL AND expires_at <= $5",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(namespace)
+                    .bind(key)
+                    .bind(revision)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if removed == 1 {
+                        append_data_event(&mut tx, tenant, "expired", namespace, key, revision, now_ms).await?;
+                        tx.commit().await?;
+                        expired.push((tenant, dsql::namespace(namespace)?, dsql::key(key)?));
+                    }
+                }
+                Ok(expired)
+            }
+
+            async fn prune_data_events(&self, before_ms: i64) -> StoreResult<u64> {
+                let done = sqlx::query("DELETE FROM data_events WHERE created_at < $1")
+                    .bind(before_ms)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+        }
+    };
+}
+
+pub(crate) use data_store;
