@@ -46,14 +46,19 @@ impl HubClient {
         Self::answer(response).await
     }
 
-    /// Like [`HubClient::call`], acting for `tenant` (sent as `X-Tenant-Slug`).
+    /// Like [`HubClient::call`], acting for `tenant` (sent as `X-Tenant-Slug`), with extra
+    /// headers.
     pub async fn call_for(
         &self,
         tenant: &str,
         method: Method,
         path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, String)],
     ) -> anyhow::Result<Value> {
-        let response = self.send(method, path, Some(tenant), None).await?;
+        let response = self
+            .send_with(method, path, Some(tenant), body, headers)
+            .await?;
         Self::answer(response).await
     }
 
@@ -75,6 +80,17 @@ impl HubClient {
         tenant: Option<&str>,
         body: Option<&Value>,
     ) -> anyhow::Result<reqwest::Response> {
+        self.send_with(method, path, tenant, body, &[]).await
+    }
+
+    async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        tenant: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+    ) -> anyhow::Result<reqwest::Response> {
         let token = self.token.as_deref().ok_or_else(|| {
             anyhow!(
                 "no admin token: pass --token, set PLEXHUB_ADMIN_TOKEN, or run where plexhub-data/admin-token is"
@@ -84,6 +100,9 @@ impl HubClient {
         let mut request = self.http.request(method, &url).bearer_auth(token);
         if let Some(tenant) = tenant {
             request = request.header("x-tenant-slug", tenant);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, value);
         }
         if let Some(body) = body {
             request = request.json(body);

@@ -176,6 +176,7 @@ pub async fn run(client: &HubClient, command: Command) -> anyhow::Result<()> {
         Command::Install(args) => install(client, args).await,
         Command::Credential(command) => credential(client, command).await,
         Command::Services(command) => services(client, command).await,
+        Command::Data(command) => data(client, command).await,
         Command::Whoami => {
             print_json(&client.call(Method::GET, "/whoami", None).await?);
             Ok(())
@@ -363,7 +364,9 @@ async fn services(client: &HubClient, command: ServicesCommand) -> anyhow::Resul
                     Some(cursor) => format!("/services?limit=500&cursor={cursor}"),
                     None => "/services?limit=500".to_owned(),
                 };
-                let page = client.call_for(&tenant, Method::GET, &path).await?;
+                let page = client
+                    .call_for(&tenant, Method::GET, &path, None, &[])
+                    .await?;
                 for service in page["services"].as_array().into_iter().flatten() {
                     println!(
                         "{}\t{}\t{}\t{}\t{} instance(s)",
@@ -382,19 +385,39 @@ async fn services(client: &HubClient, command: ServicesCommand) -> anyhow::Resul
         }
         ServicesCommand::Show { name, tenant } => {
             let service = client
-                .call_for(&tenant, Method::GET, &format!("/services/{name}"))
+                .call_for(
+                    &tenant,
+                    Method::GET,
+                    &format!("/services/{name}"),
+                    None,
+                    &[],
+                )
                 .await?;
             print_json(&service);
         }
-        ServicesCommand::Watch { tenant } => watch(client, &tenant).await?,
+        ServicesCommand::Watch { tenant } => {
+            follow(client, &tenant, "/services/watch", |id, kind, data| {
+                format!(
+                    "{id}\t{kind}\t{}\t{}",
+                    data["service"]["serviceName"].as_str().unwrap_or("-"),
+                    data["service"]["status"].as_str().unwrap_or("-")
+                )
+            })
+            .await?;
+        }
     }
     Ok(())
 }
 
-/// Prints one line per registry change: event id, kind, service, status.
-async fn watch(client: &HubClient, tenant: &str) -> anyhow::Result<()> {
+/// Follows a server-sent event stream, printing one line per event.
+async fn follow(
+    client: &HubClient,
+    tenant: &str,
+    path: &str,
+    line: impl Fn(&str, &str, &Value) -> String,
+) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let mut response = client.stream_for(tenant, "/services/watch").await?;
+    let mut response = client.stream_for(tenant, path).await?;
     let mut buffer = String::new();
     while let Some(chunk) = response.chunk().await.context("the watch stream broke")? {
         buffer.push_str(&String::from_utf8_lossy(&chunk));
@@ -403,22 +426,192 @@ async fn watch(client: &HubClient, tenant: &str) -> anyhow::Result<()> {
             let field = |name: &str| {
                 block
                     .lines()
-                    .find_map(|line| line.strip_prefix(name))
+                    .find_map(|l| l.strip_prefix(name))
                     .map(|value| value.trim().to_owned())
             };
             let (Some(kind), Some(data)) = (field("event:"), field("data:")) else {
                 continue;
             };
             let data: Value = serde_json::from_str(&data).unwrap_or_default();
-            println!(
-                "{}\t{kind}\t{}\t{}",
-                field("id:").unwrap_or_default(),
-                data["service"]["serviceName"].as_str().unwrap_or("-"),
-                data["service"]["status"].as_str().unwrap_or("-")
-            );
+            println!("{}", line(&field("id:").unwrap_or_default(), &kind, &data));
             std::io::stdout()
                 .flush()
                 .context("cannot write to stdout")?;
+        }
+    }
+    Ok(())
+}
+
+/// `plexhub data …` (operators: admin token, acting for one tenant)
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Print a value.
+    Get {
+        /// Namespace.
+        namespace: String,
+        /// Key.
+        key: String,
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Write a value (JSON) as an installed plugin.
+    Set {
+        /// Namespace.
+        namespace: String,
+        /// Key.
+        key: String,
+        /// The value as JSON, e.g. 42, '"text"' or '{"a":1}'.
+        value: String,
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Owning plugin.
+        #[arg(long)]
+        owner: String,
+        /// Seconds until it disappears.
+        #[arg(long)]
+        ttl: Option<f64>,
+        /// Only if the key is at this revision.
+        #[arg(long)]
+        if_revision: Option<i64>,
+    },
+    /// Delete a value.
+    Delete {
+        /// Namespace.
+        namespace: String,
+        /// Key.
+        key: String,
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// List the keys of a namespace: key, revision, owner, expiry.
+    List {
+        /// Namespace.
+        namespace: String,
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Only keys starting with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// Follow changes in a namespace until interrupted.
+    Watch {
+        /// Namespace.
+        namespace: String,
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Only keys starting with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+}
+
+/// Encodes one path segment.
+fn segment(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+async fn data(client: &HubClient, command: DataCommand) -> anyhow::Result<()> {
+    match command {
+        DataCommand::Get {
+            namespace,
+            key,
+            tenant,
+        } => {
+            let path = format!("/data/{}/{}", segment(&namespace), segment(&key));
+            let entry = client
+                .call_for(&tenant, Method::GET, &path, None, &[])
+                .await?;
+            print_json(&entry["value"]);
+        }
+        DataCommand::Set {
+            namespace,
+            key,
+            value,
+            tenant,
+            owner,
+            ttl,
+            if_revision,
+        } => {
+            let value: Value = serde_json::from_str(&value)
+                .with_context(|| format!("the value {value:?} is not JSON (quote strings)"))?;
+            let body = json!({ "value": value, "ttl": ttl, "ownerId": owner });
+            let headers: Vec<(&str, String)> = if_revision
+                .map(|r| ("if-match", r.to_string()))
+                .into_iter()
+                .collect();
+            let path = format!("/data/{}/{}", segment(&namespace), segment(&key));
+            let written = client
+                .call_for(&tenant, Method::PUT, &path, Some(&body), &headers)
+                .await?;
+            println!("set {namespace}/{key} revision {}", written["revision"]);
+        }
+        DataCommand::Delete {
+            namespace,
+            key,
+            tenant,
+        } => {
+            let path = format!("/data/{}/{}", segment(&namespace), segment(&key));
+            client
+                .call_for(&tenant, Method::DELETE, &path, None, &[])
+                .await?;
+            println!("deleted {namespace}/{key}");
+        }
+        DataCommand::List {
+            namespace,
+            tenant,
+            prefix,
+        } => {
+            let mut cursor = String::new();
+            loop {
+                let path = format!(
+                    "/data/{}?limit=1000&prefix={}&cursor={}",
+                    segment(&namespace),
+                    segment(&prefix),
+                    segment(&cursor)
+                );
+                let page = client
+                    .call_for(&tenant, Method::GET, &path, None, &[])
+                    .await?;
+                for entry in page["entries"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        entry["key"].as_str().unwrap_or(""),
+                        entry["revision"],
+                        entry["ownerId"].as_str().unwrap_or(""),
+                        entry["expiresAt"].as_str().unwrap_or("never")
+                    );
+                }
+                match page["nextCursor"].as_str() {
+                    Some(next) => cursor = next.to_owned(),
+                    None => break,
+                }
+            }
+        }
+        DataCommand::Watch {
+            namespace,
+            tenant,
+            prefix,
+        } => {
+            let path = format!(
+                "/data-watch/{}?prefix={}",
+                segment(&namespace),
+                segment(&prefix)
+            );
+            follow(client, &tenant, &path, |id, kind, data| {
+                format!(
+                    "{id}\t{kind}\t{}\t{}",
+                    data["key"].as_str().unwrap_or("-"),
+                    data["revision"]
+                )
+            })
+            .await?;
         }
     }
     Ok(())

@@ -57,6 +57,9 @@ enum Command {
     /// Inspect a tenant's service registry.
     #[command(subcommand)]
     Services(commands::ServicesCommand),
+    /// Read, write and follow a tenant's shared data.
+    #[command(subcommand)]
+    Data(commands::DataCommand),
     /// Show who a token belongs to.
     Whoami,
 }

@@ -166,6 +166,106 @@ async fn the_readme_walkthrough_works_through_the_cli(app: TestApp) {
         "TENANT_NOT_FOUND",
     );
 
+    let set = plexhub(
+        &app,
+        ADMIN,
+        &[
+            "data",
+            "set",
+            "crm.cache",
+            "count",
+            "42",
+            "--tenant",
+            "acme",
+            "--owner",
+            "plugin-crm",
+            "--ttl",
+            "60",
+        ],
+    )
+    .await;
+    assert_eq!(succeeded(&set).trim(), "set crm.cache/count revision 1");
+    assert_eq!(
+        succeeded(
+            &plexhub(
+                &app,
+                ADMIN,
+                &["data", "get", "crm.cache", "count", "--tenant", "acme"]
+            )
+            .await
+        )
+        .trim(),
+        "42"
+    );
+    let listed = plexhub(
+        &app,
+        ADMIN,
+        &["data", "list", "crm.cache", "--tenant", "acme"],
+    )
+    .await;
+    assert!(
+        succeeded(&listed).starts_with("count\t1\tplugin-crm\t"),
+        "{}",
+        listed.stdout
+    );
+    failed_with(
+        &plexhub(
+            &app,
+            ADMIN,
+            &[
+                "data",
+                "set",
+                "crm.cache",
+                "count",
+                "43",
+                "--tenant",
+                "acme",
+                "--owner",
+                "plugin-crm",
+                "--if-revision",
+                "5",
+            ],
+        )
+        .await,
+        "PRECONDITION_FAILED",
+    );
+    failed_with(
+        &plexhub(
+            &app,
+            ADMIN,
+            &[
+                "data",
+                "set",
+                "crm.cache",
+                "count",
+                "not json",
+                "--tenant",
+                "acme",
+                "--owner",
+                "plugin-crm",
+            ],
+        )
+        .await,
+        "not JSON",
+    );
+    succeeded(
+        &plexhub(
+            &app,
+            ADMIN,
+            &["data", "delete", "crm.cache", "count", "--tenant", "acme"],
+        )
+        .await,
+    );
+    failed_with(
+        &plexhub(
+            &app,
+            ADMIN,
+            &["data", "get", "crm.cache", "count", "--tenant", "acme"],
+        )
+        .await,
+        "DATA_NOT_FOUND",
+    );
+
     let who = plexhub(&app, &token, &["whoami"]).await;
     let who: serde_json::Value = serde_json::from_str(succeeded(&who)).expect("json");
     assert_eq!(who["kind"], "plugin");
@@ -452,8 +552,32 @@ async fn settings_come_from_flags_then_environment_then_file() {
     terminate(&child);
 }
 
+/// Runs a `watch` command, triggers a change, and returns the first line it prints.
+async fn first_watch_line(
+    app: &TestApp,
+    args: &[&str],
+    trigger: impl Future<Output = ()>,
+) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plexhub"))
+        .args(["--hub", &app.base, "--token", ADMIN])
+        .args(args)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("watch");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // The stream follows from the moment the hub answered; give the command time to connect.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    trigger.await;
+    tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("a line in time")
+        .expect("read")
+        .expect("a line")
+}
+
 #[tokio::test]
-async fn services_watch_prints_changes_as_they_happen() {
+async fn watch_commands_print_changes_as_they_happen() {
     let app = crate::helpers::spawn(crate::helpers::Backend::Sqlite)
         .await
         .expect("sqlite");
@@ -466,32 +590,20 @@ async fn services_watch_prints_changes_as_they_happen() {
             serde_json::json!({"baseUrl": "http://127.0.0.1:3100"}),
         )
         .await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plexhub"))
-        .args([
-            "--hub", &app.base, "--token", ADMIN, "services", "watch", "--tenant", "acme",
-        ])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("watch");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    // The stream is open once the hub answered; registering before that could be missed.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let body = serde_json::json!({"pluginId": "plugin-crm", "serviceName": "crm.reports", "version": "1.0.0"});
-    app.send(
-        reqwest::Method::POST,
-        "/api/plugin-gateway/services/register",
-        Some(&token),
-        &[],
-        Some(&body),
-    )
-    .await
-    .assert_status(201);
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+
+    let register = async {
+        let body = serde_json::json!({"pluginId": "plugin-crm", "serviceName": "crm.reports", "version": "1.0.0"});
+        app.send(
+            reqwest::Method::POST,
+            "/api/plugin-gateway/services/register",
+            Some(&token),
+            &[],
+            Some(&body),
+        )
         .await
-        .expect("a line in time")
-        .expect("read")
-        .expect("a line");
+        .assert_status(201);
+    };
+    let line = first_watch_line(&app, &["services", "watch", "--tenant", "acme"], register).await;
     let fields: Vec<&str> = line.split('\t').collect();
     assert_eq!(
         fields[1..],
@@ -499,4 +611,24 @@ async fn services_watch_prints_changes_as_they_happen() {
         "{line}"
     );
     assert!(fields[0].parse::<i64>().is_ok(), "{line}");
+
+    let write = async {
+        app.send(
+            reqwest::Method::PUT,
+            "/api/v1/data/crm.cache/total",
+            Some(&token),
+            &[],
+            Some(&serde_json::json!({"value": 3})),
+        )
+        .await
+        .assert_status(200);
+    };
+    let line = first_watch_line(
+        &app,
+        &["data", "watch", "crm.cache", "--tenant", "acme"],
+        write,
+    )
+    .await;
+    let fields: Vec<&str> = line.split('\t').collect();
+    assert_eq!(fields[1..], ["set", "total", "1"], "{line}");
 }

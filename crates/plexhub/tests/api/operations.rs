@@ -159,6 +159,20 @@ async fn openapi_lists_every_route_and_docs_render_offline() {
         ("/api/plugin-gateway/services/discover/{serviceName}", "get"),
         ("/api/plugin-gateway/services", "get"),
         ("/api/plugin-gateway/services/{serviceId}/heartbeat", "post"),
+        ("/api/plugin-gateway/shared-data", "post"),
+        ("/api/plugin-gateway/shared-data/{namespace}/{key}", "get"),
+        (
+            "/api/plugin-gateway/shared-data/{namespace}/{key}",
+            "delete",
+        ),
+        ("/api/plugin-gateway/shared-data/{namespace}", "get"),
+        ("/api/v1/data/{namespace}/{key}", "put"),
+        ("/api/v1/data/{namespace}/{key}", "get"),
+        ("/api/v1/data/{namespace}/{key}", "delete"),
+        ("/api/v1/data/{namespace}/{key}", "post"),
+        ("/api/v1/data/{namespace}", "get"),
+        ("/api/v1/data-transactions", "post"),
+        ("/api/v1/data-watch/{namespace}", "get"),
     ];
     for (path, method) in expected {
         assert!(
