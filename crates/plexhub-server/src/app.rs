@@ -10,12 +10,14 @@ use plexhub_store::StoreError;
 use plexhub_store::feed::ChangeFeed;
 use plexhub_store::redis::{RedisError, RedisHandle};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::HubCache;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::state::{AppState, Shared};
+use crate::writer::{WriteRequest, Writer};
 
 /// Why the hub could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,7 @@ pub struct Application {
     local_addr: SocketAddr,
     state: AppState,
     sweep_interval: Duration,
+    write_requests: mpsc::Receiver<WriteRequest>,
 }
 
 impl Application {
@@ -59,6 +62,7 @@ impl Application {
             Some(redis) => ChangeFeed::with_redis(redis.client(), shutdown.clone()),
             None => ChangeFeed::in_process(),
         };
+        let (writer, write_requests) = Writer::new();
         let state = AppState::new(Shared {
             store,
             admin_token: Arc::new(settings.admin_token.clone()),
@@ -68,6 +72,7 @@ impl Application {
             feed,
             health: settings.health,
             max_value_bytes: settings.max_value_bytes,
+            writer,
             clock: settings.clock.clone(),
             shutdown,
         });
@@ -89,6 +94,7 @@ impl Application {
             local_addr,
             state,
             sweep_interval: settings.sweep_interval,
+            write_requests,
         })
     }
 
@@ -108,6 +114,9 @@ impl Application {
             tokio::spawn(self.state.cache.clone().follow(token.clone())),
             tokio::spawn(crate::sweep::run(self.state.clone(), self.sweep_interval)),
         ];
+        // Stopped once the server has drained: by then every request, and so every queued write,
+        // has been answered.
+        let writer = tokio::spawn(crate::writer::run(self.state.clone(), self.write_requests));
         let stop = token.clone();
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move {
@@ -119,6 +128,7 @@ impl Application {
         for job in jobs {
             let _ = job.await;
         }
+        writer.abort();
         served
     }
 }

@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 use crate::auth::TenantScope;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::{AppState, rfc3339};
+use crate::writer::WriteError;
 
 /// Maps a rule violation to its error.
 pub fn data_error(error: DataError) -> ApiError {
@@ -121,22 +122,29 @@ fn missing_owner(error: StoreError, owner: &PluginId) -> ApiError {
     }
 }
 
-/// Writes and announces; returns the new revision.
+/// Writes (through the group-commit writer) and announces; returns the new revision.
 pub async fn put(state: &AppState, scope: &TenantScope, write: DataWrite) -> Result<i64, ApiError> {
-    let now = state.clock.now_ms();
-    let outcome = state
-        .store
-        .put_data(scope.tenant.id, &write, now)
-        .await
-        .map_err(|e| missing_owner(e, &write.owner))?;
+    let (namespace, key, owner) = (
+        write.namespace.clone(),
+        write.key.clone(),
+        write.owner.clone(),
+    );
+    let outcome = match state.writer.write(scope.tenant.id, write).await {
+        Ok(outcome) => outcome,
+        Err(WriteError::Store(error)) => return Err(missing_owner(error, &owner)),
+        Err(WriteError::Stopped) => {
+            return Err(ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "the hub is shutting down; retry on another instance",
+            ));
+        }
+    };
     match outcome {
         DataOutcome::Done { revision } => {
-            state
-                .changed(change(scope, &write.namespace, &write.key))
-                .await;
+            state.changed(change(scope, &namespace, &key)).await;
             Ok(revision)
         }
-        other => Err(outcome_error(other, &write.namespace, &write.key)),
+        other => Err(outcome_error(other, &namespace, &key)),
     }
 }
 

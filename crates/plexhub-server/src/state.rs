@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::HubCache;
 use crate::metrics::Metrics;
 use crate::settings::Secret;
+use crate::writer::Writer;
 
 /// Everything handlers need. Cloning (which axum does several times per request) copies one
 /// `Arc`.
@@ -53,6 +54,8 @@ pub struct Shared {
     pub health: HealthPolicy,
     /// Largest shared-data value, in bytes.
     pub max_value_bytes: usize,
+    /// Group-commit writer of shared data.
+    pub writer: Writer,
     /// Time source of every stored timestamp.
     pub clock: Clock,
     /// Cancelled when the hub shuts down; long-lived responses (watch streams) end with it.

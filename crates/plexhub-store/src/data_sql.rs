@@ -300,6 +300,21 @@ macro_rules! data_store {
                 Ok(outcome)
             }
 
+            async fn put_data_batch(
+                &self,
+                writes: &[(TenantId, DataWrite)],
+                now_ms: i64,
+            ) -> StoreResult<Vec<DataOutcome>> {
+                let mut tx = self.pool.begin().await?;
+                let mut outcomes = Vec::with_capacity(writes.len());
+                for (tenant, write) in writes {
+                    // A refused write changes nothing, so the others can still commit.
+                    outcomes.push(write_in(&mut tx, *tenant, write, now_ms).await?);
+                }
+                tx.commit().await?;
+                Ok(outcomes)
+            }
+
             async fn get_data(
                 &self,
                 tenant: TenantId,

@@ -518,6 +518,13 @@ pub trait DataStore: Send + Sync {
         write: &DataWrite,
         now_ms: i64,
     ) -> StoreResult<DataOutcome>;
+    /// Writes several entries in one transaction (group commit), each with its own outcome; a
+    /// database error fails the whole batch and changes nothing.
+    async fn put_data_batch(
+        &self,
+        writes: &[(TenantId, DataWrite)],
+        now_ms: i64,
+    ) -> StoreResult<Vec<DataOutcome>>;
     /// The live entry, if any.
     async fn get_data(
         &self,
