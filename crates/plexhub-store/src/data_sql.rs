@@ -165,7 +165,8 @@ macro_rules! data_store {
             Ok(DataOutcome::PreconditionFailed { current: Some(revision) })
         }
 
-        async fn write_in(
+        /// Applies a write without logging it.
+        async fn apply_write(
             connection: &mut Connection,
             tenant: TenantId,
             write: &DataWrite,
@@ -229,8 +230,67 @@ macro_rules! data_store {
                 )
                 .await;
             };
-            append_data_event(connection, tenant, "set", write.namespace.as_str(), write.key.as_str(), revision, now_ms).await?;
             Ok(DataOutcome::Done { revision })
+        }
+
+        /// Applies and logs a write.
+        async fn write_in(
+            connection: &mut Connection,
+            tenant: TenantId,
+            write: &DataWrite,
+            now_ms: i64,
+        ) -> StoreResult<DataOutcome> {
+            let outcome = apply_write(connection, tenant, write, now_ms).await?;
+            if let DataOutcome::Done { revision } = outcome {
+                append_data_event(connection, tenant, "set", write.namespace.as_str(), write.key.as_str(), revision, now_ms).await?;
+            }
+            Ok(outcome)
+        }
+
+        /// Logs many `set` events of one tenant: one counter update reserves their ids, and
+        /// multi-row inserts store them.
+        async fn append_set_events(
+            connection: &mut Connection,
+            tenant: TenantId,
+            written: &[(&DataWrite, i64)],
+            now_ms: i64,
+        ) -> StoreResult<()> {
+            let count = i64::try_from(written.len()).unwrap_or(i64::MAX);
+            let last: i64 = sqlx::query_scalar(
+                "UPDATE tenants SET data_seq = data_seq + $2 WHERE id = $1 RETURNING data_seq",
+            )
+            .bind(tenant.to_string())
+            .bind(count)
+            .fetch_one(&mut *connection)
+            .await?;
+            let mut seq = last - count;
+            // 100 rows of 7 parameters stay below SQLite's parameter limit.
+            for chunk in written.chunks(100) {
+                let rows: Vec<String> = (0..chunk.len())
+                    .map(|i| {
+                        let p = i * 7;
+                        format!("(${}, ${}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7)
+                    })
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO data_events (tenant_id, seq, kind, namespace, key, revision, created_at) VALUES {}",
+                    rows.join(", ")
+                );
+                let mut query = sqlx::query(&sql);
+                for (write, revision) in chunk {
+                    seq += 1;
+                    query = query
+                        .bind(tenant.to_string())
+                        .bind(seq)
+                        .bind("set")
+                        .bind(write.namespace.as_str())
+                        .bind(write.key.as_str())
+                        .bind(*revision)
+                        .bind(now_ms);
+                }
+                query.execute(&mut *connection).await?;
+            }
+            Ok(())
         }
 
         async fn delete_in(
@@ -307,9 +367,18 @@ macro_rules! data_store {
             ) -> StoreResult<Vec<DataOutcome>> {
                 let mut tx = self.pool.begin().await?;
                 let mut outcomes = Vec::with_capacity(writes.len());
+                let mut written: std::collections::BTreeMap<TenantId, Vec<(&DataWrite, i64)>> =
+                    std::collections::BTreeMap::new();
                 for (tenant, write) in writes {
                     // A refused write changes nothing, so the others can still commit.
-                    outcomes.push(write_in(&mut tx, *tenant, write, now_ms).await?);
+                    let outcome = apply_write(&mut tx, *tenant, write, now_ms).await?;
+                    if let DataOutcome::Done { revision } = outcome {
+                        written.entry(*tenant).or_default().push((write, revision));
+                    }
+                    outcomes.push(outcome);
+                }
+                for (tenant, writes) in &written {
+                    append_set_events(&mut tx, *tenant, writes, now_ms).await?;
                 }
                 tx.commit().await?;
                 Ok(outcomes)
