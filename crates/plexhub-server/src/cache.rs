@@ -5,7 +5,7 @@
 
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -80,10 +80,25 @@ where
 /// A shared-data lookup as cached; readers check `expires_at` themselves on every read.
 pub type CachedEntry = Option<Entry>;
 
+/// A cached shared-data lookup with its JSON answer, rendered once (an entry is immutable until
+/// invalidated, and its expiry is an absolute time).
+pub struct DataEntry {
+    /// What the store said.
+    pub found: CachedEntry,
+    body: OnceLock<Bytes>,
+}
+
+impl DataEntry {
+    /// The rendered answer.
+    pub fn body(&self, render: impl FnOnce() -> Bytes) -> Bytes {
+        self.body.get_or_init(render).clone()
+    }
+}
+
 /// The hub's caches.
 pub struct HubCache {
     services: Cache<(TenantId, ServiceName), Arc<ServiceEntry>>,
-    data: Cache<(TenantId, Namespace, DataKey), Arc<CachedEntry>>,
+    data: Cache<(TenantId, Namespace, DataKey), Arc<DataEntry>>,
     credentials: Cache<String, Arc<CachedCredential>>,
     generation: AtomicU64,
     feed: ChangeFeed,
@@ -148,7 +163,13 @@ impl HubCache {
         &self,
         key: (TenantId, Namespace, DataKey),
         load: impl Future<Output = Result<CachedEntry, E>>,
-    ) -> Result<Arc<CachedEntry>, E> {
+    ) -> Result<Arc<DataEntry>, E> {
+        let load = async {
+            Ok(DataEntry {
+                found: load.await?,
+                body: OnceLock::new(),
+            })
+        };
         self.get_or_load(&self.data, key, load).await
     }
 

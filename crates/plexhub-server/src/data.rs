@@ -2,6 +2,9 @@
 //! and name rules, the cached read path (which checks expiry itself on every read), and how
 //! store outcomes become errors.
 
+use std::sync::Arc;
+
+use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use plexhub_core::data::{
@@ -15,6 +18,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::auth::TenantScope;
+use crate::cache::DataEntry;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::{AppState, rfc3339};
 use crate::writer::WriteError;
@@ -186,6 +190,24 @@ pub fn change(scope: &TenantScope, namespace: &Namespace, key: &DataKey) -> Chan
     }
 }
 
+async fn cached(
+    state: &AppState,
+    scope: &TenantScope,
+    namespace: &Namespace,
+    key: &DataKey,
+) -> Result<Arc<DataEntry>, ApiError> {
+    let store = state.store.clone();
+    let tenant = scope.tenant.id;
+    let (ns, k) = (namespace.clone(), key.clone());
+    let load_now = state.clock.now_ms();
+    Ok(state
+        .cache
+        .data((tenant, namespace.clone(), key.clone()), async move {
+            store.get_data(tenant, &ns, &k, load_now).await
+        })
+        .await?)
+}
+
 /// The live entry, through the cache; an entry past its expiry is never returned, whatever
 /// the cache holds.
 pub async fn read(
@@ -194,19 +216,29 @@ pub async fn read(
     namespace: &Namespace,
     key: &DataKey,
 ) -> Result<Entry, ApiError> {
-    let store = state.store.clone();
-    let tenant = scope.tenant.id;
-    let (ns, k) = (namespace.clone(), key.clone());
-    let load_now = state.clock.now_ms();
-    let cached = state
-        .cache
-        .data((tenant, namespace.clone(), key.clone()), async move {
-            store.get_data(tenant, &ns, &k, load_now).await
-        })
-        .await?;
-    let now = state.clock.now_ms();
-    match cached.as_ref() {
-        Some(entry) if entry.is_live(now) => Ok(entry.clone()),
+    let entry = cached(state, scope, namespace, key).await?;
+    match &entry.found {
+        Some(found) if found.is_live(state.clock.now_ms()) => Ok(found.clone()),
+        _ => Err(not_found(namespace, key)),
+    }
+}
+
+/// The live entry as a JSON answer with its `ETag`, rendered once per cached entry.
+pub async fn read_answer(
+    state: &AppState,
+    scope: &TenantScope,
+    namespace: &Namespace,
+    key: &DataKey,
+) -> Result<Response, ApiError> {
+    let entry = cached(state, scope, namespace, key).await?;
+    match &entry.found {
+        Some(found) if found.is_live(state.clock.now_ms()) => {
+            let body = entry.body(|| Bytes::from(json!(EntryView::new(found, true)).to_string()));
+            Ok(with_etag(
+                found.revision,
+                ([(header::CONTENT_TYPE, "application/json")], body),
+            ))
+        }
         _ => Err(not_found(namespace, key)),
     }
 }

@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::TenantScope;
-use crate::data::{self, EntryView, build_write, names, with_etag, writer};
+use crate::data::{self, EntryView, build_write, names, writer};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
@@ -120,11 +120,7 @@ async fn get_data(
     ApiPath((namespace, key)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (namespace, key) = names(&namespace, &key)?;
-    let entry = data::read(&state, &scope, &namespace, &key).await?;
-    Ok(with_etag(
-        entry.revision,
-        Json(EntryView::new(&entry, true)),
-    ))
+    data::read_answer(&state, &scope, &namespace, &key).await
 }
 
 /// Delete a value (its owner or the admin).

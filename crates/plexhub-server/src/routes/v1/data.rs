@@ -136,11 +136,7 @@ async fn get_entry(
     ApiPath((namespace, key)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (namespace, key) = names(&namespace, &key)?;
-    let entry = data::read(&state, &scope, &namespace, &key).await?;
-    Ok(with_etag(
-        entry.revision,
-        Json(EntryView::new(&entry, true)),
-    ))
+    data::read_answer(&state, &scope, &namespace, &key).await
 }
 
 /// Delete a value (owner or admin); `If-Match` makes it conditional.
