@@ -6,10 +6,8 @@
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Duration;
 
 use axum::body::Bytes;
-use moka::sync::Cache;
 use plexhub_core::data::{DataKey, Entry, Namespace};
 use plexhub_core::ids::ServiceName;
 use plexhub_core::installation::InstallationState;
@@ -17,15 +15,15 @@ use plexhub_core::registry::{Service, ServiceStatus};
 use plexhub_core::tenant::TenantId;
 use plexhub_store::CredentialRecord;
 use plexhub_store::feed::{Change, ChangeFeed, FeedEvent};
+use quick_cache::sync::Cache;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::PluginCaller;
 
-/// Entries per cache before the least used are evicted.
-const CAPACITY: u64 = 100_000;
-/// Upper bound on an entry's life; correctness does not depend on it (invalidation does).
-const TIME_TO_LIVE: Duration = Duration::from_secs(300);
+/// Entries per cache before the least useful are evicted. Entries have no time limit:
+/// correctness comes from invalidation, not from expiry.
+const CAPACITY: usize = 100_000;
 
 /// A registry lookup as cached: the service (or its absence) and its installation's state.
 pub type CachedService = Option<(Service, InstallationState)>;
@@ -68,13 +66,10 @@ pub type CachedCredential = Option<(CredentialRecord, Arc<PluginCaller>)>;
 
 fn bounded<K, V>() -> Cache<K, V>
 where
-    K: Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
+    K: Hash + Eq + Clone,
+    V: Clone,
 {
-    Cache::builder()
-        .max_capacity(CAPACITY)
-        .time_to_live(TIME_TO_LIVE)
-        .build()
+    Cache::new(CAPACITY)
 }
 
 /// A shared-data lookup as cached; readers check `expires_at` themselves on every read.
@@ -124,7 +119,7 @@ impl HubCache {
         load: F,
     ) -> Result<Arc<V>, E>
     where
-        K: Hash + Eq + Send + Sync + 'static,
+        K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Send + Sync + 'static,
         F: Future<Output = Result<V, E>>,
     {
@@ -196,7 +191,7 @@ impl HubCache {
         match change {
             Change::Services { tenant, names } => {
                 for name in names {
-                    self.services.invalidate(&(*tenant, name.clone()));
+                    self.services.remove(&(*tenant, name.clone()));
                 }
             }
             // Tenant-wide changes are rare (installs, suspensions): clearing everything is
@@ -206,19 +201,21 @@ impl HubCache {
                 tenant,
                 namespace,
                 key,
-            } => self
-                .data
-                .invalidate(&(*tenant, namespace.clone(), key.clone())),
-            Change::CredentialRevoked { id } => self.credentials.invalidate(id),
+            } => {
+                self.data.remove(&(*tenant, namespace.clone(), key.clone()));
+            }
+            Change::CredentialRevoked { id } => {
+                self.credentials.remove(id);
+            }
         }
     }
 
     /// Drops everything.
     pub fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.services.invalidate_all();
-        self.data.invalidate_all();
-        self.credentials.invalidate_all();
+        self.services.clear();
+        self.data.clear();
+        self.credentials.clear();
     }
 
     /// Follows the feed until `shutdown`, invalidating as changes arrive.
