@@ -17,6 +17,7 @@ mod routes;
 pub mod settings;
 mod state;
 mod sweep;
+mod watch;
 mod writer;
 
 pub use app::{Application, StartError};

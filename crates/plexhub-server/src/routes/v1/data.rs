@@ -2,23 +2,21 @@
 //! `/api/v1/data-transactions` and `/api/v1/data-watch` live beside it so that no key name can
 //! collide with them.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use futures::Stream;
 use plexhub_core::data::{DataKey, Namespace, Precondition};
 use plexhub_core::ids::PluginId;
+use plexhub_core::tenant::TenantId;
 use plexhub_store::feed::{Change, FeedEvent};
 use plexhub_store::{DataDelete, DataEventsSince, DataListing, DataOp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -31,15 +29,12 @@ use crate::data::{
 use crate::error::{ApiError, ErrorCode, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
+use crate::watch::{self, Batch, ChangeLog};
 
 /// Most operations in one transaction.
 const MAX_TRANSACTION_OPS: usize = 64;
 /// Most keys in one batch read.
 const MAX_BATCH_KEYS: usize = 100;
-/// How often a watch stream re-reads the change log without a notification.
-const WATCH_POLL: Duration = Duration::from_secs(2);
-/// Events read at a time.
-const WATCH_BATCH: u32 = 100;
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -453,19 +448,15 @@ pub struct WatchFilter {
     prefix: Option<String>,
 }
 
-struct Watch {
+/// The tenant's shared-data change log, filtered to one namespace and key prefix.
+struct DataLog {
     state: AppState,
-    tenant: plexhub_core::tenant::TenantId,
+    tenant: TenantId,
     namespace: Namespace,
     prefix: String,
-    last: i64,
-    pending: VecDeque<Event>,
-    feed: tokio::sync::broadcast::Receiver<FeedEvent>,
-    poll: tokio::time::Interval,
-    fetch_now: bool,
 }
 
-impl Watch {
+impl ChangeLog for DataLog {
     fn concerns(&self, event: &FeedEvent) -> bool {
         match event {
             FeedEvent::Change(Change::Data {
@@ -477,67 +468,40 @@ impl Watch {
         }
     }
 
-    async fn fetch(&mut self) {
+    async fn read_after(&self, after: i64) -> Batch {
         match self
             .state
             .store
-            .data_events_since(self.tenant, self.last, WATCH_BATCH)
+            .data_events_since(self.tenant, after, watch::BATCH)
             .await
         {
-            Ok(DataEventsSince::Events(events)) => {
-                self.fetch_now = events.len() == WATCH_BATCH as usize;
-                for event in events {
-                    self.last = event.seq;
-                    if event.namespace != self.namespace
-                        || !event.key.as_str().starts_with(&self.prefix)
-                    {
-                        continue;
-                    }
-                    let data = json!({
-                        "type": event.kind,
-                        "namespace": event.namespace,
-                        "key": event.key,
-                        "revision": event.revision,
-                    });
-                    self.pending.push_back(
+            Ok(DataEventsSince::Events(changes)) => Batch::Events {
+                last: changes.last().map_or(after, |c| c.seq),
+                more: changes.len() == watch::BATCH as usize,
+                events: changes
+                    .iter()
+                    .filter(|c| {
+                        c.namespace == self.namespace && c.key.as_str().starts_with(&self.prefix)
+                    })
+                    .map(|c| {
+                        let data = json!({
+                            "type": c.kind,
+                            "namespace": c.namespace,
+                            "key": c.key,
+                            "revision": c.revision,
+                        });
                         Event::default()
-                            .id(event.seq.to_string())
-                            .event(event.kind)
-                            .data(data.to_string()),
-                    );
-                }
+                            .id(c.seq.to_string())
+                            .event(c.kind)
+                            .data(data.to_string())
+                    })
+                    .collect(),
+            },
+            Ok(DataEventsSince::Reset { current }) => Batch::Reset { current },
+            Err(error) => {
+                tracing::warn!(%error, "data watch cannot read the change log; retrying");
+                Batch::Failed
             }
-            Ok(DataEventsSince::Reset { current }) => {
-                self.last = current;
-                self.pending.push_back(
-                    Event::default()
-                        .id(current.to_string())
-                        .event("reset")
-                        .data(json!({ "type": "reset", "current": current }).to_string()),
-                );
-            }
-            Err(error) => tracing::warn!(%error, "data watch cannot read the change log; retrying"),
-        }
-    }
-
-    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
-        loop {
-            if let Some(event) = self.pending.pop_front() {
-                return Some((Ok(event), self));
-            }
-            if !self.fetch_now {
-                tokio::select! {
-                    () = self.state.shutdown.cancelled() => return None,
-                    received = self.feed.recv() => match received {
-                        Ok(event) if !self.concerns(&event) => continue,
-                        Ok(_) | Err(RecvError::Lagged(_)) => {}
-                        Err(RecvError::Closed) => return None,
-                    },
-                    _ = self.poll.tick() => {}
-                }
-            }
-            self.fetch_now = false;
-            self.fetch().await;
         }
     }
 }
@@ -554,36 +518,11 @@ async fn watch_data(
     ApiQuery(filter): ApiQuery<WatchFilter>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let namespace = Namespace::parse(&namespace).map_err(data_error)?;
-    let feed = state.feed.subscribe();
-    let resume = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(|text| text.trim().parse::<i64>().unwrap_or(-1));
-    let last = match resume {
-        Some(id) => id,
-        None => match state
-            .store
-            .data_events_since(scope.tenant.id, i64::MAX, 0)
-            .await?
-        {
-            DataEventsSince::Reset { current } => current,
-            DataEventsSince::Events(_) => 0,
-        },
-    };
-    let mut poll = tokio::time::interval(WATCH_POLL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let watch = Watch {
+    let log = DataLog {
+        state: state.clone(),
         tenant: scope.tenant.id,
-        state,
-        namespace,
+        namespace: Namespace::parse(&namespace).map_err(data_error)?,
         prefix: filter.prefix.unwrap_or_default(),
-        last,
-        pending: VecDeque::new(),
-        feed,
-        poll,
-        fetch_now: resume.is_some(),
     };
-    Ok(Sse::new(futures::stream::unfold(watch, Watch::next))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(watch::follow(state, log, watch::resume_id(&headers)).await)
 }

@@ -1,21 +1,17 @@
 //! `/api/v1/services`: the registry with replicas, health reports and a watch stream.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use futures::Stream;
 use plexhub_core::registry::ServiceStatus;
-use plexhub_core::tenant::TenantId;
 use plexhub_store::feed::{Change, FeedEvent};
 use plexhub_store::{EventsSince, RegistryEvent, RegistryEventKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -28,13 +24,7 @@ use crate::registry::{
     parse_version, put_instance, service_not_found, services_change,
 };
 use crate::state::AppState;
-
-/// How often a watch stream sends a keep-alive comment.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// How often a watch stream re-reads the change log even without a feed notification.
-const WATCH_POLL: Duration = Duration::from_secs(2);
-/// Events read from the change log at a time.
-const WATCH_BATCH: u32 = 100;
+use crate::watch::{self, Batch, ChangeLog};
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -315,29 +305,13 @@ async fn instance_health(
     Ok(Json(json!({ "status": status, "reason": reason })))
 }
 
-/// What a watch stream carries between polls.
-struct Watch {
+/// The tenant's registry change log, rendered with each changed service.
+struct RegistryLog {
     state: AppState,
-    scope_tenant: TenantId,
     scope: TenantScope,
-    last: i64,
-    pending: VecDeque<Event>,
-    feed: tokio::sync::broadcast::Receiver<FeedEvent>,
-    poll: tokio::time::Interval,
-    fetch_now: bool,
 }
 
-impl Watch {
-    fn concerns(&self, event: &FeedEvent) -> bool {
-        match event {
-            FeedEvent::Change(Change::Services { tenant, .. } | Change::Tenant { tenant }) => {
-                *tenant == self.scope_tenant
-            }
-            FeedEvent::Change(Change::CredentialRevoked { .. } | Change::Data { .. }) => false,
-            FeedEvent::Connected | FeedEvent::Disconnected => true,
-        }
-    }
-
+impl RegistryLog {
     async fn event_for(&self, change: &RegistryEvent) -> Event {
         let service = if change.kind == RegistryEventKind::Deregistered {
             None
@@ -361,54 +335,42 @@ impl Watch {
             .event(change.kind.as_str())
             .data(data.to_string())
     }
+}
 
-    async fn fetch(&mut self) {
-        match self
-            .state
-            .store
-            .registry_events_since(self.scope_tenant, self.last, WATCH_BATCH)
-            .await
-        {
-            Ok(EventsSince::Events(changes)) => {
-                for change in &changes {
-                    let event = self.event_for(change).await;
-                    self.pending.push_back(event);
-                    self.last = change.seq;
-                }
-                // A full batch may have more behind it.
-                self.fetch_now = changes.len() == WATCH_BATCH as usize;
+impl ChangeLog for RegistryLog {
+    fn concerns(&self, event: &FeedEvent) -> bool {
+        match event {
+            FeedEvent::Change(Change::Services { tenant, .. } | Change::Tenant { tenant }) => {
+                *tenant == self.scope.tenant.id
             }
-            Ok(EventsSince::Reset { current }) => {
-                self.last = current;
-                self.pending.push_back(
-                    Event::default()
-                        .id(current.to_string())
-                        .event("reset")
-                        .data(json!({ "type": "reset", "current": current }).to_string()),
-                );
-            }
-            Err(error) => tracing::warn!(%error, "watch cannot read the change log; retrying"),
+            FeedEvent::Change(Change::CredentialRevoked { .. } | Change::Data { .. }) => false,
+            FeedEvent::Connected | FeedEvent::Disconnected => true,
         }
     }
 
-    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
-        loop {
-            if let Some(event) = self.pending.pop_front() {
-                return Some((Ok(event), self));
-            }
-            if !self.fetch_now {
-                tokio::select! {
-                    () = self.state.shutdown.cancelled() => return None,
-                    received = self.feed.recv() => match received {
-                        Ok(event) if !self.concerns(&event) => continue,
-                        Ok(_) | Err(RecvError::Lagged(_)) => {}
-                        Err(RecvError::Closed) => return None,
-                    },
-                    _ = self.poll.tick() => {}
+    async fn read_after(&self, after: i64) -> Batch {
+        let read = self
+            .state
+            .store
+            .registry_events_since(self.scope.tenant.id, after, watch::BATCH)
+            .await;
+        match read {
+            Ok(EventsSince::Events(changes)) => {
+                let mut events = Vec::with_capacity(changes.len());
+                for change in &changes {
+                    events.push(self.event_for(change).await);
+                }
+                Batch::Events {
+                    last: changes.last().map_or(after, |c| c.seq),
+                    more: changes.len() == watch::BATCH as usize,
+                    events,
                 }
             }
-            self.fetch_now = false;
-            self.fetch().await;
+            Ok(EventsSince::Reset { current }) => Batch::Reset { current },
+            Err(error) => {
+                tracing::warn!(%error, "watch cannot read the registry change log; retrying");
+                Batch::Failed
+            }
         }
     }
 }
@@ -423,36 +385,10 @@ async fn watch_services(
     scope: TenantScope,
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let feed = state.feed.subscribe();
-    let resume = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(|text| text.trim().parse::<i64>().unwrap_or(-1));
-    let last = match resume {
-        Some(id) => id,
-        // Without an id, follow from now: an unknown (future) id answers with the current one.
-        None => match state
-            .store
-            .registry_events_since(scope.tenant.id, i64::MAX, 0)
-            .await?
-        {
-            EventsSince::Reset { current } => current,
-            EventsSince::Events(_) => 0,
-        },
-    };
-    let mut poll = tokio::time::interval(WATCH_POLL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let watch = Watch {
-        scope_tenant: scope.tenant.id,
-        state,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let log = RegistryLog {
+        state: state.clone(),
         scope,
-        last,
-        pending: VecDeque::new(),
-        feed,
-        poll,
-        fetch_now: resume.is_some(),
     };
-    let stream = futures::stream::unfold(watch, Watch::next);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    watch::follow(state, log, watch::resume_id(&headers)).await
 }
