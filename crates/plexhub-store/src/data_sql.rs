@@ -467,25 +467,12 @@ macro_rules! data_store {
             }
 
             async fn data_events_since(&self, tenant: TenantId, after: i64, limit: u32) -> StoreResult<DataEventsSince> {
-                let current: Option<i64> = sqlx::query_scalar("SELECT data_seq FROM tenants WHERE id = $1")
-                    .bind(tenant.to_string())
-                    .fetch_optional(&self.pool)
-                    .await?;
-                let Some(current) = current else {
-                    return Ok(DataEventsSince::Reset { current: 0 });
-                };
-                if after > current || after < 0 {
-                    return Ok(DataEventsSince::Reset { current });
-                }
-                if after == current {
-                    return Ok(DataEventsSince::Events(Vec::new()));
-                }
-                let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM data_events WHERE tenant_id = $1")
-                    .bind(tenant.to_string())
-                    .fetch_one(&self.pool)
-                    .await?;
-                if oldest.is_none_or(|oldest| after + 1 < oldest) {
-                    return Ok(DataEventsSince::Reset { current });
+                match log_position(&self.pool, "data_seq", "data_events", tenant, after).await? {
+                    crate::registry_sql::LogPosition::Read => {}
+                    crate::registry_sql::LogPosition::UpToDate => return Ok(DataEventsSince::Events(Vec::new())),
+                    crate::registry_sql::LogPosition::Reset(current) => {
+                        return Ok(DataEventsSince::Reset { current });
+                    }
                 }
                 let rows = sqlx::query(
                     "SELECT seq, kind, namespace, key, revision FROM data_events \

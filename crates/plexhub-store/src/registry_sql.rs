@@ -126,6 +126,16 @@ pub(crate) fn event(seq: i64, kind: &str, name: &str, plugin: &str) -> StoreResu
     })
 }
 
+/// Where a reader of a tenant's change log stands.
+pub(crate) enum LogPosition {
+    /// Entries after the cursor exist: read them.
+    Read,
+    /// The cursor is at the newest entry.
+    UpToDate,
+    /// The cursor is unknown or older than the retained log; the newest id.
+    Reset(i64),
+}
+
 /// Service filter shared by the three loading queries: tenant, then name or id ('' = any).
 pub(crate) const SERVICE_FILTER: &str =
     "s.tenant_id = $1 AND ($2 = '' OR s.name = $2) AND ($3 = '' OR s.id = $3)";
@@ -215,6 +225,40 @@ macro_rules! registry_store {
                     .fetch_optional(&mut *connection)
                     .await?;
             owner.map(|p| crate::sql::plugin_id("services", &p)).transpose()
+        }
+
+        /// Where `after` stands in the change log `table` whose newest id is the tenant
+        /// column `counter` (both are fixed identifiers of this crate, never input).
+        pub(crate) async fn log_position(
+            pool: &sqlx::Pool<$db>,
+            counter: &str,
+            table: &str,
+            tenant: TenantId,
+            after: i64,
+        ) -> StoreResult<rsql::LogPosition> {
+            let current: Option<i64> =
+                sqlx::query_scalar(&format!("SELECT {counter} FROM tenants WHERE id = $1"))
+                    .bind(tenant.to_string())
+                    .fetch_optional(pool)
+                    .await?;
+            let Some(current) = current else {
+                return Ok(rsql::LogPosition::Reset(0));
+            };
+            if after > current || after < 0 {
+                return Ok(rsql::LogPosition::Reset(current));
+            }
+            if after == current {
+                return Ok(rsql::LogPosition::UpToDate);
+            }
+            let oldest: Option<i64> =
+                sqlx::query_scalar(&format!("SELECT MIN(seq) FROM {table} WHERE tenant_id = $1"))
+                    .bind(tenant.to_string())
+                    .fetch_one(pool)
+                    .await?;
+            if oldest.is_none_or(|oldest| after + 1 < oldest) {
+                return Ok(rsql::LogPosition::Reset(current));
+            }
+            Ok(rsql::LogPosition::Read)
         }
 
         impl $store {
@@ -533,27 +577,10 @@ macro_rules! registry_store {
                 after: i64,
                 limit: u32,
             ) -> StoreResult<EventsSince> {
-                let current: Option<i64> =
-                    sqlx::query_scalar("SELECT registry_seq FROM tenants WHERE id = $1")
-                        .bind(tenant.to_string())
-                        .fetch_optional(&self.pool)
-                        .await?;
-                let Some(current) = current else {
-                    return Ok(EventsSince::Reset { current: 0 });
-                };
-                if after > current || after < 0 {
-                    return Ok(EventsSince::Reset { current });
-                }
-                if after == current {
-                    return Ok(EventsSince::Events(Vec::new()));
-                }
-                let oldest: Option<i64> =
-                    sqlx::query_scalar("SELECT MIN(seq) FROM registry_events WHERE tenant_id = $1")
-                        .bind(tenant.to_string())
-                        .fetch_one(&self.pool)
-                        .await?;
-                if oldest.is_none_or(|oldest| after + 1 < oldest) {
-                    return Ok(EventsSince::Reset { current });
+                match log_position(&self.pool, "registry_seq", "registry_events", tenant, after).await? {
+                    rsql::LogPosition::Read => {}
+                    rsql::LogPosition::UpToDate => return Ok(EventsSince::Events(Vec::new())),
+                    rsql::LogPosition::Reset(current) => return Ok(EventsSince::Reset { current }),
                 }
                 let rows = sqlx::query(
                     "SELECT seq, kind, service_name, plugin_id FROM registry_events \
