@@ -82,12 +82,11 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiEr
             Err(unauthenticated("unknown credential"))
         };
     };
-    let store = state.store.clone();
-    let lookup_id = presented.id.clone();
+    let id = &presented.id;
     let cached = state
         .cache
-        .credential(presented.id.as_str(), async move {
-            let found = store.credential_with_tenant(&lookup_id).await?;
+        .credential(id.as_str(), || async move {
+            let found = state.store.credential_with_tenant(id).await?;
             Ok::<_, StoreError>(found.map(|(record, tenant)| {
                 let caller = Arc::new(PluginCaller {
                     tenant: Arc::new(tenant),

@@ -116,7 +116,7 @@ impl HubCache {
         &self,
         cache: &Cache<K, Arc<V>>,
         key: K,
-        load: F,
+        load: impl FnOnce() -> F,
     ) -> Result<Arc<V>, E>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
@@ -124,13 +124,13 @@ impl HubCache {
         F: Future<Output = Result<V, E>>,
     {
         if !self.feed.is_connected() {
-            return load.await.map(Arc::new);
+            return load().await.map(Arc::new);
         }
         if let Some(hit) = cache.get(&key) {
             return Ok(hit);
         }
         let generation = self.generation.load(Ordering::Acquire);
-        let value = Arc::new(load.await?);
+        let value = Arc::new(load().await?);
         // An invalidation during the load may concern this key: then the value may be stale.
         if generation == self.generation.load(Ordering::Acquire) && self.feed.is_connected() {
             cache.insert(key, value.clone());
@@ -139,14 +139,14 @@ impl HubCache {
     }
 
     /// A registry lookup through the cache.
-    pub async fn service<E>(
+    pub async fn service<E, F: Future<Output = Result<CachedService, E>>>(
         &self,
         key: (TenantId, ServiceName),
-        load: impl Future<Output = Result<CachedService, E>>,
+        load: impl FnOnce() -> F,
     ) -> Result<Arc<ServiceEntry>, E> {
-        let load = async {
+        let load = || async {
             Ok(ServiceEntry {
-                found: load.await?,
+                found: load().await?,
                 rendered: RwLock::new(None),
             })
         };
@@ -154,14 +154,14 @@ impl HubCache {
     }
 
     /// A shared-data lookup through the cache.
-    pub async fn data<E>(
+    pub async fn data<E, F: Future<Output = Result<CachedEntry, E>>>(
         &self,
         key: (TenantId, Namespace, DataKey),
-        load: impl Future<Output = Result<CachedEntry, E>>,
+        load: impl FnOnce() -> F,
     ) -> Result<Arc<DataEntry>, E> {
-        let load = async {
+        let load = || async {
             Ok(DataEntry {
-                found: load.await?,
+                found: load().await?,
                 body: OnceLock::new(),
             })
         };
@@ -169,11 +169,17 @@ impl HubCache {
     }
 
     /// A credential lookup through the cache.
-    pub async fn credential<E>(
+    pub async fn credential<E, F: Future<Output = Result<CachedCredential, E>>>(
         &self,
         id: &str,
-        load: impl Future<Output = Result<CachedCredential, E>>,
+        load: impl FnOnce() -> F,
     ) -> Result<Arc<CachedCredential>, E> {
+        // A borrowed lookup first: a hit allocates nothing.
+        if self.feed.is_connected()
+            && let Some(hit) = self.credentials.get(id)
+        {
+            return Ok(hit);
+        }
         self.get_or_load(&self.credentials, id.to_owned(), load)
             .await
     }

@@ -196,14 +196,12 @@ async fn cached(
     namespace: &Namespace,
     key: &DataKey,
 ) -> Result<Arc<DataEntry>, ApiError> {
-    let store = state.store.clone();
     let tenant = scope.tenant.id;
-    let (ns, k) = (namespace.clone(), key.clone());
-    let load_now = state.clock.now_ms();
     Ok(state
         .cache
-        .data((tenant, namespace.clone(), key.clone()), async move {
-            store.get_data(tenant, &ns, &k, load_now).await
+        .data((tenant, namespace.clone(), key.clone()), || async move {
+            let now = state.clock.now_ms();
+            state.store.get_data(tenant, namespace, key, now).await
         })
         .await?)
 }

@@ -227,13 +227,11 @@ pub async fn service_entry(
     scope: &TenantScope,
     name: &ServiceName,
 ) -> Result<Arc<ServiceEntry>, ApiError> {
-    let store = state.store.clone();
     let tenant = scope.tenant.id;
-    let lookup = name.clone();
     Ok(state
         .cache
-        .service((tenant, name.clone()), async move {
-            store.service_by_name(tenant, &lookup).await
+        .service((tenant, name.clone()), || async move {
+            state.store.service_by_name(tenant, name).await
         })
         .await?)
 }
