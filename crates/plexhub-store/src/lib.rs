@@ -1,8 +1,9 @@
 //! plexhub-store: the ports the hub's domain needs from storage, and their adapters.
 //!
 //! One trait family ([`Store`]) with one implementation per backend: SQLite (embedded default)
-//! and PostgreSQL (scaled mode), both generated from the same portable SQL in [`sql`]. Backend
-//! differences (connection options, migrations) stay in [`sqlite`] and [`postgres`]. Nothing
+//! and PostgreSQL (scaled mode), both generated from the same portable SQL in [`sql`] and sharing
+//! one set of portable migrations (`migrations/`; split it per backend only when one needs its
+//! own). Backend differences (connection options) stay in [`sqlite`] and [`postgres`]. Nothing
 //! above this crate sees sqlx or redis types.
 
 use std::sync::Arc;
