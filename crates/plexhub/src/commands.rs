@@ -418,6 +418,8 @@ async fn follow(
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut response = client.stream_for(tenant, path).await?;
+    // Once the hub has answered, every later change reaches this stream.
+    eprintln!("following {path} of tenant {tenant}; Ctrl-C to stop");
     let mut buffer = String::new();
     while let Some(chunk) = response.chunk().await.context("the watch stream broke")? {
         buffer.push_str(&String::from_utf8_lossy(&chunk));

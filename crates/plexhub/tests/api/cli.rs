@@ -552,7 +552,8 @@ async fn settings_come_from_flags_then_environment_then_file() {
     terminate(&child);
 }
 
-/// Runs a `watch` command, triggers a change, and returns the first line it prints.
+/// Runs a `watch` command, triggers a change once it follows, and returns the first line it
+/// prints.
 async fn first_watch_line(
     app: &TestApp,
     args: &[&str],
@@ -562,12 +563,19 @@ async fn first_watch_line(
         .args(["--hub", &app.base, "--token", ADMIN])
         .args(args)
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("watch");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    // The stream follows from the moment the hub answered; give the command time to connect.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut notices = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    // The command says when the hub has answered; from then on no change is missed.
+    let notice = tokio::time::timeout(Duration::from_secs(30), notices.next_line())
+        .await
+        .expect("the watch starts in time")
+        .expect("read")
+        .expect("a notice");
+    assert!(notice.starts_with("following "), "{notice}");
     trigger.await;
     tokio::time::timeout(Duration::from_secs(10), lines.next_line())
         .await
