@@ -82,6 +82,43 @@ impl fmt::Debug for SecretHash {
     }
 }
 
+/// Checks presented secrets against a stored hash, remembering the secret once it matched so
+/// later checks compare in constant time without hashing again. Meant for in-memory caches of
+/// live credentials; only the hash is ever stored.
+#[derive(Clone)]
+pub struct SecretCheck {
+    hash: SecretHash,
+    verified: std::sync::OnceLock<Box<str>>,
+}
+
+impl SecretCheck {
+    /// A check against `hash`.
+    pub fn new(hash: SecretHash) -> Self {
+        Self {
+            hash,
+            verified: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Whether `secret` is the credential's secret.
+    pub fn matches(&self, secret: &str) -> bool {
+        if let Some(known) = self.verified.get() {
+            return known.as_bytes().ct_eq(secret.as_bytes()).into();
+        }
+        let matches = self.hash.matches(secret);
+        if matches {
+            let _ = self.verified.set(secret.into());
+        }
+        matches
+    }
+}
+
+impl fmt::Debug for SecretCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretCheck(..)")
+    }
+}
+
 /// A freshly issued plugin credential: the token is shown once, the hash is stored.
 pub struct IssuedCredential {
     /// Public id.
@@ -180,6 +217,17 @@ mod tests {
         ] {
             assert!(PresentedCredential::parse(&bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_secret_check_remembers_only_the_right_secret() {
+        let check = SecretCheck::new(SecretHash::of("right"));
+        assert!(!check.matches("wrong"));
+        assert!(check.matches("right"));
+        assert!(check.matches("right"), "again, from memory");
+        assert!(!check.matches("wrong"));
+        assert!(!check.matches("righ"));
+        assert!(!check.clone().matches("wrong"));
     }
 
     #[test]

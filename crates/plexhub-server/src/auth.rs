@@ -11,7 +11,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
-use plexhub_core::credential::{CredentialId, PresentedCredential, tokens_match};
+use plexhub_core::credential::{CredentialId, PresentedCredential, SecretCheck, tokens_match};
 use plexhub_core::ids::PluginId;
 use plexhub_core::tenant::{Tenant, TenantSlug, TenantStatus};
 use plexhub_store::StoreError;
@@ -93,14 +93,15 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiEr
                     plugin_id: record.plugin_id.clone(),
                     credential_id: record.id.clone(),
                 });
-                (record, caller)
+                let check = SecretCheck::new(record.hash.clone());
+                (record, caller, check)
             }))
         })
         .await?;
-    let Some((credential, caller)) = cached
+    let Some((credential, caller, check)) = cached
         .as_ref()
         .as_ref()
-        .filter(|(credential, _)| credential.hash.matches(presented.secret))
+        .filter(|(_, _, check)| check.matches(presented.secret))
     else {
         return Err(unauthenticated("unknown or revoked credential"));
     };
@@ -130,9 +131,10 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiEr
         state.store.touch_credential(&credential.id, now).await?;
         let mut touched = credential.clone();
         touched.last_used_at_ms = Some(now);
-        state
-            .cache
-            .refresh_credential(credential.id.as_str(), Some((touched, caller.clone())));
+        state.cache.refresh_credential(
+            credential.id.as_str(),
+            Some((touched, caller.clone(), check.clone())),
+        );
     }
     Ok(Caller::Plugin(caller.clone()))
 }

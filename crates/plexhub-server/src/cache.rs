@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use axum::body::Bytes;
+use plexhub_core::credential::SecretCheck;
 use plexhub_core::data::{DataKey, Entry, Namespace};
 use plexhub_core::ids::ServiceName;
 use plexhub_core::installation::InstallationState;
@@ -62,7 +63,7 @@ impl ServiceEntry {
 
 /// A credential as cached for authentication, with the identity it grants (shared, so that
 /// authenticating a request copies nothing).
-pub type CachedCredential = Option<(CredentialRecord, Arc<PluginCaller>)>;
+pub type CachedCredential = Option<(CredentialRecord, Arc<PluginCaller>, SecretCheck)>;
 
 fn bounded<K, V>() -> Cache<K, V>
 where
