@@ -29,20 +29,7 @@ impl HubClient {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
-        let token = self.token.as_deref().ok_or_else(|| {
-            anyhow!(
-                "no admin token: pass --token, set PLEXHUB_ADMIN_TOKEN, or run where plexhub-data/admin-token is"
-            )
-        })?;
-        let url = format!("{}/api/v1{path}", self.base);
-        let mut request = self.http.request(method, &url).bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the hub at {}", self.base))?;
+        let response = self.send_with(method, path, None, body, &[]).await?;
         Self::answer(response).await
     }
 
@@ -64,23 +51,15 @@ impl HubClient {
 
     /// Opens a long-lived request (a watch stream), failing on an error status.
     pub async fn stream_for(&self, tenant: &str, path: &str) -> anyhow::Result<reqwest::Response> {
-        let response = self.send(Method::GET, path, Some(tenant), None).await?;
+        let response = self
+            .send_with(Method::GET, path, Some(tenant), None, &[])
+            .await?;
         if response.status().is_success() {
             return Ok(response);
         }
         let status = response.status();
         Self::answer(response).await?;
         bail!("the hub answered {status} to the watch request")
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        tenant: Option<&str>,
-        body: Option<&Value>,
-    ) -> anyhow::Result<reqwest::Response> {
-        self.send_with(method, path, tenant, body, &[]).await
     }
 
     async fn send_with(
