@@ -3,6 +3,7 @@
 #   healthz       GET /healthz of the same hub (the HTTP stack alone)
 #   get-<backend> GET /api/v1/data/bench/warm        (a warm key: auth + cache + expiry check)
 #   put-<backend> PUT /api/v1/data/bench/counter     (a small value; committed before the answer)
+#   put-keys-<backend> PUT /api/v1/data/bench/key-N  (the same, spread over 10000 keys at random)
 # Compare put with etcd's put from ../shared/bench/kv.sh run beside it (KV_TARGETS=etcd).
 # Settings: CONNS (32), DURATION (10), REPEATS (3), DATABASE_URL (postgres://postgres@127.0.0.1:5432/test;
 # a fresh database is created and dropped), BACKENDS ("sqlite postgres").
@@ -37,6 +38,7 @@ for _ in $(seq 1 "$REPEATS"); do
     auth="authorization: Bearer ${TOKENS[$backend]}"
     measure "get-$backend" "${URLS[$backend]}/api/v1/data/bench/warm" -H "$auth"
     measure "put-$backend" "${URLS[$backend]}/api/v1/data/bench/counter" -H "$auth" -s bench/wrk/put-json.lua
+    measure "put-keys-$backend" "${URLS[$backend]}/api/v1/data/bench/key-" -H "$auth" -s bench/wrk/put-many-keys.lua
   done
 done
 report healthz

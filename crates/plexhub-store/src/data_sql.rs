@@ -2,10 +2,13 @@
 //! conditional statement (owner, revision and expiry checked by the database in the same
 //! statement that writes), followed by a change-log entry in the same transaction.
 
-use plexhub_core::data::{DataKey, Entry, Namespace};
+use std::collections::HashMap;
+
+use plexhub_core::data::{DataKey, Entry, Namespace, Precondition};
+use plexhub_core::tenant::TenantId;
 
 use crate::sql::{corrupt, plugin_id, tenant_id};
-use crate::{DataEvent, StoreResult};
+use crate::{DataEvent, DataOutcome, DataWrite, StoreResult};
 
 pub(crate) fn namespace(text: &str) -> StoreResult<Namespace> {
     Namespace::parse(text).map_err(|_| corrupt("shared_data", "namespace", text))
@@ -65,14 +68,93 @@ pub(crate) fn event(
     })
 }
 
+/// How a group-commit batch is applied: unconditional writes of one key by one owner are merged
+/// into one row of a multi-row upsert (the key ends at the last value, its revision advances by
+/// the number of writes, and each write keeps its own revision and change-log entry); every other
+/// write is applied alone, in batch order.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct BatchPlan {
+    /// Batch indices of the writes merged per key, in batch order; one group per key.
+    pub merged: Vec<Vec<usize>>,
+    /// Batch indices of the writes applied one by one, in batch order.
+    pub single: Vec<usize>,
+}
+
+/// Splits a batch into merged groups and single writes (see [`BatchPlan`]).
+pub(crate) fn plan_batch(writes: &[(TenantId, DataWrite)]) -> BatchPlan {
+    let mut groups: HashMap<(TenantId, &str, &str), Vec<usize>> = HashMap::new();
+    let mut order = Vec::new();
+    for (index, (tenant, write)) in writes.iter().enumerate() {
+        let slot = (*tenant, write.namespace.as_str(), write.key.as_str());
+        let group = groups.entry(slot).or_insert_with(|| {
+            order.push(slot);
+            Vec::new()
+        });
+        group.push(index);
+    }
+    let mut plan = BatchPlan::default();
+    for slot in order {
+        let group = groups.remove(&slot).unwrap_or_default();
+        let owner = &writes[group[0]].1.owner;
+        let mergeable = group.iter().all(|&i| {
+            let write = &writes[i].1;
+            write.precondition == Precondition::None && write.owner == *owner
+        });
+        if mergeable {
+            plan.merged.push(group);
+        } else {
+            plan.single.extend(group);
+        }
+    }
+    plan.single.sort_unstable();
+    plan
+}
+
+/// Fills in the outcomes of merged groups from the final revisions a merged upsert returned
+/// (each write of a group gets its own revision, in batch order), and returns the groups that
+/// were refused (absent from `applied`), whose outcomes are left untouched.
+pub(crate) fn merged_outcomes<'g>(
+    writes: &[(TenantId, DataWrite)],
+    groups: &'g [Vec<usize>],
+    applied: &HashMap<(String, String, String), i64>,
+    outcomes: &mut [DataOutcome],
+) -> Vec<&'g Vec<usize>> {
+    let mut refused = Vec::new();
+    for group in groups {
+        let (tenant, first) = &writes[group[0]];
+        let slot = (
+            tenant.to_string(),
+            first.namespace.to_string(),
+            first.key.to_string(),
+        );
+        let Some(&last) = applied.get(&slot) else {
+            refused.push(group);
+            continue;
+        };
+        let count = i64::try_from(group.len()).unwrap_or(i64::MAX);
+        for (offset, &index) in (0..).zip(group) {
+            outcomes[index] = DataOutcome::Done {
+                revision: last - count + 1 + offset,
+            };
+        }
+    }
+    refused
+}
+
 pub(crate) const ENTRY_COLUMNS: &str =
     "tenant_id, namespace, key, value, owner_id, revision, expires_at, updated_at";
 /// The entry is live at `$now` (the parameter number is substituted).
 pub(crate) const LIVE: &str = "(expires_at IS NULL OR expires_at > $N)";
 
 /// Implements [`crate::DataStore`] for `$store` (see [`crate::sql::sql_store!`]).
+///
+/// An optional fourth argument names an inherent method of `$store` with the signature of
+/// `upsert_merged` minus the connection: when a batch is made only of merged groups, that
+/// method writes and logs them in one autocommitted statement instead of a transaction.
 macro_rules! data_store {
-    ($store:ident, $db:ty, $row:ty) => {
+    ($store:ident, $db:ty, $row:ty $(, $one_statement:ident)?) => {
+        use std::collections::HashMap;
+
         use plexhub_core::data::{DataKey, Entry, Namespace, Precondition};
 
         use crate::data_sql::{self as dsql, ENTRY_COLUMNS, LIVE};
@@ -233,6 +315,58 @@ macro_rules! data_store {
             Ok(DataOutcome::Done { revision })
         }
 
+        /// Merged groups per multi-row upsert: 7 parameters each stay below every backend's limit.
+        const MERGED_ROWS: usize = 100;
+
+        /// Applies merged groups (see [`dsql::BatchPlan`]) in one statement: each key takes its
+        /// group's last value and its revision advances by the group's size. Returns the final
+        /// revision of every key that was written, by `(tenant, namespace, key)`; a key missing
+        /// from the answer was refused (owned by another plugin) and did not change.
+        async fn upsert_merged(
+            connection: &mut Connection,
+            writes: &[(TenantId, DataWrite)],
+            groups: &[Vec<usize>],
+            now_ms: i64,
+        ) -> StoreResult<HashMap<(String, String, String), i64>> {
+            let rows: Vec<String> = (0..groups.len())
+                .map(|i| {
+                    let p = i * 7 + 1;
+                    format!("(${}, ${}, ${}, ${}, ${}, ${}, ${}, $1, $1)", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7)
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO shared_data (tenant_id, namespace, key, value, owner_id, revision, \
+                 expires_at, created_at, updated_at) VALUES {} \
+                 ON CONFLICT (tenant_id, namespace, key) DO UPDATE SET value = excluded.value, \
+                 owner_id = excluded.owner_id, revision = shared_data.revision + excluded.revision, \
+                 expires_at = excluded.expires_at, updated_at = excluded.updated_at \
+                 WHERE (shared_data.expires_at IS NOT NULL AND shared_data.expires_at <= $1) \
+                 OR shared_data.owner_id = excluded.owner_id \
+                 RETURNING tenant_id, namespace, key, revision",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(now_ms);
+            for group in groups {
+                let (tenant, last) = &writes[group[group.len() - 1]];
+                query = query
+                    .bind(tenant.to_string())
+                    .bind(last.namespace.as_str())
+                    .bind(last.key.as_str())
+                    .bind(last.value.to_string())
+                    .bind(last.owner.as_str())
+                    .bind(i64::try_from(group.len()).unwrap_or(i64::MAX))
+                    .bind(last.ttl_ms.map(|ttl| now_ms.saturating_add(ttl)));
+            }
+            let mut applied = HashMap::with_capacity(groups.len());
+            for row in query.fetch_all(&mut *connection).await? {
+                applied.insert(
+                    (row.try_get("tenant_id")?, row.try_get("namespace")?, row.try_get("key")?),
+                    row.try_get("revision")?,
+                );
+            }
+            Ok(applied)
+        }
+
         /// Applies and logs a write.
         async fn write_in(
             connection: &mut Connection,
@@ -349,6 +483,58 @@ macro_rules! data_store {
             })
         }
 
+        impl $store {
+            /// Applies a batch in one transaction: merged groups in multi-row upserts, the other
+            /// writes one by one, then one `set` event per applied write.
+            async fn write_batch_in_transaction(
+                &self,
+                writes: &[(TenantId, DataWrite)],
+                now_ms: i64,
+            ) -> StoreResult<Vec<DataOutcome>> {
+                let plan = dsql::plan_batch(writes);
+                let mut tx = self.pool.begin().await?;
+                // Every index is in exactly one merged group or in `single`, so each
+                // placeholder is overwritten. A refused write changes nothing, so the others
+                // can still commit.
+                let mut outcomes = vec![DataOutcome::Missing; writes.len()];
+                for groups in plan.merged.chunks(MERGED_ROWS) {
+                    let applied = upsert_merged(&mut tx, writes, groups, now_ms).await?;
+                    for group in dsql::merged_outcomes(writes, groups, &applied, &mut outcomes) {
+                        let (tenant, first) = &writes[group[0]];
+                        let refused = diagnose(
+                            &mut tx,
+                            *tenant,
+                            &first.namespace,
+                            &first.key,
+                            Some(&first.owner),
+                            Precondition::None,
+                            now_ms,
+                        )
+                        .await?;
+                        for &index in group {
+                            outcomes[index] = refused.clone();
+                        }
+                    }
+                }
+                for &index in &plan.single {
+                    let (tenant, write) = &writes[index];
+                    outcomes[index] = apply_write(&mut tx, *tenant, write, now_ms).await?;
+                }
+                let mut written: std::collections::BTreeMap<TenantId, Vec<(&DataWrite, i64)>> =
+                    std::collections::BTreeMap::new();
+                for ((tenant, write), outcome) in writes.iter().zip(&outcomes) {
+                    if let DataOutcome::Done { revision } = outcome {
+                        written.entry(*tenant).or_default().push((write, *revision));
+                    }
+                }
+                for (tenant, writes) in &written {
+                    append_set_events(&mut tx, *tenant, writes, now_ms).await?;
+                }
+                tx.commit().await?;
+                Ok(outcomes)
+            }
+        }
+
         #[async_trait]
         impl DataStore for $store {
             async fn put_data(&self, tenant: TenantId, write: &DataWrite, now_ms: i64) -> StoreResult<DataOutcome> {
@@ -365,23 +551,32 @@ macro_rules! data_store {
                 writes: &[(TenantId, DataWrite)],
                 now_ms: i64,
             ) -> StoreResult<Vec<DataOutcome>> {
-                let mut tx = self.pool.begin().await?;
-                let mut outcomes = Vec::with_capacity(writes.len());
-                let mut written: std::collections::BTreeMap<TenantId, Vec<(&DataWrite, i64)>> =
-                    std::collections::BTreeMap::new();
-                for (tenant, write) in writes {
-                    // A refused write changes nothing, so the others can still commit.
-                    let outcome = apply_write(&mut tx, *tenant, write, now_ms).await?;
-                    if let DataOutcome::Done { revision } = outcome {
-                        written.entry(*tenant).or_default().push((write, revision));
+                $(
+                    let plan = dsql::plan_batch(writes);
+                    if plan.single.is_empty() && plan.merged.len() <= MERGED_ROWS {
+                        let applied = self.$one_statement(writes, &plan.merged, now_ms).await?;
+                        let mut outcomes = vec![DataOutcome::Missing; writes.len()];
+                        let refused: Vec<usize> =
+                            dsql::merged_outcomes(writes, &plan.merged, &applied, &mut outcomes)
+                                .into_iter()
+                                .flatten()
+                                .copied()
+                                .collect();
+                        if refused.is_empty() {
+                            return Ok(outcomes);
+                        }
+                        // Nothing of a refused group changed: decide those writes again in a
+                        // transaction, which says why they are refused.
+                        let again: Vec<(TenantId, DataWrite)> =
+                            refused.iter().map(|&i| writes[i].clone()).collect();
+                        let decided = self.write_batch_in_transaction(&again, now_ms).await?;
+                        for (&index, outcome) in refused.iter().zip(decided) {
+                            outcomes[index] = outcome;
+                        }
+                        return Ok(outcomes);
                     }
-                    outcomes.push(outcome);
-                }
-                for (tenant, writes) in &written {
-                    append_set_events(&mut tx, *tenant, writes, now_ms).await?;
-                }
-                tx.commit().await?;
-                Ok(outcomes)
+                )?
+                self.write_batch_in_transaction(writes, now_ms).await
             }
 
             async fn get_data(
@@ -548,3 +743,68 @@ macro_rules! data_store {
 }
 
 pub(crate) use data_store;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use plexhub_core::data::{DataKey, Namespace, Precondition};
+    use plexhub_core::ids::PluginId;
+    use plexhub_core::tenant::TenantId;
+
+    use super::{BatchPlan, plan_batch};
+    use crate::DataWrite;
+
+    fn write(key: &str, owner: &str, precondition: Precondition) -> DataWrite {
+        DataWrite {
+            namespace: Namespace::parse("ns").unwrap(),
+            key: DataKey::parse(key).unwrap(),
+            value: serde_json::json!(1),
+            owner: PluginId::parse(owner).unwrap(),
+            ttl_ms: None,
+            precondition,
+        }
+    }
+
+    #[test]
+    fn unconditional_writes_of_one_key_by_one_owner_merge() {
+        let tenant = TenantId::new_random();
+        let batch = vec![
+            (tenant, write("a", "plugin-crm", Precondition::None)),
+            (tenant, write("b", "plugin-crm", Precondition::None)),
+            (tenant, write("a", "plugin-crm", Precondition::None)),
+        ];
+        let expected = BatchPlan {
+            merged: vec![vec![0, 2], vec![1]],
+            single: vec![],
+        };
+        assert_eq!(plan_batch(&batch), expected);
+    }
+
+    #[test]
+    fn a_conditional_write_or_a_second_owner_keeps_the_key_in_batch_order() {
+        let tenant = TenantId::new_random();
+        let batch = vec![
+            (tenant, write("a", "plugin-crm", Precondition::None)),
+            (tenant, write("b", "plugin-crm", Precondition::None)),
+            (tenant, write("a", "plugin-crm", Precondition::Revision(3))),
+            (tenant, write("b", "plugin-analytics", Precondition::None)),
+            (tenant, write("c", "plugin-crm", Precondition::Absent)),
+        ];
+        let expected = BatchPlan {
+            merged: vec![],
+            single: vec![0, 1, 2, 3, 4],
+        };
+        assert_eq!(plan_batch(&batch), expected);
+    }
+
+    #[test]
+    fn the_same_key_in_two_tenants_is_two_groups() {
+        let (acme, globex) = (TenantId::new_random(), TenantId::new_random());
+        let batch = vec![
+            (acme, write("a", "plugin-crm", Precondition::None)),
+            (globex, write("a", "plugin-crm", Precondition::None)),
+        ];
+        assert_eq!(plan_batch(&batch).merged, vec![vec![0], vec![1]]);
+    }
+}

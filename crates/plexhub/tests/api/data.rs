@@ -683,6 +683,72 @@ async fn watch_reports_sets_deletes_and_expiry(app: TestApp) {
     );
 }
 
+/// Concurrent unconditional writes of one key land in one group-commit batch: each still gets
+/// its own revision and its own `set` event, the key ends at the value of the highest revision,
+/// and a writer that does not own the key is refused without disturbing the others.
+async fn concurrent_writes_of_one_key_keep_every_revision(app: TestApp) {
+    let (crm, analytics) = plugins(&app).await;
+    let put = |token: &str, value: Value| {
+        let (app, token) = (&app, token.to_owned());
+        async move {
+            app.send(
+                Method::PUT,
+                "/api/v1/data/hot/counter",
+                Some(&token),
+                &[],
+                Some(&json!({ "value": value })),
+            )
+            .await
+        }
+    };
+    put(&crm, json!("first")).await.assert_status(200);
+    let mut stream = app
+        .http
+        .get(format!("{}/api/v1/data-watch/hot", app.base))
+        .bearer_auth(&analytics)
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(stream.status(), 200);
+    const WRITES: i64 = 40;
+    let writes = (0..WRITES).map(|n| {
+        let put = &put;
+        let crm = &crm;
+        async move {
+            let reply = put(crm, json!(n)).await;
+            let revision = reply.assert_status(200)["revision"].as_i64();
+            (revision.expect("revision"), n)
+        }
+    });
+    let (mut landed, refused) = tokio::join!(
+        futures::future::join_all(writes),
+        put(&analytics, json!("mine"))
+    );
+    assert_eq!(refused.status.as_u16(), 403, "body: {}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "NOT_OWNER");
+    landed.sort_unstable();
+    let revisions: Vec<i64> = landed.iter().map(|(revision, _)| *revision).collect();
+    assert_eq!(revisions, (2..=WRITES + 1).collect::<Vec<_>>());
+    let (last_revision, last_value) = landed[landed.len() - 1];
+    let read = app
+        .as_plugin(&analytics, Method::GET, "/api/v1/data/hot/counter")
+        .await;
+    let entry = read.assert_status(200);
+    assert_eq!(entry["revision"], last_revision);
+    assert_eq!(entry["value"], last_value);
+    assert_eq!(entry["ownerId"], "plugin-crm");
+    let mut buffer = String::new();
+    let events = crate::registry::next_events(&mut stream, &mut buffer, 40).await;
+    let logged: Vec<i64> = events
+        .iter()
+        .map(|(_, kind, data)| {
+            assert_eq!(kind, "set");
+            data["revision"].as_i64().expect("revision")
+        })
+        .collect();
+    assert_eq!(logged, revisions);
+}
+
 crate::on_both_backends!(
     the_seed_routes_enforce_owners_names_and_limits,
     json_values_keep_their_type_and_names_never_collide,
@@ -690,6 +756,7 @@ crate::on_both_backends!(
     revisions_make_compare_and_set,
     listing_batches_and_transactions,
     watch_reports_sets_deletes_and_expiry,
+    concurrent_writes_of_one_key_keep_every_revision,
 );
 
 /// One compare-and-set increment, retried on 412 until it lands; returns how many 412s it saw.

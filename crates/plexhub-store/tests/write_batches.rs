@@ -1,0 +1,224 @@
+//! Group-commit batches on both backends: unconditional writes of one key merge into one row
+//! write, yet every write keeps its own revision and change-log entry, and a write by another
+//! plugin is refused without disturbing the rest of its batch.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+
+use plexhub_core::credential::IssuedCredential;
+use plexhub_core::data::{DataKey, Namespace, Precondition};
+use plexhub_core::ids::PluginId;
+use plexhub_core::installation::{BaseUrl, Installation, InstallationState};
+use plexhub_core::tenant::{Tenant, TenantId, TenantSlug, TenantStatus};
+use plexhub_core::version::Version;
+use plexhub_store::{
+    CredentialRecord, DataEventsSince, DataOutcome, DataWrite, PublishedVersion, Store,
+};
+use sqlx::Connection as _;
+
+const NOW: i64 = 1_800_000_000_000;
+
+async fn tenant_with_plugins(store: &Arc<dyn Store>, slug: &str) -> TenantId {
+    let tenant = Tenant {
+        id: TenantId::new_random(),
+        slug: TenantSlug::parse(slug).unwrap(),
+        name: slug.to_owned(),
+        status: TenantStatus::Active,
+        created_at_ms: NOW,
+    };
+    store.create_tenant(&tenant).await.unwrap();
+    for plugin in ["plugin-crm", "plugin-analytics"] {
+        let plugin_id = PluginId::parse(plugin).unwrap();
+        let version = Version::parse("1.0.0").unwrap();
+        let manifest = serde_json::json!({"id": plugin, "name": plugin, "version": "1.0.0"});
+        let published = PublishedVersion {
+            plugin_id: plugin_id.clone(),
+            version: version.clone(),
+            manifest,
+            published_at_ms: NOW,
+        };
+        store.publish_version(&published).await.unwrap();
+        let issued = IssuedCredential::generate();
+        let installation = Installation {
+            tenant_id: tenant.id,
+            plugin_id: plugin_id.clone(),
+            version,
+            state: InstallationState::Active,
+            base_url: BaseUrl::parse("http://127.0.0.1:3100").unwrap(),
+            allowed_origins: vec![],
+            grants: vec![],
+            installed_at_ms: NOW,
+            updated_at_ms: NOW,
+        };
+        let credential = CredentialRecord {
+            id: issued.id,
+            tenant_id: tenant.id,
+            plugin_id,
+            hash: issued.hash,
+            created_at_ms: NOW,
+            last_used_at_ms: None,
+        };
+        store.install(&installation, &credential).await.unwrap();
+    }
+    tenant.id
+}
+
+fn write(key: &str, owner: &str, value: i64, precondition: Precondition) -> (DataWrite, i64) {
+    let write = DataWrite {
+        namespace: Namespace::parse("hot").unwrap(),
+        key: DataKey::parse(key).unwrap(),
+        value: serde_json::json!(value),
+        owner: PluginId::parse(owner).unwrap(),
+        ttl_ms: None,
+        precondition,
+    };
+    (write, value)
+}
+
+fn done(revision: i64) -> DataOutcome {
+    DataOutcome::Done { revision }
+}
+
+async fn batch(
+    store: &Arc<dyn Store>,
+    writes: Vec<(TenantId, (DataWrite, i64))>,
+) -> Vec<DataOutcome> {
+    let writes: Vec<(TenantId, DataWrite)> = writes
+        .into_iter()
+        .map(|(tenant, (write, _))| (tenant, write))
+        .collect();
+    store.put_data_batch(&writes, NOW).await.unwrap()
+}
+
+async fn current(store: &Arc<dyn Store>, tenant: TenantId, key: &str) -> (serde_json::Value, i64) {
+    let namespace = Namespace::parse("hot").unwrap();
+    let key = DataKey::parse(key).unwrap();
+    let entry = store.get_data(tenant, &namespace, &key, NOW).await;
+    let entry = entry.unwrap().unwrap();
+    (entry.value, entry.revision)
+}
+
+async fn logged(store: &Arc<dyn Store>, tenant: TenantId) -> Vec<(i64, String, i64)> {
+    match store.data_events_since(tenant, 0, 100).await.unwrap() {
+        DataEventsSince::Events(events) => events
+            .iter()
+            .map(|event| (event.seq, event.key.to_string(), event.revision))
+            .collect(),
+        DataEventsSince::Reset { current } => panic!("log reset at {current}"),
+    }
+}
+
+async fn batches_merge_writes_and_keep_every_revision(store: Arc<dyn Store>) {
+    let acme = tenant_with_plugins(&store, "acme").await;
+    let globex = tenant_with_plugins(&store, "globex").await;
+    let (crm, analytics) = ("plugin-crm", "plugin-analytics");
+    // Only merged groups (PostgreSQL writes these in one statement).
+    let outcomes = batch(
+        &store,
+        vec![
+            (acme, write("a", crm, 1, Precondition::None)),
+            (acme, write("b", crm, 1, Precondition::None)),
+            (acme, write("a", crm, 2, Precondition::None)),
+            (globex, write("a", crm, 7, Precondition::None)),
+            (acme, write("a", crm, 3, Precondition::None)),
+        ],
+    )
+    .await;
+    assert_eq!(outcomes, [done(1), done(1), done(2), done(1), done(3)]);
+    assert_eq!(current(&store, acme, "a").await, (serde_json::json!(3), 3));
+    assert_eq!(
+        current(&store, globex, "a").await,
+        (serde_json::json!(7), 1)
+    );
+
+    // A refused group beside an applied one.
+    let outcomes = batch(
+        &store,
+        vec![
+            (acme, write("a", analytics, 9, Precondition::None)),
+            (acme, write("b", crm, 2, Precondition::None)),
+            (acme, write("b", crm, 3, Precondition::None)),
+        ],
+    )
+    .await;
+    let not_owner = DataOutcome::NotOwner(PluginId::parse(crm).unwrap());
+    assert_eq!(outcomes, [not_owner.clone(), done(2), done(3)]);
+
+    // Conditional writes and two owners of one key: applied one by one, in batch order.
+    let outcomes = batch(
+        &store,
+        vec![
+            (acme, write("a", crm, 4, Precondition::Revision(3))),
+            (acme, write("a", crm, 5, Precondition::Revision(3))),
+            (acme, write("a", analytics, 6, Precondition::None)),
+            (acme, write("c", crm, 1, Precondition::Absent)),
+            (acme, write("b", crm, 4, Precondition::None)),
+        ],
+    )
+    .await;
+    let failed = DataOutcome::PreconditionFailed { current: Some(4) };
+    assert_eq!(outcomes, [done(4), failed, not_owner, done(1), done(4)]);
+    assert_eq!(current(&store, acme, "a").await, (serde_json::json!(4), 4));
+    assert_eq!(current(&store, acme, "b").await, (serde_json::json!(4), 4));
+
+    // One `set` event per applied write, gap-free, each key's revisions in order.
+    let log = logged(&store, acme).await;
+    let seqs: Vec<i64> = log.iter().map(|(seq, _, _)| *seq).collect();
+    assert_eq!(seqs, (1..=9).collect::<Vec<_>>());
+    for key in ["a", "b"] {
+        let revisions: Vec<i64> = log
+            .iter()
+            .filter(|(_, k, _)| k == key)
+            .map(|(_, _, revision)| *revision)
+            .collect();
+        assert_eq!(revisions, [1, 2, 3, 4], "key {key}");
+    }
+    assert_eq!(logged(&store, globex).await, [(1, "a".to_owned(), 1)]);
+}
+
+#[tokio::test]
+async fn sqlite_batches() {
+    let dir = std::env::temp_dir().join(format!("plexhub-store-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("hub.db").display());
+    let store = plexhub_store::open(&url).await.unwrap();
+    batches_merge_writes_and_keep_every_revision(store).await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn postgres_batches() {
+    let Some(admin_url) = postgres_url() else {
+        return;
+    };
+    let name = format!("plexhub_store_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let store = plexhub_store::open(&format!("{base}/{name}"))
+        .await
+        .unwrap();
+    batches_merge_writes_and_keep_every_revision(store).await;
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+/// `PLEXHUB_TEST_DATABASE_URL`; `None` with a note on a laptop, a panic under CI.
+fn postgres_url() -> Option<String> {
+    match std::env::var("PLEXHUB_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("PLEXHUB_TEST_DATABASE_URL must be set under CI")
+        }
+        _ => {
+            eprintln!("SKIPPED: PLEXHUB_TEST_DATABASE_URL is not set");
+            None
+        }
+    }
+}
