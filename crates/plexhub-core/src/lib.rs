@@ -6,6 +6,7 @@
 
 pub mod credential;
 pub mod data;
+pub mod dependency;
 pub mod ids;
 pub mod installation;
 pub mod manifest;
