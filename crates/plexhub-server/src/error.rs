@@ -64,6 +64,13 @@ pub enum ErrorCode {
     InvalidTransition,
     /// A dependency declared in the manifest is missing or installed at a wrong version.
     DependencyUnmet,
+    /// A batch of registered dependencies breaks a rule; every problem is in `details.errors`.
+    InvalidDependencies,
+    /// No choice of versions satisfies every constraint, or the plugins to install require each
+    /// other in a cycle; `details.explanation` says why.
+    DependencyConflict,
+    /// Installed plugins require the plugin to uninstall; `details.blockedBy` names them.
+    HasDependents,
     /// No such credential for this installation.
     CredentialNotFound,
     /// A plugin tried to act for another plugin.
@@ -107,7 +114,9 @@ impl ErrorCode {
             ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             TenantRequired | InvalidSlug | MalformedJson | InvalidBody | InvalidParameter
-            | InvalidManifest | OriginNotAllowed | InvalidName => StatusCode::BAD_REQUEST,
+            | InvalidManifest | OriginNotAllowed | InvalidName | InvalidDependencies => {
+                StatusCode::BAD_REQUEST
+            }
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             TenantNotFound | NotFound | PluginNotFound | VersionNotFound | NotInstalled
@@ -116,7 +125,8 @@ impl ErrorCode {
             }
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             TenantExists | VersionExists | AlreadyInstalled | InvalidTransition
-            | DependencyUnmet | ServiceOwned | TransactionFailed => StatusCode::CONFLICT,
+            | DependencyUnmet | ServiceOwned | TransactionFailed | DependencyConflict
+            | HasDependents => StatusCode::CONFLICT,
             ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -8,6 +8,7 @@ mod app;
 mod auth;
 mod cache;
 mod data;
+mod dependencies;
 pub mod error;
 mod extract;
 mod metrics;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use plexhub_core::credential::{CredentialId, SecretHash};
 use plexhub_core::data::{DataKey, Entry, Namespace, Precondition};
+use plexhub_core::dependency::Edge;
 use plexhub_core::ids::PluginId;
 use plexhub_core::ids::ServiceName;
 use plexhub_core::installation::{BaseUrl, Installation, InstallationState};
@@ -145,18 +146,24 @@ pub trait CatalogStore: Send + Sync {
         plugin_id: &PluginId,
         version: &Version,
     ) -> StoreResult<Option<PublishedVersion>>;
+    /// Replaces, in one transaction, every registered dependency of each plugin in `plugins`
+    /// by the `edges` whose `from` is that plugin.
+    async fn replace_registered_dependencies(
+        &self,
+        plugins: &[PluginId],
+        edges: &[Edge],
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// Every registered dependency, ordered by plugin and target.
+    async fn registered_dependencies(&self) -> StoreResult<Vec<Edge>>;
 }
 
 /// Installations of catalog plugins per tenant.
 #[async_trait]
 pub trait InstallationStore: Send + Sync {
-    /// Inserts an installation together with its first credential, in one transaction;
-    /// [`StoreError::Duplicate`] if the plugin is already installed for the tenant.
-    async fn install(
-        &self,
-        installation: &Installation,
-        credential: &CredentialRecord,
-    ) -> StoreResult<()>;
+    /// Inserts installations, each with its first credential, all in one transaction (all or
+    /// none); [`StoreError::Duplicate`] if one of the plugins is already installed.
+    async fn install(&self, installations: &[(Installation, CredentialRecord)]) -> StoreResult<()>;
     /// One installation.
     async fn installation(
         &self,
@@ -176,12 +183,12 @@ pub trait InstallationStore: Send + Sync {
         to: InstallationState,
         now_ms: i64,
     ) -> StoreResult<bool>;
-    /// Removes an installation with its credentials and services in one transaction, telling
-    /// registry watchers; false if absent.
+    /// Removes installations, in the order given, with their credentials and services, all in
+    /// one transaction, telling registry watchers; false (and nothing removed) if one is absent.
     async fn uninstall(
         &self,
         tenant_id: TenantId,
-        plugin_id: &PluginId,
+        plugin_ids: &[PluginId],
         now_ms: i64,
     ) -> StoreResult<bool>;
 }

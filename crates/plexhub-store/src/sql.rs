@@ -4,10 +4,11 @@
 //! typed without generic sqlx bounds.
 
 use plexhub_core::credential::{CredentialId, SecretHash};
+use plexhub_core::dependency::{Edge, EdgeSource};
 use plexhub_core::ids::PluginId;
 use plexhub_core::installation::{BaseUrl, Installation, InstallationState};
 use plexhub_core::tenant::{Tenant, TenantId, TenantSlug, TenantStatus};
-use plexhub_core::version::Version;
+use plexhub_core::version::{Version, VersionRange};
 
 use crate::{CredentialRecord, PublishedVersion, StoreError, StoreResult};
 
@@ -126,12 +127,32 @@ pub(crate) const INSTALLATION_COLUMNS: &str = "tenant_id, plugin_id, version, st
 pub(crate) const CREDENTIAL_COLUMNS: &str =
     "id, tenant_id, plugin_id, secret_hash, created_at, last_used_at";
 
+/// A registered dependency row.
+pub(crate) fn registered_edge(
+    plugin_id: &str,
+    depends_on: &str,
+    range: &str,
+    required: i64,
+) -> StoreResult<Edge> {
+    let table = "plugin_dependencies";
+    Ok(Edge {
+        from: self::plugin_id(table, plugin_id)?,
+        to: self::plugin_id(table, depends_on)?,
+        range: VersionRange::parse(range).map_err(|_| corrupt(table, "version_range", range))?,
+        required: required != 0,
+        service_name: None,
+        reason: None,
+        source: EdgeSource::Registered,
+    })
+}
+
 /// Implements every store trait for `$store` (a struct with a `pool: sqlx::Pool<$db>` field)
 /// using the portable queries above.
 macro_rules! sql_store {
     ($store:ident, $db:ty, $row:ty, $backend:literal) => {
         use async_trait::async_trait;
         use plexhub_core::credential::CredentialId;
+        use plexhub_core::dependency::Edge;
         use plexhub_core::ids::PluginId;
         use plexhub_core::installation::{Installation, InstallationState};
         use plexhub_core::tenant::{Tenant, TenantId, TenantSlug};
@@ -334,33 +355,80 @@ macro_rules! sql_store {
                 .await?;
                 row.as_ref().map(version_from).transpose()
             }
+
+            async fn replace_registered_dependencies(
+                &self,
+                plugins: &[PluginId],
+                edges: &[Edge],
+                now_ms: i64,
+            ) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                for plugin in plugins {
+                    sqlx::query("DELETE FROM plugin_dependencies WHERE plugin_id = $1")
+                        .bind(plugin.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for edge in edges {
+                    sqlx::query(
+                        "INSERT INTO plugin_dependencies (plugin_id, depends_on, version_range, \
+                         required, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(edge.from.as_str())
+                    .bind(edge.to.as_str())
+                    .bind(edge.range.as_str())
+                    .bind(i64::from(edge.required))
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn registered_dependencies(&self) -> StoreResult<Vec<Edge>> {
+                let rows = sqlx::query(
+                    "SELECT plugin_id, depends_on, version_range, required FROM plugin_dependencies \
+                     ORDER BY plugin_id, depends_on",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        sql::registered_edge(
+                            row.try_get::<&str, _>("plugin_id")?,
+                            row.try_get::<&str, _>("depends_on")?,
+                            row.try_get::<&str, _>("version_range")?,
+                            row.try_get::<i64, _>("required")?,
+                        )
+                    })
+                    .collect()
+            }
         }
 
         #[async_trait]
         impl InstallationStore for $store {
-            async fn install(
-                &self,
-                installation: &Installation,
-                credential: &CredentialRecord,
-            ) -> StoreResult<()> {
+            async fn install(&self, installations: &[(Installation, CredentialRecord)]) -> StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
                 let sql = format!(
                     "INSERT INTO installations ({INSTALLATION_COLUMNS}) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
                 );
-                sqlx::query(&sql)
-                    .bind(installation.tenant_id.to_string())
-                    .bind(installation.plugin_id.as_str())
-                    .bind(installation.version.to_string())
-                    .bind(installation.state.as_str())
-                    .bind(installation.base_url.as_str())
-                    .bind(sql::list_text(&installation.allowed_origins))
-                    .bind(sql::list_text(&installation.grants))
-                    .bind(installation.installed_at_ms)
-                    .bind(installation.updated_at_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                insert_credential(&mut *tx, credential).await?;
+                for (installation, credential) in installations {
+                    sqlx::query(&sql)
+                        .bind(installation.tenant_id.to_string())
+                        .bind(installation.plugin_id.as_str())
+                        .bind(installation.version.to_string())
+                        .bind(installation.state.as_str())
+                        .bind(installation.base_url.as_str())
+                        .bind(sql::list_text(&installation.allowed_origins))
+                        .bind(sql::list_text(&installation.grants))
+                        .bind(installation.installed_at_ms)
+                        .bind(installation.updated_at_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                    insert_credential(&mut *tx, credential).await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }
@@ -436,29 +504,31 @@ macro_rules! sql_store {
             async fn uninstall(
                 &self,
                 tenant_id: TenantId,
-                plugin_id: &PluginId,
+                plugin_ids: &[PluginId],
                 now_ms: i64,
             ) -> StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
-                // Services, endpoints, replicas and credentials cascade from these rows.
-                let names: Vec<String> = sqlx::query_scalar(
-                    "DELETE FROM services WHERE tenant_id = $1 AND plugin_id = $2 RETURNING name",
-                )
-                .bind(tenant_id.to_string())
-                .bind(plugin_id.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
-                let removed = sqlx::query("DELETE FROM installations WHERE tenant_id = $1 AND plugin_id = $2")
+                for plugin_id in plugin_ids {
+                    // Services, endpoints, replicas and credentials cascade from these rows.
+                    let names: Vec<String> = sqlx::query_scalar(
+                        "DELETE FROM services WHERE tenant_id = $1 AND plugin_id = $2 RETURNING name",
+                    )
                     .bind(tenant_id.to_string())
                     .bind(plugin_id.as_str())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if removed != 1 {
-                    return Ok(false);
-                }
-                for name in &names {
-                    append_event(&mut tx, tenant_id, crate::RegistryEventKind::Deregistered, name, plugin_id.as_str(), now_ms).await?;
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let removed = sqlx::query("DELETE FROM installations WHERE tenant_id = $1 AND plugin_id = $2")
+                        .bind(tenant_id.to_string())
+                        .bind(plugin_id.as_str())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if removed != 1 {
+                        return Ok(false);
+                    }
+                    for name in &names {
+                        append_event(&mut tx, tenant_id, crate::RegistryEventKind::Deregistered, name, plugin_id.as_str(), now_ms).await?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(true)

@@ -59,7 +59,7 @@ async fn tenant_with_plugins(store: &Arc<dyn Store>, slug: &str) -> TenantId {
             created_at_ms: NOW,
             last_used_at_ms: None,
         };
-        store.install(&installation, &credential).await.unwrap();
+        store.install(&[(installation, credential)]).await.unwrap();
     }
     tenant.id
 }

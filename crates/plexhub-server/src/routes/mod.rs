@@ -40,6 +40,8 @@ mod v1;
         (name = "identity", description = "Who is calling"),
         (name = "registry", description = "Services, replicas, health and watch (plugin credential, or admin with X-Tenant-Slug)"),
         (name = "registry (seed-compatible)", description = "The original /api/plugin-gateway registry routes; errors are {\"error\":\"<message>\",\"code\":…}"),
+        (name = "dependencies (seed-compatible)", description = "The original /api/plugin-gateway dependency routes, hardened; errors are flat"),
+        (name = "plans", description = "Install, uninstall and upgrade plans for a tenant (admin)"),
         (name = "operations", description = "Health, readiness, metrics (no authentication)")
     )
 )]

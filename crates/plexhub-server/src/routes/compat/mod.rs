@@ -11,6 +11,7 @@ use crate::error::{ErrorReport, render_flat};
 use crate::state::AppState;
 
 mod data;
+mod dependencies;
 mod registry;
 
 /// Every compatibility route.
@@ -18,6 +19,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(registry::router())
         .merge(data::router())
+        .merge(dependencies::router())
 }
 
 /// Where the compatibility routes live.

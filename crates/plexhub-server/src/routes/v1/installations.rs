@@ -1,10 +1,16 @@
 //! `/api/v1/tenants/{slug}/installations`: installing catalog plugins for a tenant, their
 //! lifecycle and their credentials (admin only).
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use plexhub_core::credential::{CredentialId, IssuedCredential};
+use plexhub_core::dependency::{
+    PlanStep, StepAction, check_uninstall, plan_install, uninstall_order,
+};
 use plexhub_core::ids::PluginId;
 use plexhub_core::installation::{
     BaseUrl, Installation, InstallationState, LifecycleAction, choose_version, parse_origin,
@@ -17,14 +23,15 @@ use plexhub_store::feed::Change;
 use plexhub_store::{CredentialRecord, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::tenants::find_tenant;
 use crate::auth::Admin;
+use crate::dependencies::{self, has_dependents, installed_versions, plan_error, unknown_plugin};
 use crate::error::{ApiError, ErrorCode, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::registry::register_manifest_services;
 use crate::state::{AppState, rfc3339};
 
@@ -58,6 +65,49 @@ pub struct InstallRequest {
     /// Activate right away (default false: state INSTALLED).
     #[serde(default)]
     activate: bool,
+    /// With `?withDependencies=true`: where each plugin the plan must also install is placed,
+    /// by plugin id.
+    #[serde(default)]
+    dependencies: BTreeMap<String, DependencyPlacement>,
+}
+
+/// Where a dependency installed with a plan is placed.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DependencyPlacement {
+    /// Where the plugin is reachable (http or https).
+    base_url: String,
+    /// Browser origins allowed to reach the plugin.
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    /// Permissions granted to this installation.
+    #[serde(default)]
+    grants: Vec<String>,
+    /// Activate right away (default: as the requested plugin).
+    activate: Option<bool>,
+}
+
+/// Query of an install.
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallOptions {
+    /// Install what the plan says the plugin needs, first, all or nothing.
+    #[serde(default)]
+    with_dependencies: bool,
+}
+
+/// Query of an uninstall.
+#[derive(Deserialize, IntoParams)]
+pub struct UninstallOptions {
+    /// Remove the installed plugins that require this one first.
+    #[serde(default)]
+    cascade: bool,
+}
+
+/// What a cascading uninstall removed, in order.
+#[derive(Serialize, ToSchema)]
+pub struct Uninstalled {
+    uninstalled: Vec<String>,
 }
 
 /// An installation as the API shows it.
@@ -104,6 +154,16 @@ pub struct NewCredential {
 /// Result of an install.
 #[derive(Serialize, ToSchema)]
 pub struct Installed {
+    installation: InstallationView,
+    credential: NewCredential,
+    /// With `?withDependencies=true`: the plugins installed before it, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dependencies: Vec<InstalledDependency>,
+}
+
+/// A dependency installed by a plan, with its credential.
+#[derive(Serialize, ToSchema)]
+pub struct InstalledDependency {
     installation: InstallationView,
     credential: NewCredential,
 }
@@ -182,44 +242,44 @@ async fn find_installation(
     }
 }
 
-/// Install a catalog plugin for a tenant; returns its first credential.
+/// Install a catalog plugin for a tenant; returns its first credential. With
+/// `?withDependencies=true`, first installs what the install plan says it needs (each placed by
+/// `dependencies`), all or nothing.
 #[utoipa::path(post, path = "/api/v1/tenants/{slug}/installations", tag = "installations",
-    request_body = InstallRequest,
-    responses((status = 201, body = Installed), (status = 400, body = ErrorEnvelope),
+    params(InstallOptions), request_body = InstallRequest,
+    responses((status = 201, body = Installed),
+              (status = 400, description = "INVALID_BODY (also: a plugin the plan installs has no entry in dependencies)", body = ErrorEnvelope),
               (status = 404, description = "TENANT_NOT_FOUND, PLUGIN_NOT_FOUND, VERSION_NOT_FOUND", body = ErrorEnvelope),
-              (status = 409, description = "ALREADY_INSTALLED, DEPENDENCY_UNMET", body = ErrorEnvelope)),
+              (status = 409, description = "ALREADY_INSTALLED, DEPENDENCY_UNMET, DEPENDENCY_CONFLICT", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 async fn install_plugin(
     _: Admin,
     State(state): State<AppState>,
     ApiPath(slug): ApiPath<String>,
+    ApiQuery(options): ApiQuery<InstallOptions>,
     ApiJson(body): ApiJson<InstallRequest>,
 ) -> Result<(StatusCode, Json<Installed>), ApiError> {
     let tenant = find_tenant(&state, &slug).await?;
     let plugin_id = PluginId::parse(&body.plugin_id).map_err(invalid)?;
-    let base_url = BaseUrl::parse(&body.base_url).map_err(invalid)?;
-    let allowed_origins = body
-        .allowed_origins
-        .iter()
-        .map(|origin| parse_origin(origin))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(invalid)?;
-    for grant in &body.grants {
-        validate_grant(grant).map_err(invalid)?;
-    }
+    let root = Placement::parse("", &body.base_url, &body.allowed_origins, &body.grants)?;
     let requested = body
         .version
         .as_deref()
         .map(VersionRange::parse)
         .transpose()
         .map_err(invalid)?;
+    if options.with_dependencies {
+        return install_with_dependencies(&state, &tenant, plugin_id, requested, root, body).await;
+    }
+    if !body.dependencies.is_empty() {
+        return Err(invalid(
+            "\"dependencies\" places the plugins a plan installs: add ?withDependencies=true",
+        ));
+    }
 
     let published = state.store.plugin_versions(&plugin_id).await?;
     if published.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::PluginNotFound,
-            format!("plugin \"{plugin_id}\" is not in the catalog; publish it first"),
-        ));
+        return Err(unknown_plugin(plugin_id.as_str()));
     }
     let versions: Vec<Version> = published.iter().map(|p| p.version.clone()).collect();
     let chosen = choose_version(&versions, requested.as_ref()).ok_or_else(|| {
@@ -268,51 +328,229 @@ async fn install_plugin(
         return Err(ApiError::new(
             ErrorCode::DependencyUnmet,
             format!(
-                "cannot install {plugin_id} {chosen}: unmet dependencies: {}",
-                names.join(", ")
+                "cannot install {plugin_id} {chosen}: unmet dependencies: {}; \
+                 POST /api/v1/tenants/{}/plans/install shows a plan, ?withDependencies=true applies it",
+                names.join(", "),
+                tenant.slug
             ),
         )
         .with_details(json!({ "unmet": unmet })));
     }
 
     let now = state.clock.now_ms();
-    let installation = Installation {
-        tenant_id: tenant.id,
-        plugin_id: plugin_id.clone(),
-        version: chosen.clone(),
-        state: if body.activate {
-            InstallationState::Active
-        } else {
-            InstallationState::Installed
-        },
-        base_url,
-        allowed_origins,
-        grants: body.grants,
-        installed_at_ms: now,
-        updated_at_ms: now,
-    };
-    let (issued, record) = new_credential(&tenant, &plugin_id, now);
-    match state.store.install(&installation, &record).await {
+    let installation = root.installation(&tenant, plugin_id, chosen.clone(), body.activate, now);
+    let mut installed = apply_installs(&state, &tenant, vec![installation], now).await?;
+    let (installation, credential) = installed.remove(0);
+    Ok((
+        StatusCode::CREATED,
+        Json(Installed {
+            installation,
+            credential,
+            dependencies: Vec::new(),
+        }),
+    ))
+}
+
+/// A validated placement: where an installation is reachable and what it is granted.
+struct Placement {
+    base_url: BaseUrl,
+    allowed_origins: Vec<String>,
+    grants: Vec<String>,
+}
+
+impl Placement {
+    /// Validates a placement; `at` prefixes messages (`dependencies.plugin-crm.`).
+    fn parse(
+        at: &str,
+        base_url: &str,
+        allowed_origins: &[String],
+        grants: &[String],
+    ) -> Result<Self, ApiError> {
+        let fail = |error: &dyn std::fmt::Display| invalid(format!("{at}{error}"));
+        let base_url = BaseUrl::parse(base_url).map_err(|e| fail(&e))?;
+        let allowed_origins = allowed_origins
+            .iter()
+            .map(|origin| parse_origin(origin))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(&e))?;
+        for grant in grants {
+            validate_grant(grant).map_err(|e| fail(&e))?;
+        }
+        Ok(Self {
+            base_url,
+            allowed_origins,
+            grants: grants.to_vec(),
+        })
+    }
+
+    fn installation(
+        self,
+        tenant: &Tenant,
+        plugin_id: PluginId,
+        version: Version,
+        activate: bool,
+        now_ms: i64,
+    ) -> Installation {
+        Installation {
+            tenant_id: tenant.id,
+            plugin_id,
+            version,
+            state: if activate {
+                InstallationState::Active
+            } else {
+                InstallationState::Installed
+            },
+            base_url: self.base_url,
+            allowed_origins: self.allowed_origins,
+            grants: self.grants,
+            installed_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        }
+    }
+}
+
+/// Stores installations (each with a new credential) in one transaction, registers the
+/// services of those that are active, and returns their views with the credentials.
+async fn apply_installs(
+    state: &AppState,
+    tenant: &Tenant,
+    installations: Vec<Installation>,
+    now_ms: i64,
+) -> Result<Vec<(InstallationView, NewCredential)>, ApiError> {
+    let mut issued = Vec::with_capacity(installations.len());
+    let mut rows = Vec::with_capacity(installations.len());
+    for installation in installations {
+        let (credential, record) = new_credential(tenant, &installation.plugin_id, now_ms);
+        issued.push(credential);
+        rows.push((installation, record));
+    }
+    match state.store.install(&rows).await {
         Ok(()) => {}
-        Err(StoreError::Duplicate) => return Err(already_installed(&tenant, &plugin_id)),
+        Err(StoreError::Duplicate) => {
+            return Err(ApiError::new(
+                ErrorCode::AlreadyInstalled,
+                format!(
+                    "one of the plugins was installed for tenant \"{}\" meanwhile; nothing was installed",
+                    tenant.slug
+                ),
+            ));
+        }
         Err(StoreError::MissingReference) => {
             return Err(ApiError::new(
                 ErrorCode::TenantNotFound,
-                format!("tenant \"{slug}\" not found"),
+                format!("tenant \"{}\" not found", tenant.slug),
             ));
         }
         Err(other) => return Err(other.into()),
     }
-    if installation.state == InstallationState::Active {
-        register_manifest_services(&state, &tenant, &installation, &manifest.services).await?;
+    for (installation, _) in &rows {
+        if installation.state == InstallationState::Active {
+            activate_services(state, tenant, installation).await?;
+        }
     }
     state.changed(Change::Tenant { tenant: tenant.id }).await;
-    tracing::info!(tenant = %tenant.slug, plugin = %plugin_id, version = %chosen, "plugin installed");
+    let mut answers = Vec::with_capacity(rows.len());
+    for ((installation, record), credential) in rows.iter().zip(issued) {
+        tracing::info!(tenant = %tenant.slug, plugin = %installation.plugin_id, version = %installation.version, "plugin installed");
+        answers.push((
+            InstallationView::new(tenant, installation),
+            credential_shown_once(credential, record),
+        ));
+    }
+    Ok(answers)
+}
+
+/// Installs a plugin and what its install plan adds, dependencies first, all or nothing.
+async fn install_with_dependencies(
+    state: &AppState,
+    tenant: &Tenant,
+    plugin_id: PluginId,
+    requested: Option<VersionRange>,
+    root: Placement,
+    body: InstallRequest,
+) -> Result<(StatusCode, Json<Installed>), ApiError> {
+    let catalog = dependencies::catalog(state).await?;
+    let installed = installed_versions(state, tenant.id).await?;
+    if installed.contains_key(&plugin_id) {
+        return Err(already_installed(tenant, &plugin_id));
+    }
+    let steps =
+        plan_install(&catalog, &plugin_id, requested.as_ref(), &installed).map_err(plan_error)?;
+    let to_install: Vec<&PlanStep> = steps
+        .iter()
+        .filter(|step| step.action == StepAction::Install)
+        .collect();
+    let missing: Vec<&&PlanStep> = to_install
+        .iter()
+        .filter(|step| step.plugin_id != plugin_id)
+        .filter(|step| !body.dependencies.contains_key(step.plugin_id.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        let names: Vec<String> = missing
+            .iter()
+            .map(|step| format!("{} {}", step.plugin_id, step.version))
+            .collect();
+        return Err(invalid(format!(
+            "the plan also installs {}: give each a placement in \"dependencies\" \
+             (e.g. {{\"{}\": {{\"baseUrl\": \"http://…\"}}}})",
+            names.join(", "),
+            missing[0].plugin_id
+        ))
+        .with_details(json!({ "missing": missing, "steps": steps })));
+    }
+    if let Some(extra) = body.dependencies.keys().find(|id| {
+        !to_install
+            .iter()
+            .any(|step| step.plugin_id.as_str() == id.as_str())
+    }) {
+        return Err(invalid(format!(
+            "dependencies.{extra}: the plan does not install it"
+        ))
+        .with_details(json!({ "steps": steps })));
+    }
+    let now = state.clock.now_ms();
+    let mut placements = body.dependencies;
+    let mut root = Some(root);
+    let mut installations = Vec::with_capacity(to_install.len());
+    for step in &to_install {
+        let (placement, activate) = if step.plugin_id == plugin_id {
+            let placement = root
+                .take()
+                .ok_or_else(|| ApiError::internal(&"the plan names the plugin twice"))?;
+            (placement, body.activate)
+        } else {
+            let entry = placements
+                .remove(step.plugin_id.as_str())
+                .ok_or_else(|| ApiError::internal(&"a placement vanished"))?;
+            let at = format!("dependencies.{}.", step.plugin_id);
+            let placement =
+                Placement::parse(&at, &entry.base_url, &entry.allowed_origins, &entry.grants)?;
+            (placement, entry.activate.unwrap_or(body.activate))
+        };
+        installations.push(placement.installation(
+            tenant,
+            step.plugin_id.clone(),
+            step.version.clone(),
+            activate,
+            now,
+        ));
+    }
+    let mut answers = apply_installs(state, tenant, installations, now).await?;
+    let (installation, credential) = answers
+        .pop()
+        .ok_or_else(|| ApiError::internal(&"an install plan without its plugin"))?;
     Ok((
         StatusCode::CREATED,
         Json(Installed {
-            installation: InstallationView::new(&tenant, &installation),
-            credential: credential_shown_once(issued, &record),
+            installation,
+            credential,
+            dependencies: answers
+                .into_iter()
+                .map(|(installation, credential)| InstalledDependency {
+                    installation,
+                    credential,
+                })
+                .collect(),
         }),
     ))
 }
@@ -359,26 +597,46 @@ async fn get_installation(
     Ok(Json(InstallationView::new(&tenant, &installation)))
 }
 
-/// Uninstall a plugin: the installation and its credentials are removed.
+/// Uninstall a plugin: the installation, its credentials, services and shared data are
+/// removed. Refused with 409 `HAS_DEPENDENTS` while installed plugins require it, unless
+/// `?cascade=true`, which removes those dependents first (all in one transaction) and answers
+/// 200 with what it removed.
 #[utoipa::path(delete, path = "/api/v1/tenants/{slug}/installations/{pluginId}", tag = "installations",
-    responses((status = 204), (status = 404, body = ErrorEnvelope)), security(("bearer" = [])))]
+    params(UninstallOptions),
+    responses((status = 204), (status = 200, body = Uninstalled, description = "with ?cascade=true"),
+        (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "HAS_DEPENDENTS", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
 async fn uninstall_plugin(
     _: Admin,
     State(state): State<AppState>,
     ApiPath((slug, plugin_id)): ApiPath<(String, String)>,
-) -> Result<StatusCode, ApiError> {
+    ApiQuery(options): ApiQuery<UninstallOptions>,
+) -> Result<Response, ApiError> {
     let (tenant, installation) = find_installation(&state, &slug, &plugin_id).await?;
+    let catalog = dependencies::catalog(&state).await?;
+    let installed = installed_versions(&state, tenant.id).await?;
+    let check = check_uninstall(&catalog, &installation.plugin_id, &installed);
+    let order = if check.can_uninstall {
+        vec![installation.plugin_id.clone()]
+    } else if options.cascade {
+        uninstall_order(&catalog, &installation.plugin_id, &installed)
+    } else {
+        return Err(has_dependents(&installation.plugin_id, &check));
+    };
     let now = state.clock.now_ms();
-    if !state
-        .store
-        .uninstall(tenant.id, &installation.plugin_id, now)
-        .await?
-    {
+    if !state.store.uninstall(tenant.id, &order, now).await? {
         return Err(not_installed(&tenant, &plugin_id));
     }
     state.changed(Change::Tenant { tenant: tenant.id }).await;
-    tracing::info!(tenant = %tenant.slug, plugin = %plugin_id, "plugin uninstalled");
-    Ok(StatusCode::NO_CONTENT)
+    for removed in &order {
+        tracing::info!(tenant = %tenant.slug, plugin = %removed, "plugin uninstalled");
+    }
+    if options.cascade {
+        let uninstalled = order.iter().map(ToString::to_string).collect();
+        return Ok(Json(Uninstalled { uninstalled }).into_response());
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Registers the services of an installation's manifest, before it becomes ACTIVE.

@@ -6,6 +6,7 @@ use crate::state::AppState;
 
 mod data;
 mod installations;
+mod plans;
 mod plugins;
 mod services;
 mod tenants;
@@ -16,6 +17,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(tenants::router())
         .merge(installations::router())
+        .merge(plans::router())
         .merge(plugins::router())
         .merge(services::router())
         .merge(data::router())
