@@ -29,8 +29,40 @@ impl HubClient {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
-        let response = self.send_with(method, path, None, body, &[]).await?;
+        let response = self
+            .send_with(method, &format!("/api/v1{path}"), None, body, &[])
+            .await?;
         Self::answer(response).await
+    }
+
+    /// Sends a request to a seed-compatible route `/api/plugin-gateway{path}` (acting for
+    /// `tenant` if given); returns the status and JSON body whatever the status, since some
+    /// of these routes answer 400 with a result (`/resolve`).
+    pub async fn call_gateway(
+        &self,
+        method: Method,
+        path: &str,
+        tenant: Option<&str>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let path = format!("/api/plugin-gateway{path}");
+        let response = self.send_with(method, &path, tenant, None, &[]).await?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .context("cannot read the hub's answer")?;
+        let json = serde_json::from_str(&text)
+            .with_context(|| format!("the hub answered {status} with a non-JSON body"))?;
+        Ok((status, json))
+    }
+
+    /// The error of a seed-compatible route's flat answer (`{"error":"…","code":"…"}`).
+    pub fn flat_error(status: StatusCode, json: &Value) -> anyhow::Error {
+        anyhow!(
+            "{}: {} ({status})",
+            json["code"].as_str().unwrap_or("UNKNOWN"),
+            json["error"].as_str().unwrap_or("no message")
+        )
     }
 
     /// Like [`HubClient::call`], acting for `tenant` (sent as `X-Tenant-Slug`), with extra
@@ -44,7 +76,13 @@ impl HubClient {
         headers: &[(&str, String)],
     ) -> anyhow::Result<Value> {
         let response = self
-            .send_with(method, path, Some(tenant), body, headers)
+            .send_with(
+                method,
+                &format!("/api/v1{path}"),
+                Some(tenant),
+                body,
+                headers,
+            )
             .await?;
         Self::answer(response).await
     }
@@ -52,7 +90,13 @@ impl HubClient {
     /// Opens a long-lived request (a watch stream), failing on an error status.
     pub async fn stream_for(&self, tenant: &str, path: &str) -> anyhow::Result<reqwest::Response> {
         let response = self
-            .send_with(Method::GET, path, Some(tenant), None, &[])
+            .send_with(
+                Method::GET,
+                &format!("/api/v1{path}"),
+                Some(tenant),
+                None,
+                &[],
+            )
             .await?;
         if response.status().is_success() {
             return Ok(response);
@@ -62,6 +106,7 @@ impl HubClient {
         bail!("the hub answered {status} to the watch request")
     }
 
+    /// Sends a request to `path` (from the root, e.g. `/api/v1/tenants`).
     async fn send_with(
         &self,
         method: Method,
@@ -75,7 +120,7 @@ impl HubClient {
                 "no admin token: pass --token, set PLEXHUB_ADMIN_TOKEN, or run where plexhub-data/admin-token is"
             )
         })?;
-        let url = format!("{}/api/v1{path}", self.base);
+        let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url).bearer_auth(token);
         if let Some(tenant) = tenant {
             request = request.header("x-tenant-slug", tenant);

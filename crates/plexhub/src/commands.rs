@@ -177,6 +177,7 @@ pub async fn run(client: &HubClient, command: Command) -> anyhow::Result<()> {
         Command::Credential(command) => credential(client, command).await,
         Command::Services(command) => services(client, command).await,
         Command::Data(command) => data(client, command).await,
+        Command::Deps(command) => crate::deps::run(client, command).await,
         Command::Whoami => {
             print_json(&client.call(Method::GET, "/whoami", None).await?);
             Ok(())

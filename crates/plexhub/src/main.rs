@@ -4,6 +4,7 @@
 mod client;
 mod commands;
 mod config;
+mod deps;
 mod serve;
 
 use std::path::PathBuf;
@@ -60,6 +61,9 @@ enum Command {
     /// Read, write and follow a tenant's shared data.
     #[command(subcommand)]
     Data(commands::DataCommand),
+    /// Inspect dependencies: trees, why a plugin is installed, install/uninstall/upgrade plans.
+    #[command(subcommand)]
+    Deps(deps::DepsCommand),
     /// Show who a token belongs to.
     Whoami,
 }

@@ -579,12 +579,15 @@ pub fn check_upgrade(
         }
         for edge in catalog.edges(plugin_id, version) {
             if edge.to == *target && !edge.range.satisfies(to) {
-                breaks.push(UpgradeBreak {
+                let broken = UpgradeBreak {
                     plugin_id: plugin_id.clone(),
                     version: version.clone(),
                     range: edge.range.clone(),
                     required: edge.required,
-                });
+                };
+                if !breaks.contains(&broken) {
+                    breaks.push(broken);
+                }
             }
         }
     }

@@ -337,7 +337,122 @@ async fn the_readme_walkthrough_works_through_the_cli(app: TestApp) {
     );
 }
 
-crate::on_both_backends!(the_readme_walkthrough_works_through_the_cli);
+/// `plexhub deps`: the tree with its cycle mark, why a plugin is installed, and the three plans.
+async fn deps_commands_explain_the_graph(app: TestApp) {
+    let crm = format!("{EXAMPLES}/crm.json");
+    let analytics = format!("{EXAMPLES}/analytics.json");
+    succeeded(&plexhub(&app, ADMIN, &["tenant", "create", "acme"]).await);
+    for manifest in [&crm, &analytics] {
+        succeeded(&plexhub(&app, ADMIN, &["plugin", "publish", manifest]).await);
+    }
+    let tree = plexhub(&app, ADMIN, &["deps", "tree", "plugin-analytics"]).await;
+    let tree = succeeded(&tree);
+    assert!(tree.starts_with("plugin-analytics\n"), "{tree}");
+    assert!(
+        tree.contains(
+            "  plugin-crm ^1.0.0  (required, manifest) service crm.contacts: Reads contacts"
+        ),
+        "{tree}"
+    );
+    assert!(tree.contains("(see above)"), "{tree}");
+
+    let plan = plexhub(
+        &app,
+        ADMIN,
+        &[
+            "deps",
+            "plan",
+            "install",
+            "plugin-analytics",
+            "--tenant",
+            "acme",
+        ],
+    )
+    .await;
+    assert_eq!(
+        succeeded(&plan),
+        "install  plugin-crm 1.0.0\ninstall  plugin-analytics 1.0.0\n"
+    );
+    let too_new = plexhub(
+        &app,
+        ADMIN,
+        &[
+            "deps",
+            "plan",
+            "install",
+            "plugin-analytics",
+            "--tenant",
+            "acme",
+            "--version",
+            "^2",
+        ],
+    )
+    .await;
+    failed_with(&too_new, "DEPENDENCY_CONFLICT");
+
+    for plugin in ["plugin-crm", "plugin-analytics"] {
+        let base_url = "--base-url=http://127.0.0.1:9";
+        succeeded(
+            &plexhub(
+                &app,
+                ADMIN,
+                &["install", plugin, "--tenant", "acme", base_url],
+            )
+            .await,
+        );
+    }
+    let why = plexhub(
+        &app,
+        ADMIN,
+        &["deps", "why", "plugin-crm", "--tenant", "acme"],
+    )
+    .await;
+    let why = succeeded(&why);
+    assert!(why.contains("needs: nothing"), "{why}");
+    assert!(
+        why.contains("needed by: plugin-analytics requires it: Reads contacts"),
+        "{why}"
+    );
+    let uninstall = plexhub(
+        &app,
+        ADMIN,
+        &[
+            "deps",
+            "plan",
+            "uninstall",
+            "plugin-crm",
+            "--tenant",
+            "acme",
+            "--cascade",
+        ],
+    )
+    .await;
+    assert_eq!(
+        succeeded(&uninstall),
+        "plugin-crm is required by: plugin-analytics\nremoval order: plugin-analytics, plugin-crm\n"
+    );
+    let upgrade = plexhub(
+        &app,
+        ADMIN,
+        &[
+            "deps",
+            "plan",
+            "upgrade",
+            "plugin-crm",
+            "--tenant",
+            "acme",
+            "--version",
+            "1.0.0",
+        ],
+    )
+    .await;
+    assert_eq!(succeeded(&upgrade), "plugin-crm 1.0.0 -> 1.0.0: ok\n");
+}
+
+crate::on_both_backends!(
+    the_readme_walkthrough_works_through_the_cli,
+    deps_commands_explain_the_graph,
+);
 
 #[tokio::test]
 async fn cli_errors_are_one_line_with_a_failing_exit_code() {

@@ -7,6 +7,7 @@ mod auth;
 mod catalog;
 mod cli;
 mod data;
+mod dependencies;
 mod http;
 mod installations;
 mod operations;

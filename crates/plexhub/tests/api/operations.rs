@@ -173,6 +173,23 @@ async fn openapi_lists_every_route_and_docs_render_offline() {
         ("/api/v1/data/{namespace}", "get"),
         ("/api/v1/data-transactions", "post"),
         ("/api/v1/data-watch/{namespace}", "get"),
+        ("/api/plugin-gateway/dependencies", "post"),
+        ("/api/plugin-gateway/dependencies/{pluginId}", "get"),
+        (
+            "/api/plugin-gateway/dependencies/{pluginId}/dependents",
+            "get",
+        ),
+        (
+            "/api/plugin-gateway/dependencies/{pluginId}/resolve",
+            "post",
+        ),
+        (
+            "/api/plugin-gateway/dependencies/{pluginId}/can-uninstall",
+            "post",
+        ),
+        ("/api/v1/tenants/{slug}/plans/install", "post"),
+        ("/api/v1/tenants/{slug}/plans/uninstall", "post"),
+        ("/api/v1/tenants/{slug}/plans/upgrade", "post"),
     ];
     for (path, method) in expected {
         assert!(
