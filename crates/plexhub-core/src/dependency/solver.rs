@@ -452,6 +452,7 @@ fn order_steps(
     let mut placed: HashSet<&PluginId> = HashSet::new();
     let mut steps = Vec::new();
     let mut path: Vec<(&PluginId, usize)> = vec![(root, 0)];
+    let mut on_path: HashSet<&PluginId> = HashSet::from([root]);
     while let Some((node, next)) = path.last_mut() {
         let node: &PluginId = node;
         let children = successors.get(node).map(Vec::as_slice).unwrap_or_default();
@@ -460,9 +461,10 @@ fn order_steps(
             if placed.contains(child) {
                 continue;
             }
-            if let Some(at) = path.iter().position(|(n, _)| *n == child) {
+            if on_path.contains(child) {
                 // Installed plugins already coexist; a cycle among plugins to install cannot.
                 if !(installed.contains_key(child) && installed.contains_key(node)) {
+                    let at = path.iter().position(|(n, _)| *n == child).unwrap_or(0);
                     let mut cycle: Vec<PluginId> =
                         path[at..].iter().map(|(n, _)| (*n).clone()).collect();
                     cycle.push(child.clone());
@@ -470,9 +472,11 @@ fn order_steps(
                 }
                 continue;
             }
+            on_path.insert(child);
             path.push((child, 0));
             continue;
         }
+        on_path.remove(node);
         if placed.insert(node) {
             let version = versions[node].clone();
             let action = if installed.contains_key(node) {
