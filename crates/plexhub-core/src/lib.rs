@@ -4,6 +4,7 @@
 //! installation rules, credentials, and the domain errors. Invariant: this crate never imports
 //! axum, sqlx, redis, reqwest or tokio, and never touches the network or the disk.
 
+pub mod access;
 pub mod credential;
 pub mod data;
 pub mod dependency;
