@@ -216,6 +216,22 @@ impl Decision<'_> {
 /// dependency on the target plugin (and on the service, if the dependency names one) → an
 /// endpoint matches → the caller holds every permission it lists → a replica is available.
 pub fn decide<'a>(request: &AccessRequest<'a>) -> Decision<'a> {
+    evaluate(request, false)
+}
+
+/// [`decide`], with every check's `detail` written out (for the explain route; `decide`
+/// leaves them empty so the hot path formats no text).
+pub fn explain<'a>(request: &AccessRequest<'a>) -> Decision<'a> {
+    evaluate(request, true)
+}
+
+fn evaluate<'a>(request: &AccessRequest<'a>, verbose: bool) -> Decision<'a> {
+    // Details are written only when explaining.
+    macro_rules! text {
+        ($($args:tt)*) => {
+            if verbose { format!($($args)*) } else { String::new() }
+        };
+    }
     let mut checks = Vec::new();
     let mut denial = None;
     let mut check = |rule: &'static str, failure: Option<Denial>, detail: String| {
@@ -235,7 +251,7 @@ pub fn decide<'a>(request: &AccessRequest<'a>) -> Decision<'a> {
         check(
             "service_exists",
             Some(Denial::ServiceNotFound),
-            format!("no discoverable service {service} in this tenant"),
+            text!("no discoverable service {service} in this tenant"),
         );
         return Decision {
             endpoint: None,
@@ -246,14 +262,14 @@ pub fn decide<'a>(request: &AccessRequest<'a>) -> Decision<'a> {
     check(
         "service_exists",
         None,
-        format!("{service} belongs to {}", target.plugin_id),
+        text!("{service} belongs to {}", target.plugin_id),
     );
     if let Some(expected) = request.expected_plugin {
         let matches = expected == target.plugin_id;
         check(
             "target_plugin_matches",
             (!matches).then_some(Denial::PluginMismatch),
-            format!(
+            text!(
                 "the request names {expected}; {service} belongs to {}",
                 target.plugin_id
             ),
@@ -263,7 +279,7 @@ pub fn decide<'a>(request: &AccessRequest<'a>) -> Decision<'a> {
     check(
         "caller_active",
         (!active).then_some(Denial::CallerNotActive),
-        format!("{} is {}", caller.plugin_id, caller.state.as_str()),
+        text!("{} is {}", caller.plugin_id, caller.state.as_str()),
     );
     let on_plugin: Vec<&DependencySpec> = caller
         .dependencies
@@ -277,21 +293,23 @@ pub fn decide<'a>(request: &AccessRequest<'a>) -> Decision<'a> {
             .is_none_or(|named| named == service)
     });
     let detail = if declared {
-        format!(
+        text!(
             "{} declares a dependency on {} covering {service}",
-            caller.plugin_id, target.plugin_id
+            caller.plugin_id,
+            target.plugin_id
         )
     } else if on_plugin.is_empty() {
-        format!(
+        text!(
             "{} declares no dependency on {} in its manifest",
-            caller.plugin_id, target.plugin_id
+            caller.plugin_id,
+            target.plugin_id
         )
     } else {
         let named: Vec<String> = on_plugin
             .iter()
             .filter_map(|dependency| dependency.service_name.as_ref().map(ToString::to_string))
             .collect();
-        format!(
+        text!(
             "{} depends on {} only for {}, not {service}",
             caller.plugin_id,
             target.plugin_id,
@@ -309,7 +327,7 @@ pub fn decide<'a>(request: &AccessRequest<'a>) -> Decision<'a> {
             check(
                 "endpoint_matches",
                 None,
-                format!(
+                text!(
                     "{} {} matches {}",
                     request.method.as_str(),
                     request.path,
@@ -323,11 +341,11 @@ pub fn decide<'a>(request: &AccessRequest<'a>) -> Decision<'a> {
                 .cloned()
                 .collect();
             let detail = if endpoint.permissions.is_empty() {
-                "the endpoint requires no permission".to_owned()
+                text!("the endpoint requires no permission")
             } else if missing.is_empty() {
-                format!("granted: {}", endpoint.permissions.join(", "))
+                text!("granted: {}", endpoint.permissions.join(", "))
             } else {
-                format!("not granted: {}", missing.join(", "))
+                text!("not granted: {}", missing.join(", "))
             };
             check(
                 "permissions_granted",
@@ -343,7 +361,7 @@ pub fn decide<'a>(request: &AccessRequest<'a>) -> Decision<'a> {
                 Some(Denial::EndpointNotFound {
                     available_endpoints,
                 }),
-                format!(
+                text!(
                     "no endpoint of {service} matches {} {}",
                     request.method.as_str(),
                     request.path
@@ -355,9 +373,9 @@ pub fn decide<'a>(request: &AccessRequest<'a>) -> Decision<'a> {
         "replica_available",
         (!target.available).then_some(Denial::ServiceUnavailable),
         if target.available {
-            format!("{service} has a HEALTHY or DEGRADED replica")
+            text!("{service} has a HEALTHY or DEGRADED replica")
         } else {
-            format!("{service} has no HEALTHY or DEGRADED replica")
+            text!("{service} has no HEALTHY or DEGRADED replica")
         },
     );
     Decision {
