@@ -10,8 +10,9 @@ use std::sync::{Arc, OnceLock, RwLock};
 use axum::body::Bytes;
 use plexhub_core::credential::SecretCheck;
 use plexhub_core::data::{DataKey, Entry, Namespace};
-use plexhub_core::ids::ServiceName;
+use plexhub_core::ids::{PluginId, ServiceName};
 use plexhub_core::installation::InstallationState;
+use plexhub_core::manifest::DependencySpec;
 use plexhub_core::registry::{Service, ServiceStatus};
 use plexhub_core::tenant::TenantId;
 use plexhub_store::CredentialRecord;
@@ -73,6 +74,21 @@ where
     Cache::new(CAPACITY)
 }
 
+/// What the gateway needs to know of a calling plugin's installation: its state, its grants
+/// and the dependencies its installed version declares (`None`: not installed).
+pub type CachedCaller = Option<CallerProfile>;
+
+/// A calling plugin's installation, as the gateway checks it.
+#[derive(Debug, Clone)]
+pub struct CallerProfile {
+    /// Lifecycle state.
+    pub state: InstallationState,
+    /// Permissions granted at install.
+    pub grants: Vec<String>,
+    /// `api.dependencies` of the installed version's manifest.
+    pub dependencies: Vec<DependencySpec>,
+}
+
 /// A shared-data lookup as cached; readers check `expires_at` themselves on every read.
 pub type CachedEntry = Option<Entry>;
 
@@ -96,6 +112,7 @@ pub struct HubCache {
     services: Cache<(TenantId, ServiceName), Arc<ServiceEntry>>,
     data: Cache<(TenantId, Namespace, DataKey), Arc<DataEntry>>,
     credentials: Cache<String, Arc<CachedCredential>>,
+    callers: Cache<(TenantId, PluginId), Arc<CachedCaller>>,
     generation: AtomicU64,
     feed: ChangeFeed,
 }
@@ -107,6 +124,7 @@ impl HubCache {
             services: bounded(),
             data: bounded(),
             credentials: bounded(),
+            callers: bounded(),
             generation: AtomicU64::new(0),
             feed,
         })
@@ -185,6 +203,16 @@ impl HubCache {
             .await
     }
 
+    /// A calling plugin's installation through the cache (dropped on every tenant-wide change:
+    /// installs, lifecycle, uninstalls).
+    pub async fn caller<E, F: Future<Output = Result<CachedCaller, E>>>(
+        &self,
+        key: (TenantId, PluginId),
+        load: impl FnOnce() -> F,
+    ) -> Result<Arc<CachedCaller>, E> {
+        self.get_or_load(&self.callers, key, load).await
+    }
+
     /// Replaces a cached credential (after its `lastUsedAt` moved).
     pub fn refresh_credential(&self, id: &str, value: CachedCredential) {
         if self.credentials.contains_key(id) {
@@ -223,6 +251,7 @@ impl HubCache {
         self.services.clear();
         self.data.clear();
         self.credentials.clear();
+        self.callers.clear();
     }
 
     /// Follows the feed until `shutdown`, invalidating as changes arrive.

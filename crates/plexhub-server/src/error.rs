@@ -97,8 +97,29 @@ pub enum ErrorCode {
     PreconditionFailed,
     /// An operation of a data transaction failed; nothing was applied.
     TransactionFailed,
-    /// A dependency of the hub (database, Redis) is unavailable.
+    /// A dependency of the hub (database, Redis) is unavailable, or a called service has no
+    /// HEALTHY or DEGRADED replica.
     ServiceUnavailable,
+    /// The called service belongs to another plugin than the one named.
+    PluginMismatch,
+    /// A body's `callerPluginId` is not the credential's plugin.
+    CallerMismatch,
+    /// The calling plugin is not ACTIVE in the tenant.
+    CallerNotActive,
+    /// The caller's manifest declares no dependency on the target plugin (or service).
+    AccessDenied,
+    /// No endpoint of the service matches; `details.availableEndpoints` lists them.
+    EndpointNotFound,
+    /// The caller lacks permissions the endpoint requires; `details.missing` names them.
+    PermissionDenied,
+    /// The plugin did not answer in time.
+    UpstreamTimeout,
+    /// The plugin could not be connected to.
+    UpstreamUnreachable,
+    /// The connection to the plugin failed before it answered.
+    UpstreamFailed,
+    /// The plugin's answer exceeds the response size limit.
+    UpstreamResponseTooLarge,
     /// Unexpected failure; the response carries a request id, the log carries the cause.
     Internal,
 }
@@ -110,7 +131,15 @@ impl ErrorCode {
         match self {
             Unauthenticated => StatusCode::UNAUTHORIZED,
             Forbidden | TenantSuspended | TenantMismatch | PluginNotCaller | OwnerMismatch
-            | NotOwner => StatusCode::FORBIDDEN,
+            | NotOwner | CallerMismatch | CallerNotActive | AccessDenied | PermissionDenied => {
+                StatusCode::FORBIDDEN
+            }
+            PluginMismatch => StatusCode::BAD_REQUEST,
+            EndpointNotFound => StatusCode::NOT_FOUND,
+            UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamUnreachable | UpstreamFailed | UpstreamResponseTooLarge => {
+                StatusCode::BAD_GATEWAY
+            }
             ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             TenantRequired | InvalidSlug | MalformedJson | InvalidBody | InvalidParameter

@@ -11,6 +11,7 @@ mod data;
 mod dependencies;
 pub mod error;
 mod extract;
+mod gateway;
 mod metrics;
 mod registry;
 mod request_id;
@@ -22,5 +23,5 @@ mod watch;
 mod writer;
 
 pub use app::{Application, StartError};
-pub use settings::{Secret, Settings};
+pub use settings::{GatewaySettings, Secret, Settings};
 pub use state::Clock;

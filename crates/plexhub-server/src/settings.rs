@@ -58,4 +58,31 @@ pub struct Settings {
     pub sweep_interval: Duration,
     /// Time source (the system clock outside tests).
     pub clock: Clock,
+    /// Limits and timeouts of calls forwarded to plugins.
+    pub gateway: GatewaySettings,
+}
+
+/// Limits and timeouts of calls forwarded to plugins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewaySettings {
+    /// Largest request body forwarded (413 `PAYLOAD_TOO_LARGE` beyond).
+    pub max_request_bytes: u64,
+    /// Largest response body forwarded (502 `UPSTREAM_RESPONSE_TOO_LARGE` beyond).
+    pub max_response_bytes: u64,
+    /// Time to open a connection to a plugin (502 `UPSTREAM_UNREACHABLE` beyond).
+    pub connect_timeout: Duration,
+    /// Time for a plugin to answer with its status and headers (504 `UPSTREAM_TIMEOUT`
+    /// beyond), unless the endpoint's `metadata.timeoutMs` says otherwise.
+    pub request_timeout: Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 16 * 1024 * 1024,
+            max_response_bytes: 64 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
 }

@@ -58,6 +58,8 @@ pub struct Shared {
     pub writer: Writer,
     /// Time source of every stored timestamp.
     pub clock: Clock,
+    /// The plugin-to-plugin gateway's client and limits.
+    pub gateway: crate::gateway::Gateway,
     /// Cancelled when the hub shuts down; long-lived responses (watch streams) end with it.
     pub shutdown: CancellationToken,
 }

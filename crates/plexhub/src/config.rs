@@ -13,7 +13,7 @@ use figment::providers::{Env, Format as _, Serialized, Toml};
 use std::time::Duration;
 
 use plexhub_core::registry::HealthPolicy;
-use plexhub_server::{Clock, Secret, Settings};
+use plexhub_server::{Clock, GatewaySettings, Secret, Settings};
 use serde::{Deserialize, Serialize};
 
 /// Where state lives by default, relative to the working directory.
@@ -59,6 +59,14 @@ pub struct ServeConfig {
     pub stale_after: u64,
     /// Seconds between health sweeps.
     pub sweep_interval: u64,
+    /// Largest request body the gateway forwards, in bytes.
+    pub max_request_bytes: u64,
+    /// Largest response body the gateway forwards, in bytes.
+    pub max_response_bytes: u64,
+    /// Milliseconds to connect to a plugin.
+    pub upstream_connect_timeout_ms: u64,
+    /// Milliseconds for a plugin to answer (an endpoint's `metadata.timeoutMs` overrides it).
+    pub upstream_timeout_ms: u64,
 }
 
 impl Default for ServeConfig {
@@ -76,6 +84,10 @@ impl Default for ServeConfig {
             heartbeat_interval: 15,
             stale_after: 300,
             sweep_interval: 5,
+            max_request_bytes: 16 * 1024 * 1024,
+            max_response_bytes: 64 * 1024 * 1024,
+            upstream_connect_timeout_ms: 5_000,
+            upstream_timeout_ms: 30_000,
         }
     }
 }
@@ -158,6 +170,12 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
         },
         sweep_interval: Duration::from_secs(config.sweep_interval),
         clock: Clock::system(),
+        gateway: GatewaySettings {
+            max_request_bytes: config.max_request_bytes,
+            max_response_bytes: config.max_response_bytes,
+            connect_timeout: Duration::from_millis(config.upstream_connect_timeout_ms),
+            request_timeout: Duration::from_millis(config.upstream_timeout_ms),
+        },
     };
     Ok((settings, generated.then_some(token)))
 }

@@ -60,6 +60,23 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     sweep_interval: Option<u64>,
+    /// Largest request body the gateway forwards, in bytes [default: 16777216].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_request_bytes: Option<u64>,
+    /// Largest response body the gateway forwards, in bytes [default: 67108864].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_response_bytes: Option<u64>,
+    /// Milliseconds to connect to a plugin [default: 5000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_connect_timeout_ms: Option<u64>,
+    /// Milliseconds for a plugin to answer; an endpoint's metadata.timeoutMs overrides it
+    /// [default: 30000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_timeout_ms: Option<u64>,
 }
 
 fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {

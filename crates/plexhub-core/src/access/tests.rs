@@ -176,7 +176,12 @@ fn an_active_dependent_with_its_grants_is_allowed() {
     assert!(decision.checks.iter().all(|check| check.detail.is_empty()));
     let explained = explain(&request);
     assert_eq!(explained.denial, None);
-    assert!(explained.checks.iter().all(|check| !check.detail.is_empty()));
+    assert!(
+        explained
+            .checks
+            .iter()
+            .all(|check| !check.detail.is_empty())
+    );
     assert_eq!(
         explained.checks[2].detail,
         "plugin-analytics declares a dependency on plugin-crm covering crm.contacts"

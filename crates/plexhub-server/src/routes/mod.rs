@@ -20,7 +20,7 @@ use crate::{auth, metrics, request_id};
 
 mod compat;
 mod ops;
-mod v1;
+pub(crate) mod v1;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -41,6 +41,8 @@ mod v1;
         (name = "registry", description = "Services, replicas, health and watch (plugin credential, or admin with X-Tenant-Slug)"),
         (name = "registry (seed-compatible)", description = "The original /api/plugin-gateway registry routes; errors are {\"error\":\"<message>\",\"code\":…}"),
         (name = "dependencies (seed-compatible)", description = "The original /api/plugin-gateway dependency routes, hardened; errors are flat"),
+        (name = "gateway (seed-compatible)", description = "The original POST /api/plugin-gateway/call, hardened; errors are flat"),
+        (name = "gateway", description = "Plugin-to-plugin calls: the streaming proxy and access explanations"),
         (name = "plans", description = "Install, uninstall and upgrade plans for a tenant (admin)"),
         (name = "operations", description = "Health, readiness, metrics (no authentication)")
     )

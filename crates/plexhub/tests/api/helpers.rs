@@ -116,6 +116,8 @@ pub struct TestApp {
 pub struct Options {
     pub redis_url: Option<String>,
     pub max_body_bytes: Option<usize>,
+    /// Gateway limits and timeouts (default: the hub's defaults).
+    pub gateway: Option<plexhub_server::GatewaySettings>,
     /// Shared by several hubs that must agree on time; a fresh manual clock by default.
     pub clock: Option<Clock>,
     pub max_value_bytes: Option<usize>,
@@ -155,6 +157,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
         health: HealthPolicy::default(),
         sweep_interval: Duration::from_millis(50),
         clock: clock.clone(),
+        gateway: options.gateway.unwrap_or_default(),
     };
     let app = Application::build(settings).await.expect("hub starts");
     let address = app.local_addr();

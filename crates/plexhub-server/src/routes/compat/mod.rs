@@ -10,6 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::error::{ErrorReport, render_flat};
 use crate::state::AppState;
 
+mod call;
 mod data;
 mod dependencies;
 mod registry;
@@ -20,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(registry::router())
         .merge(data::router())
         .merge(dependencies::router())
+        .merge(call::router())
 }
 
 /// Where the compatibility routes live.

@@ -4,10 +4,13 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::state::AppState;
 
+pub use proxy::calling_plugin;
+
 mod data;
 mod installations;
 mod plans;
 mod plugins;
+mod proxy;
 mod services;
 mod tenants;
 mod whoami;
@@ -18,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(tenants::router())
         .merge(installations::router())
         .merge(plans::router())
+        .merge(proxy::router())
         .merge(plugins::router())
         .merge(services::router())
         .merge(data::router())

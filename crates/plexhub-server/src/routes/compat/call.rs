@@ -1,0 +1,204 @@
+//! The seed's `POST /api/plugin-gateway/call`: one plugin calls another's endpoint through the
+//! hub and gets the answer wrapped in the original's envelope. Hardened: the caller is the
+//! credential's plugin, access is decided like the proxy's, and failures have their own codes.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt as _;
+use plexhub_core::ids::PluginId;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::TenantScope;
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::ApiJson;
+use crate::gateway::{self, CallContext};
+use crate::registry::parse_service_name;
+use crate::routes::v1::calling_plugin;
+use crate::state::{AppState, rfc3339};
+
+/// Routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(call_plugin))
+}
+
+/// The seed's call request.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRequest {
+    /// Must be the calling plugin (required when the admin calls).
+    caller_plugin_id: Option<String>,
+    /// The plugin expected to own the service (400 `PLUGIN_MISMATCH` otherwise).
+    target_plugin_id: String,
+    target_service_name: String,
+    /// GET, POST, PUT, PATCH or DELETE.
+    method: String,
+    /// Path on the service, may carry a query string.
+    path: String,
+    /// Extra request headers (string values).
+    #[serde(default)]
+    headers: Map<String, Value>,
+    /// Query parameters appended to the path's.
+    #[serde(default)]
+    query: Map<String, Value>,
+    /// JSON body, sent as `application/json` unless absent or null.
+    body: Option<Value>,
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidBody, message)
+}
+
+fn text_of(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+/// Call another plugin's endpoint; the answer's status is the plugin's, its body the original's
+/// envelope `{status, headers, data, metadata:{targetPlugin, targetService, duration, timestamp}}`.
+#[utoipa::path(post, path = "/api/plugin-gateway/call", tag = "gateway (seed-compatible)",
+    request_body = CallRequest,
+    responses((status = 200, body = Object, description = "the envelope; the HTTP status is the plugin's"),
+        (status = 400, description = "INVALID_BODY, PLUGIN_MISMATCH"),
+        (status = 403, description = "CALLER_MISMATCH, CALLER_NOT_ACTIVE, ACCESS_DENIED, PERMISSION_DENIED"),
+        (status = 404, description = "SERVICE_NOT_FOUND, ENDPOINT_NOT_FOUND"),
+        (status = 502, description = "UPSTREAM_UNREACHABLE, UPSTREAM_FAILED, UPSTREAM_RESPONSE_TOO_LARGE"),
+        (status = 503, description = "SERVICE_UNAVAILABLE"), (status = 504, description = "UPSTREAM_TIMEOUT")),
+    security(("bearer" = [])))]
+async fn call_plugin(
+    scope: TenantScope,
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CallRequest>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let caller = calling_plugin(&scope, request.caller_plugin_id.as_deref())?;
+    let target = PluginId::parse(&request.target_plugin_id)
+        .map_err(|error| invalid(format!("targetPluginId: {error}")))?;
+    let service = parse_service_name(&request.target_service_name)?;
+    let method = match request.method.as_str() {
+        "GET" => Method::GET,
+        "POST" => Method::POST,
+        "PUT" => Method::PUT,
+        "PATCH" => Method::PATCH,
+        "DELETE" => Method::DELETE,
+        other => {
+            return Err(invalid(format!(
+                "method {other:?} is not GET, POST, PUT, PATCH or DELETE"
+            )));
+        }
+    };
+    if !request.path.starts_with('/') || request.path.contains('#') {
+        return Err(invalid("path must start with \"/\" and carry no fragment"));
+    }
+    let (path, inline_query) = match request.path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (request.path.as_str(), None),
+    };
+    let call = CallContext {
+        tenant: &scope.tenant,
+        caller: &caller,
+    };
+    let route = gateway::authorize(&state, &call, &service, Some(&target), &method, path).await?;
+
+    let query = {
+        let mut query =
+            url::form_urlencoded::Serializer::new(inline_query.unwrap_or_default().to_owned());
+        for (name, value) in &request.query {
+            let value =
+                text_of(value).ok_or_else(|| invalid(format!("query.{name} must be a string")))?;
+            query.append_pair(name, &value);
+        }
+        query.finish()
+    };
+    let path_and_query = if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    };
+    let mut headers = HeaderMap::new();
+    for (name, value) in &request.headers {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid(format!("headers.{name} is not a header name")))?;
+        let value = text_of(value)
+            .and_then(|text| HeaderValue::from_str(&text).ok())
+            .ok_or_else(|| invalid(format!("headers.{name} must be a header value")))?;
+        headers.append(header, value);
+    }
+    let body = match request.body.filter(|body| !body.is_null()) {
+        Some(body) => {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Body::from(body.to_string())
+        }
+        None => Body::empty(),
+    };
+    let answer = gateway::forward(
+        &state,
+        &call,
+        &route,
+        method,
+        &path_and_query,
+        &headers,
+        body,
+    )
+    .await?;
+    let (parts, body) = answer.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::UpstreamResponseTooLarge,
+                format!(
+                    "{} answered more than {} bytes (or broke off)",
+                    route.target_plugin,
+                    state.gateway.settings().max_response_bytes
+                ),
+            )
+        })?
+        .to_bytes();
+    let data = if bytes.is_empty() {
+        Value::String(String::new())
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    let mut answered = Map::new();
+    for (name, value) in &parts.headers {
+        let text = value.to_str().unwrap_or_default();
+        match answered.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(text);
+            }
+            _ => {
+                answered.insert(name.as_str().to_owned(), Value::String(text.to_owned()));
+            }
+        }
+    }
+    let duration = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let envelope = json!({
+        "status": parts.status.as_u16(),
+        "headers": answered,
+        "data": data,
+        "metadata": {
+            "targetPlugin": route.target_plugin,
+            "targetService": service,
+            "duration": duration,
+            "timestamp": rfc3339(state.clock.now_ms()),
+        },
+    });
+    let status = StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    Ok((status, Json(envelope)).into_response())
+}
