@@ -8,6 +8,7 @@ mod catalog;
 mod cli;
 mod data;
 mod dependencies;
+mod gateway;
 mod http;
 mod installations;
 mod operations;

@@ -190,6 +190,18 @@ async fn openapi_lists_every_route_and_docs_render_offline() {
         ("/api/v1/tenants/{slug}/plans/install", "post"),
         ("/api/v1/tenants/{slug}/plans/uninstall", "post"),
         ("/api/v1/tenants/{slug}/plans/upgrade", "post"),
+        ("/api/plugin-gateway/call", "post"),
+        ("/api/v1/access/explain", "get"),
+        ("/api/v1/proxy/{serviceName}", "get"),
+        ("/api/v1/proxy/{serviceName}", "post"),
+        ("/api/v1/proxy/{serviceName}", "put"),
+        ("/api/v1/proxy/{serviceName}", "patch"),
+        ("/api/v1/proxy/{serviceName}", "delete"),
+        ("/api/v1/proxy/{serviceName}/{*path}", "get"),
+        ("/api/v1/proxy/{serviceName}/{*path}", "post"),
+        ("/api/v1/proxy/{serviceName}/{*path}", "put"),
+        ("/api/v1/proxy/{serviceName}/{*path}", "patch"),
+        ("/api/v1/proxy/{serviceName}/{*path}", "delete"),
     ];
     for (path, method) in expected {
         assert!(

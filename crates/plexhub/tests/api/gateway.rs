@@ -1,0 +1,643 @@
+//! The gateway against real upstream HTTP servers started here: the proxy and the seed's
+//! `/call`, access rules and their codes, forwarding hygiene, path escapes that never reach the
+//! plugin, redirects, cookies, timeouts, refused connections, size caps, streaming, explain.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::helpers::{ADMIN, Backend, Options, Reply, TestApp, analytics, crm_at, spawn_with};
+
+const CALL: &str = "/api/plugin-gateway/call";
+
+/// A plugin server: echoes what it received as JSON, except on a few paths that misbehave on
+/// purpose. Counts the requests it saw.
+struct Upstream {
+    base: String,
+    hits: Arc<AtomicUsize>,
+}
+
+async fn echo(State(hits): State<Arc<AtomicUsize>>, request: Request) -> Response {
+    hits.fetch_add(1, Ordering::SeqCst);
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    match path.as_str() {
+        "/deals" => {
+            return (StatusCode::FOUND, [(header::LOCATION, "/elsewhere")]).into_response();
+        }
+        "/deals/pipeline/summary" => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        "/deals/big" => {
+            // 50 MB in 64 KiB chunks, never held whole.
+            let chunks = futures::stream::iter(
+                (0..800).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 65_536]))),
+            );
+            return Response::new(Body::from_stream(chunks));
+        }
+        "/deals/sized" => {
+            return ([(header::CONTENT_LENGTH, "5000")], vec![b'y'; 5000]).into_response();
+        }
+        _ => {}
+    }
+    let headers: BTreeMap<String, String> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                value.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let answer = json!({
+        "method": parts.method.as_str(),
+        "path": path,
+        "query": parts.uri.query(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    (
+        [
+            (header::SET_COOKIE, "session=secret"),
+            (header::CONTENT_TYPE, "application/json"),
+        ],
+        answer.to_string(),
+    )
+        .into_response()
+}
+
+async fn upstream() -> Upstream {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let app = Router::new().fallback(echo).with_state(hits.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Upstream { base, hits }
+}
+
+/// Tenant `acme`: CRM (at `crm_url`) and Analytics, both ACTIVE, Analytics granted the read
+/// permissions. Returns (crm token, analytics token).
+async fn acme(app: &TestApp, crm_url: &str) -> (String, String) {
+    app.create_tenant("acme").await;
+    app.publish(&crm_at("1.0.0")).await;
+    app.publish(&analytics()).await;
+    let crm = app
+        .install(
+            "acme",
+            "plugin-crm",
+            json!({"baseUrl": crm_url, "activate": true}),
+        )
+        .await;
+    let grants = json!(["plugin.crm.contacts.read", "plugin.crm.deals.read"]);
+    let analytics = app
+        .install(
+            "acme",
+            "plugin-analytics",
+            json!({"activate": true, "grants": grants}),
+        )
+        .await;
+    (crm, analytics)
+}
+
+async fn proxy(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    app.send(
+        method,
+        &format!("/api/v1/proxy{path}"),
+        Some(token),
+        headers,
+        None,
+    )
+    .await
+}
+
+/// Sends a request line as written (no client-side normalisation of `..`); returns the status.
+async fn raw_status(app: &TestApp, token: &str, target: &str) -> u16 {
+    let address = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn the_proxy_forwards_what_it_may_and_refuses_what_it_must(app: TestApp) {
+    let plugin = upstream().await;
+    let (crm, analytics) = acme(&app, &plugin.base).await;
+
+    let reply = proxy(
+        &app,
+        &analytics,
+        Method::GET,
+        "/crm.contacts/contacts?x=1&y=a%20b",
+        &[
+            ("cookie", "session=caller"),
+            ("x-tenant-slug", "acme"),
+            ("x-caller-plugin-id", "plugin-analytics"),
+            ("x-plexhub-signature", "forged"),
+            ("x-tenant-id", "forged"),
+            ("x-custom", "kept"),
+            ("traceparent", "not-a-trace"),
+            ("x-request-id", "req-from-caller-1"),
+        ],
+    )
+    .await;
+    let seen = reply.assert_status(200);
+    assert_eq!(
+        reply.headers.get("set-cookie"),
+        None,
+        "Set-Cookie never comes back"
+    );
+    assert_eq!(seen["path"], "/contacts");
+    assert_eq!(seen["query"], "x=1&y=a%20b");
+    let headers = &seen["headers"];
+    for dropped in ["authorization", "cookie", "x-plexhub-signature"] {
+        assert!(
+            headers.get(dropped).is_none(),
+            "{dropped} reached the plugin: {headers}"
+        );
+    }
+    assert_eq!(headers["x-custom"], "kept");
+    assert_eq!(headers["x-tenant-slug"], "acme");
+    assert_eq!(headers["x-caller-plugin-id"], "plugin-analytics");
+    assert_eq!(headers["x-request-id"], "req-from-caller-1");
+    let tenant_id = headers["x-tenant-id"]
+        .as_str()
+        .expect("tenant id")
+        .to_owned();
+    assert_eq!(
+        tenant_id.len(),
+        36,
+        "the tenant's UUID, not what the caller sent"
+    );
+    let trace = headers["traceparent"].as_str().expect("traceparent");
+    assert!(trace.starts_with("00-") && trace.len() == 55, "{trace}");
+    let one = proxy(
+        &app,
+        &analytics,
+        Method::GET,
+        "/crm.contacts/contacts/42",
+        &[],
+    )
+    .await;
+    assert_eq!(one.assert_status(200)["path"], "/contacts/42");
+
+    // Access rules, each with its code.
+    let write = proxy(
+        &app,
+        &analytics,
+        Method::POST,
+        "/crm.contacts/contacts",
+        &[],
+    )
+    .await;
+    write.assert_error(403, "PERMISSION_DENIED");
+    assert_eq!(
+        write.body["error"]["details"]["missing"],
+        json!(["plugin.crm.contacts.write"])
+    );
+    proxy(&app, &crm, Method::GET, "/crm.contacts/contacts", &[])
+        .await
+        .assert_error(403, "ACCESS_DENIED");
+    proxy(&app, &analytics, Method::GET, "/crm.nothing/contacts", &[])
+        .await
+        .assert_error(404, "SERVICE_NOT_FOUND");
+    let unknown = proxy(&app, &analytics, Method::GET, "/crm.contacts/nowhere", &[]).await;
+    unknown.assert_error(404, "ENDPOINT_NOT_FOUND");
+    let listed = &unknown.body["error"]["details"]["availableEndpoints"];
+    assert!(
+        listed
+            .as_array()
+            .is_some_and(|l| l.contains(&json!("GET /contacts"))),
+        "{listed}"
+    );
+    proxy(
+        &app,
+        &analytics,
+        Method::GET,
+        "/crm.contacts/contacts",
+        &[("x-caller-plugin-id", "plugin-crm")],
+    )
+    .await
+    .assert_error(403, "CALLER_MISMATCH");
+
+    // Escapes never reach the plugin.
+    let before = plugin.hits.load(Ordering::SeqCst);
+    for target in [
+        "/api/v1/proxy/crm.contacts/contacts/..",
+        "/api/v1/proxy/crm.contacts/contacts/%2e%2e",
+        "/api/v1/proxy/crm.contacts/contacts/1%2fx",
+        "/api/v1/proxy/crm.contacts/contacts/../deals",
+        "/api/v1/proxy/crm.contacts/contacts/%00",
+    ] {
+        assert_eq!(raw_status(&app, &analytics, target).await, 404, "{target}");
+    }
+    assert_eq!(plugin.hits.load(Ordering::SeqCst), before);
+
+    // Redirects come back as they are; the plugin's redirect target is not followed.
+    let not_following = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let redirect = not_following
+        .get(format!("{}/api/v1/proxy/crm.deals/deals", app.base))
+        .bearer_auth(&analytics)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(redirect.status().as_u16(), 302);
+    assert_eq!(redirect.headers()["location"], "/elsewhere");
+    assert_eq!(plugin.hits.load(Ordering::SeqCst), before + 1);
+
+    // The admin names the caller; a caller that is not ACTIVE is refused.
+    let as_admin = &[
+        ("x-tenant-slug", "acme"),
+        ("x-caller-plugin-id", "plugin-analytics"),
+    ];
+    proxy(&app, ADMIN, Method::GET, "/crm.contacts/contacts", as_admin)
+        .await
+        .assert_status(200);
+    proxy(
+        &app,
+        ADMIN,
+        Method::GET,
+        "/crm.contacts/contacts",
+        &[("x-tenant-slug", "acme")],
+    )
+    .await
+    .assert_error(400, "INVALID_PARAMETER");
+    let installs = "/api/v1/tenants/acme/installations";
+    app.admin(
+        Method::POST,
+        &format!("{installs}/plugin-analytics/deactivate"),
+        None,
+    )
+    .await
+    .assert_status(200);
+    proxy(&app, ADMIN, Method::GET, "/crm.contacts/contacts", as_admin)
+        .await
+        .assert_error(403, "CALLER_NOT_ACTIVE");
+    app.admin(
+        Method::POST,
+        &format!("{installs}/plugin-analytics/activate"),
+        None,
+    )
+    .await
+    .assert_status(200);
+    app.admin(
+        Method::POST,
+        &format!("{installs}/plugin-crm/deactivate"),
+        None,
+    )
+    .await
+    .assert_status(200);
+    proxy(&app, &analytics, Method::GET, "/crm.contacts/contacts", &[])
+        .await
+        .assert_error(404, "SERVICE_NOT_FOUND");
+
+    // Another tenant's plugins answer for that tenant only; its credential cannot act in acme.
+    app.create_tenant("globex").await;
+    app.install(
+        "globex",
+        "plugin-crm",
+        json!({"baseUrl": plugin.base, "activate": true}),
+    )
+    .await;
+    let grants = json!(["plugin.crm.contacts.read"]);
+    let globex = app
+        .install(
+            "globex",
+            "plugin-analytics",
+            json!({"activate": true, "grants": grants}),
+        )
+        .await;
+    let theirs = proxy(&app, &globex, Method::GET, "/crm.contacts/contacts", &[]).await;
+    assert_eq!(
+        theirs.assert_status(200)["headers"]["x-tenant-slug"],
+        "globex"
+    );
+    assert_ne!(theirs.body["headers"]["x-tenant-id"], json!(tenant_id));
+    proxy(
+        &app,
+        &globex,
+        Method::GET,
+        "/crm.contacts/contacts",
+        &[("x-tenant-slug", "acme")],
+    )
+    .await
+    .assert_error(403, "TENANT_MISMATCH");
+}
+
+async fn call(app: &TestApp, token: &str, body: Value) -> Reply {
+    app.send(Method::POST, CALL, Some(token), &[], Some(&body))
+        .await
+}
+
+#[track_caller]
+fn assert_flat(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.status.as_u16(), status, "body: {}", reply.body);
+    assert_eq!(reply.body["code"], code, "body: {}", reply.body);
+    assert!(reply.body["error"].is_string(), "flat: {}", reply.body);
+}
+
+async fn the_seed_call_route_wraps_the_answer(app: TestApp) {
+    let plugin = upstream().await;
+    let (_, analytics) = acme(&app, &plugin.base).await;
+    let request = json!({
+        "callerPluginId": "plugin-analytics",
+        "targetPluginId": "plugin-crm",
+        "targetServiceName": "crm.contacts",
+        "method": "GET",
+        "path": "/contacts?a=1",
+        "query": {"b": "2 3"},
+        "headers": {"X-Custom": "v", "Authorization": "Bearer stolen"},
+    });
+    let reply = call(&app, &analytics, request.clone()).await;
+    let envelope = reply.assert_status(200);
+    assert_eq!(envelope["status"], 200);
+    assert_eq!(envelope["data"]["path"], "/contacts");
+    assert_eq!(envelope["data"]["query"], "a=1&b=2+3");
+    assert_eq!(envelope["data"]["headers"]["x-custom"], "v");
+    assert!(envelope["data"]["headers"].get("authorization").is_none());
+    assert!(envelope["headers"].get("set-cookie").is_none());
+    assert_eq!(envelope["metadata"]["targetPlugin"], "plugin-crm");
+    assert_eq!(envelope["metadata"]["targetService"], "crm.contacts");
+    assert!(envelope["metadata"]["duration"].is_u64());
+    assert!(envelope["metadata"]["timestamp"].is_string());
+
+    let mut other = request.clone();
+    other["callerPluginId"] = json!("plugin-crm");
+    assert_flat(&call(&app, &analytics, other).await, 403, "CALLER_MISMATCH");
+    let mut wrong = request.clone();
+    wrong["targetPluginId"] = json!("plugin-erp");
+    assert_flat(&call(&app, &analytics, wrong).await, 400, "PLUGIN_MISMATCH");
+    let mut write = request.clone();
+    write["method"] = json!("POST");
+    write["path"] = json!("/contacts");
+    write["body"] = json!({"name": "Ada"});
+    assert_flat(
+        &call(&app, &analytics, write).await,
+        403,
+        "PERMISSION_DENIED",
+    );
+    let mut anonymous = request.clone();
+    anonymous
+        .as_object_mut()
+        .map(|o| o.remove("callerPluginId"));
+    let admin = app
+        .send(
+            Method::POST,
+            CALL,
+            Some(ADMIN),
+            &[("x-tenant-slug", "acme")],
+            Some(&anonymous),
+        )
+        .await;
+    assert_flat(&admin, 400, "INVALID_PARAMETER");
+    let named = app
+        .send(
+            Method::POST,
+            CALL,
+            Some(ADMIN),
+            &[("x-tenant-slug", "acme")],
+            Some(&request),
+        )
+        .await;
+    named.assert_status(200);
+}
+
+crate::on_both_backends!(
+    the_proxy_forwards_what_it_may_and_refuses_what_it_must,
+    the_seed_call_route_wraps_the_answer,
+);
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn timeouts_refusals_size_caps_and_streaming() {
+    let gateway = plexhub_server::GatewaySettings {
+        max_request_bytes: 1_000,
+        max_response_bytes: 4_000,
+        request_timeout: Duration::from_millis(300),
+        ..plexhub_server::GatewaySettings::default()
+    };
+    let options = Options {
+        gateway: Some(gateway),
+        ..Options::default()
+    };
+    let app = spawn_with(Backend::Sqlite, options).await.expect("hub");
+    let plugin = upstream().await;
+    let (_, analytics) = acme(&app, &plugin.base).await;
+
+    proxy(
+        &app,
+        &analytics,
+        Method::GET,
+        "/crm.deals/deals/pipeline/summary",
+        &[],
+    )
+    .await
+    .assert_error(504, "UPSTREAM_TIMEOUT");
+    proxy(&app, &analytics, Method::GET, "/crm.deals/deals/sized", &[])
+        .await
+        .assert_error(502, "UPSTREAM_RESPONSE_TOO_LARGE");
+    let big_body = "z".repeat(2_000);
+    let too_big = app
+        .http
+        .get(format!("{}/api/v1/proxy/crm.contacts/contacts/1", app.base))
+        .bearer_auth(&analytics)
+        .body(big_body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(too_big.status(), 413);
+    // A streamed answer larger than the cap breaks off instead of being buffered.
+    let streamed = app
+        .http
+        .get(format!("{}/api/v1/proxy/crm.deals/deals/big", app.base))
+        .bearer_auth(&analytics)
+        .send()
+        .await;
+    match streamed {
+        Ok(response) => assert!(
+            response.bytes().await.is_err(),
+            "the capped stream must not complete"
+        ),
+        Err(error) => assert!(error.is_request() || error.is_body(), "{error}"),
+    }
+
+    // A plugin that refuses connections.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = closed.local_addr().expect("address").port();
+    drop(closed);
+    app.create_tenant("initech").await;
+    let crm = app
+        .install(
+            "initech",
+            "plugin-crm",
+            json!({"baseUrl": format!("http://127.0.0.1:{port}"), "activate": true}),
+        )
+        .await;
+    let _ = crm;
+    let grants = json!(["plugin.crm.contacts.read"]);
+    let caller = app
+        .install(
+            "initech",
+            "plugin-analytics",
+            json!({"activate": true, "grants": grants}),
+        )
+        .await;
+    proxy(&app, &caller, Method::GET, "/crm.contacts/contacts", &[])
+        .await
+        .assert_error(502, "UPSTREAM_UNREACHABLE");
+}
+
+#[tokio::test]
+async fn a_large_answer_streams_through_without_being_held() {
+    let app = spawn_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("hub");
+    let plugin = upstream().await;
+    let (_, analytics) = acme(&app, &plugin.base).await;
+    let before = rss_kib();
+    let mut response = app
+        .http
+        .get(format!("{}/api/v1/proxy/crm.deals/deals/big", app.base))
+        .bearer_auth(&analytics)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    let mut received = 0usize;
+    let mut peak = before;
+    while let Some(chunk) = response.chunk().await.expect("chunk") {
+        received += chunk.len();
+        peak = peak.max(rss_kib());
+    }
+    assert_eq!(received, 800 * 65_536);
+    // The hub, the plugin and this client share the process: 50 MB held anywhere would show.
+    assert!(
+        peak.saturating_sub(before) < 20 * 1024,
+        "memory grew by {} KiB while streaming 50 MB",
+        peak.saturating_sub(before)
+    );
+}
+
+#[tokio::test]
+async fn explain_says_why_for_every_rule() {
+    let app = spawn_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("hub");
+    let plugin = upstream().await;
+    let (crm, analytics) = acme(&app, &plugin.base).await;
+    let explain =
+        |token: String, query: &'static str, headers: Vec<(&'static str, &'static str)>| {
+            let app = &app;
+            async move {
+                app.send(
+                    Method::GET,
+                    &format!("/api/v1/access/explain?{query}"),
+                    Some(&token),
+                    &headers,
+                    None,
+                )
+                .await
+            }
+        };
+    let allowed = explain(
+        analytics.clone(),
+        "service=crm.contacts&method=GET&path=/contacts/7",
+        vec![],
+    )
+    .await;
+    let body = allowed.assert_status(200);
+    assert_eq!(body["allowed"], true);
+    assert_eq!(body["endpoint"], "GET /contacts/:id");
+    let checks = body["checks"].as_array().expect("checks");
+    assert_eq!(checks.len(), 6);
+    assert!(
+        checks
+            .iter()
+            .all(|c| c["passed"] == true && c["detail"].as_str().is_some_and(|d| !d.is_empty()))
+    );
+
+    let denied = explain(
+        analytics.clone(),
+        "service=crm.contacts&method=POST&path=/contacts",
+        vec![],
+    )
+    .await;
+    let body = denied.assert_status(200);
+    assert_eq!(body["allowed"], false);
+    assert_eq!(body["code"], "PERMISSION_DENIED");
+    let failed: Vec<&Value> = body["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["rule"], "permissions_granted");
+    assert_eq!(
+        failed[0]["detail"],
+        "not granted: plugin.crm.contacts.write"
+    );
+
+    let by_admin = explain(
+        ADMIN.to_owned(),
+        "caller=plugin-crm&service=crm.contacts&method=GET&path=/contacts",
+        vec![("x-tenant-slug", "acme")],
+    )
+    .await;
+    assert_eq!(by_admin.assert_status(200)["code"], "ACCESS_DENIED");
+    explain(
+        crm,
+        "caller=plugin-analytics&service=crm.contacts&method=GET&path=/contacts",
+        vec![],
+    )
+    .await
+    .assert_error(403, "CALLER_MISMATCH");
+}
