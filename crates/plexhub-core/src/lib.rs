@@ -12,5 +12,6 @@ pub mod ids;
 pub mod installation;
 pub mod manifest;
 pub mod registry;
+pub mod signing;
 pub mod tenant;
 pub mod version;

@@ -74,7 +74,7 @@ impl Application {
             max_value_bytes: settings.max_value_bytes,
             writer,
             clock: settings.clock.clone(),
-            gateway: crate::gateway::Gateway::new(settings.gateway),
+            gateway: crate::gateway::Gateway::new(settings.gateway, settings.signing_keys.clone()),
             shutdown,
         });
         let listener =

@@ -191,7 +191,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
 pub async fn admin_acting_tenant(
     state: &AppState,
     headers: &HeaderMap,
-) -> Result<Option<Tenant>, ApiError> {
+) -> Result<Option<Arc<Tenant>>, ApiError> {
     let Some(claimed) = tenant_header(headers) else {
         return Ok(None);
     };
@@ -202,7 +202,10 @@ pub async fn admin_acting_tenant(
         )
     };
     let slug = TenantSlug::parse(claimed).map_err(|_| not_found())?;
-    let tenant = state.store.tenant_by_slug(&slug).await?;
+    let tenant = state
+        .cache
+        .tenant(claimed, || state.store.tenant_by_slug(&slug))
+        .await?;
     tenant.map(Some).ok_or_else(not_found)
 }
 
@@ -252,7 +255,6 @@ impl FromRequestParts<AppState> for TenantScope {
             Caller::Plugin(plugin) => plugin.tenant.clone(),
             Caller::Admin => admin_acting_tenant(state, &parts.headers)
                 .await?
-                .map(Arc::new)
                 .ok_or_else(|| {
                     ApiError::new(
                         ErrorCode::TenantRequired,

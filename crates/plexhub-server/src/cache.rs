@@ -14,7 +14,7 @@ use plexhub_core::ids::{PluginId, ServiceName};
 use plexhub_core::installation::InstallationState;
 use plexhub_core::manifest::DependencySpec;
 use plexhub_core::registry::{Service, ServiceStatus};
-use plexhub_core::tenant::TenantId;
+use plexhub_core::tenant::{Tenant, TenantId};
 use plexhub_store::CredentialRecord;
 use plexhub_store::feed::{Change, ChangeFeed, FeedEvent};
 use quick_cache::sync::Cache;
@@ -113,6 +113,7 @@ pub struct HubCache {
     data: Cache<(TenantId, Namespace, DataKey), Arc<DataEntry>>,
     credentials: Cache<String, Arc<CachedCredential>>,
     callers: Cache<(TenantId, PluginId), Arc<CachedCaller>>,
+    tenants: Cache<String, Arc<Tenant>>,
     generation: AtomicU64,
     feed: ChangeFeed,
 }
@@ -125,6 +126,7 @@ impl HubCache {
             data: bounded(),
             credentials: bounded(),
             callers: bounded(),
+            tenants: bounded(),
             generation: AtomicU64::new(0),
             feed,
         })
@@ -213,6 +215,29 @@ impl HubCache {
         self.get_or_load(&self.callers, key, load).await
     }
 
+    /// A tenant by slug through the cache (for the admin acting in a tenant). Only found
+    /// tenants are remembered, so a tenant created on another hub is seen at once.
+    pub async fn tenant<E, F: Future<Output = Result<Option<Tenant>, E>>>(
+        &self,
+        slug: &str,
+        load: impl FnOnce() -> F,
+    ) -> Result<Option<Arc<Tenant>>, E> {
+        if self.feed.is_connected()
+            && let Some(hit) = self.tenants.get(slug)
+        {
+            return Ok(Some(hit));
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let Some(tenant) = load().await? else {
+            return Ok(None);
+        };
+        let tenant = Arc::new(tenant);
+        if generation == self.generation.load(Ordering::Acquire) && self.feed.is_connected() {
+            self.tenants.insert(slug.to_owned(), tenant.clone());
+        }
+        Ok(Some(tenant))
+    }
+
     /// Replaces a cached credential (after its `lastUsedAt` moved).
     pub fn refresh_credential(&self, id: &str, value: CachedCredential) {
         if self.credentials.contains_key(id) {
@@ -252,6 +277,7 @@ impl HubCache {
         self.data.clear();
         self.credentials.clear();
         self.callers.clear();
+        self.tenants.clear();
     }
 
     /// Follows the feed until `shutdown`, invalidating as changes arrive.

@@ -21,6 +21,7 @@ use plexhub_core::ids::{PluginId, ServiceName};
 use plexhub_core::installation::InstallationState;
 use plexhub_core::manifest::{HttpMethod, validate_manifest};
 use plexhub_core::registry::ServiceStatus;
+use plexhub_core::signing::{HubKey, PublicKey, SIGNATURE_HEADER, SignedRequest};
 use plexhub_core::tenant::Tenant;
 use serde_json::json;
 
@@ -34,13 +35,15 @@ use crate::state::AppState;
 pub struct Gateway {
     client: Client<HttpConnector, Body>,
     settings: GatewaySettings,
+    /// The first signs; all are published.
+    keys: Vec<HubKey>,
     /// Round-robin position over a service's best replicas.
     next: AtomicUsize,
 }
 
 impl Gateway {
     /// A gateway with its own connection pool.
-    pub fn new(settings: GatewaySettings) -> Self {
+    pub fn new(settings: GatewaySettings, keys: Vec<HubKey>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(settings.connect_timeout));
         connector.set_nodelay(true);
@@ -51,8 +54,14 @@ impl Gateway {
         Self {
             client,
             settings,
+            keys,
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// The published verification keys.
+    pub fn public_keys(&self) -> Vec<PublicKey> {
+        self.keys.iter().map(HubKey::public).collect()
     }
 
     /// The forwarding limits.
@@ -390,11 +399,11 @@ fn traceparent(headers: &HeaderMap) -> HeaderValue {
     if let Some(value) = valid.and_then(|text| HeaderValue::from_str(text).ok()) {
         return value;
     }
-    let trace = uuid::Uuid::new_v4().simple().to_string();
-    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
-    HeaderValue::from_str(&format!("00-{trace}-{span}-01")).unwrap_or_else(|_| {
-        HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")
-    })
+    let (trace, span): (u128, u64) = (rand::random(), rand::random());
+    HeaderValue::from_str(&format!("00-{:032x}-{:016x}-01", trace.max(1), span.max(1)))
+        .unwrap_or_else(|_| {
+            HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")
+        })
 }
 
 fn upstream_error(code: ErrorCode, message: String) -> ApiError {
@@ -430,7 +439,7 @@ pub async fn forward(
     let uri = Uri::from_str(&format!("{}{path_and_query}", route.base_url))
         .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the path cannot be forwarded"))?;
     let listed = connection_listed(headers);
-    let mut outgoing = Request::builder().method(method).uri(uri);
+    let mut outgoing = Request::builder().method(method.clone()).uri(uri);
     if let Some(forwarded) = outgoing.headers_mut() {
         for (name, value) in headers {
             if !dropped_request_header(name) && !listed.contains(name) {
@@ -446,10 +455,31 @@ pub async fn forward(
         if let Ok(value) = HeaderValue::from_str(call.caller.as_str()) {
             forwarded.insert("x-caller-plugin-id", value);
         }
-        if let Some(id) = headers.get(&REQUEST_ID_HEADER) {
+        let request_id = headers.get(&REQUEST_ID_HEADER);
+        if let Some(id) = request_id {
             forwarded.insert(REQUEST_ID_HEADER.clone(), id.clone());
         }
         forwarded.insert("traceparent", traceparent(headers));
+        if let Some(key) = state.gateway.keys.first() {
+            let (path, query) = path_and_query
+                .split_once('?')
+                .unwrap_or((path_and_query, ""));
+            let tenant_id = call.tenant.id.to_string();
+            let signed = SignedRequest {
+                method: method.as_str(),
+                path,
+                query,
+                tenant_id: &tenant_id,
+                caller: call.caller.as_str(),
+                request_id: request_id
+                    .and_then(|id| id.to_str().ok())
+                    .unwrap_or_default(),
+            };
+            let signature = key.sign(&signed, state.clock.now_ms());
+            if let Ok(value) = HeaderValue::from_str(&signature) {
+                forwarded.insert(SIGNATURE_HEADER, value);
+            }
+        }
     }
     let max_request = usize::try_from(limits.max_request_bytes).unwrap_or(usize::MAX);
     let outgoing = outgoing

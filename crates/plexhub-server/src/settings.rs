@@ -60,6 +60,8 @@ pub struct Settings {
     pub clock: Clock,
     /// Limits and timeouts of calls forwarded to plugins.
     pub gateway: GatewaySettings,
+    /// Keys that sign forwarded requests: the first signs, all are published.
+    pub signing_keys: Vec<plexhub_core::signing::HubKey>,
 }
 
 /// Limits and timeouts of calls forwarded to plugins.

@@ -13,6 +13,7 @@ use figment::providers::{Env, Format as _, Serialized, Toml};
 use std::time::Duration;
 
 use plexhub_core::registry::HealthPolicy;
+use plexhub_core::signing::HubKey;
 use plexhub_server::{Clock, GatewaySettings, Secret, Settings};
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_DATA_DIR: &str = "plexhub-data";
 /// Name of the generated admin token file inside the data dir.
 const TOKEN_FILE: &str = "admin-token";
+/// The request-signing keys file in the data dir.
+const SIGNING_KEYS_FILE: &str = "signing-keys";
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -67,6 +70,10 @@ pub struct ServeConfig {
     pub upstream_connect_timeout_ms: u64,
     /// Milliseconds for a plugin to answer (an endpoint's `metadata.timeoutMs` overrides it).
     pub upstream_timeout_ms: u64,
+    /// File of the keys that sign forwarded requests, one base64url seed per line: the first
+    /// signs, every one is published (rotate by adding a new first line and restarting)
+    /// [default: `<data_dir>/signing-keys`, generated at first start].
+    pub signing_keys_file: Option<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -88,6 +95,7 @@ impl Default for ServeConfig {
             max_response_bytes: 64 * 1024 * 1024,
             upstream_connect_timeout_ms: 5_000,
             upstream_timeout_ms: 30_000,
+            signing_keys_file: None,
         }
     }
 }
@@ -126,6 +134,40 @@ fn admin_token(config: &ServeConfig) -> anyhow::Result<(String, bool)> {
     Ok((token, true))
 }
 
+/// The request-signing keys: read from the keys file, which is created with one new key
+/// (mode 0600) when missing.
+fn signing_keys(config: &ServeConfig) -> anyhow::Result<Vec<HubKey>> {
+    let path = config
+        .signing_keys_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join(SIGNING_KEYS_FILE));
+    if !path.exists() {
+        let key = HubKey::generate();
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        writeln!(file, "{}", key.to_seed())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        return Ok(vec![key]);
+    }
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let keys = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(HubKey::from_seed_text)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{}: every line must be a key", path.display()))?;
+    if keys.is_empty() {
+        bail!("{} holds no signing key", path.display());
+    }
+    Ok(keys)
+}
+
 /// Reads the generated admin token file of a data dir, if there is one.
 pub fn read_token_file(data_dir: &Path) -> Option<String> {
     let text = fs::read_to_string(data_dir.join(TOKEN_FILE)).ok()?;
@@ -157,6 +199,7 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
     }
     let seconds = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let (token, generated) = admin_token(config)?;
+    let signing_keys = signing_keys(config)?;
     let settings = Settings {
         listen,
         database_url: Secret::new(database_url),
@@ -176,6 +219,7 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
             connect_timeout: Duration::from_millis(config.upstream_connect_timeout_ms),
             request_timeout: Duration::from_millis(config.upstream_timeout_ms),
         },
+        signing_keys,
     };
     Ok((settings, generated.then_some(token)))
 }

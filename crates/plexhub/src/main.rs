@@ -36,6 +36,10 @@ struct Cli {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// Threads of the async runtime [default: one per CPU]. With the hub pinned to fewer CPUs
+    /// than the machine has, match them: extra threads only trade work back and forth.
+    #[arg(long, global = true, env = "PLEXHUB_WORKER_THREADS")]
+    worker_threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,7 +74,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(threads) = cli.worker_threads.filter(|threads| *threads > 0) {
+        builder.worker_threads(threads);
+    }
+    let runtime = match builder.build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -77,6 +77,11 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     upstream_timeout_ms: Option<u64>,
+    /// File of request-signing keys, one per line, the first signs [default:
+    /// <data-dir>/signing-keys, generated].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_keys_file: Option<PathBuf>,
 }
 
 fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {

@@ -1,4 +1,5 @@
-//! Unauthenticated operational endpoints: liveness, readiness, metrics.
+//! Unauthenticated operational endpoints: liveness, readiness, metrics, and the public keys
+//! plugins verify the hub's request signatures with.
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
+        .routes(routes!(signing_keys))
 }
 
 /// Liveness answer.
@@ -91,4 +93,21 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+}
+
+/// The hub's public signing keys.
+#[derive(Serialize, ToSchema)]
+pub struct SigningKeys {
+    /// `{keyId, algorithm: "Ed25519", publicKey}`; the first signs, the others still verify.
+    #[schema(value_type = Vec<Object>)]
+    keys: Vec<plexhub_core::signing::PublicKey>,
+}
+
+/// The public keys that verify `X-Plexhub-Signature` on requests the hub forwards.
+#[utoipa::path(get, path = "/.well-known/plexhub-keys", tag = "operations",
+    responses((status = 200, body = SigningKeys)))]
+async fn signing_keys(State(state): State<AppState>) -> Json<SigningKeys> {
+    Json(SigningKeys {
+        keys: state.gateway.public_keys(),
+    })
 }

@@ -16,6 +16,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use plexhub_core::signing::{PublicKey, SignedRequest, VerifyError, verify};
+
 use crate::helpers::{ADMIN, Backend, Options, Reply, TestApp, analytics, crm_at, spawn_with};
 
 const CALL: &str = "/api/plugin-gateway/call";
@@ -181,7 +183,7 @@ async fn the_proxy_forwards_what_it_may_and_refuses_what_it_must(app: TestApp) {
     assert_eq!(seen["path"], "/contacts");
     assert_eq!(seen["query"], "x=1&y=a%20b");
     let headers = &seen["headers"];
-    for dropped in ["authorization", "cookie", "x-plexhub-signature"] {
+    for dropped in ["authorization", "cookie"] {
         assert!(
             headers.get(dropped).is_none(),
             "{dropped} reached the plugin: {headers}"
@@ -202,6 +204,32 @@ async fn the_proxy_forwards_what_it_may_and_refuses_what_it_must(app: TestApp) {
     );
     let trace = headers["traceparent"].as_str().expect("traceparent");
     assert!(trace.starts_with("00-") && trace.len() == 55, "{trace}");
+
+    // The hub's signature replaces the forged one, and verifies with the published keys.
+    let published = app
+        .send(Method::GET, "/.well-known/plexhub-keys", None, &[], None)
+        .await;
+    let keys: Vec<PublicKey> =
+        serde_json::from_value(published.assert_status(200)["keys"].clone()).expect("keys");
+    let signature = headers["x-plexhub-signature"].as_str().expect("signature");
+    let signed = SignedRequest {
+        method: "GET",
+        path: "/contacts",
+        query: "x=1&y=a%20b",
+        tenant_id: &tenant_id,
+        caller: "plugin-analytics",
+        request_id: "req-from-caller-1",
+    };
+    let now = app.clock.now_ms();
+    assert_eq!(verify(&keys, signature, &signed, now, 60_000), Ok(()));
+    let elsewhere = SignedRequest {
+        path: "/contacts/1",
+        ..signed
+    };
+    assert_eq!(
+        verify(&keys, signature, &elsewhere, now, 60_000),
+        Err(VerifyError::Mismatch)
+    );
     let one = proxy(
         &app,
         &analytics,

@@ -158,6 +158,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
         sweep_interval: Duration::from_millis(50),
         clock: clock.clone(),
         gateway: options.gateway.unwrap_or_default(),
+        signing_keys: vec![plexhub_core::signing::HubKey::generate()],
     };
     let app = Application::build(settings).await.expect("hub starts");
     let address = app.local_addr();
