@@ -6,7 +6,8 @@
 # plugin-analytics as the caller (a plugin credential is random per install, and the harness
 # fixes its headers before setup).
 # Settings: everything ../shared/bench/proxy.sh reads (CONNS, DURATION, REPEATS, TARGETS…);
-# SHARED_BENCH (default ../shared/bench).
+# SHARED_BENCH (default ../shared/bench); SIGN (true: every forwarded request carries an
+# Ed25519 X-Plexhub-Signature, as in production; false to measure the gateway without it).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SHARED_BENCH=${SHARED_BENCH:-$REPO/../shared/bench}
@@ -18,8 +19,9 @@ export REPO
 DATA_DIR=$(mktemp -d /tmp/plexhub-gateway-bench.XXXXXX)
 trap 'rm -rf "$DATA_DIR"' EXIT
 
+SIGN=${SIGN:-true}
 export CANDIDATE="PLEXHUB_ADMIN_TOKEN=$ADMIN_TOKEN exec $REPO/target/release/plexhub --worker-threads \$BENCH_WORKERS serve \
-  --listen 127.0.0.1:{PORT} --data-dir $DATA_DIR --log-level warn"
+  --listen 127.0.0.1:{PORT} --data-dir $DATA_DIR --log-level warn --sign-requests $SIGN"
 export CANDIDATE_READY_PATH=/healthz
 export CANDIDATE_SETUP='
   set -e

@@ -268,32 +268,28 @@ pub async fn authorize(
     let (Some((service, _)), Some(endpoint)) = (&loaded.service.found, decision.endpoint) else {
         return Err(ApiError::internal(&"an allowed call without its service"));
     };
-    let statuses: Vec<(usize, ServiceStatus)> = service
+    let status_of = |instance: &plexhub_core::registry::Instance| {
+        state
+            .health
+            .status(instance.reported, instance.last_seen_ms, loaded.now_ms)
+    };
+    let best = service
         .instances
         .iter()
-        .enumerate()
-        .map(|(i, instance)| {
-            let status =
-                state
-                    .health
-                    .status(instance.reported, instance.last_seen_ms, loaded.now_ms);
-            (i, status)
-        })
-        .collect();
-    let best = statuses
-        .iter()
-        .map(|(_, status)| *status)
+        .map(status_of)
         .min()
         .unwrap_or(ServiceStatus::Unavailable);
-    let candidates: Vec<usize> = statuses
+    let candidates = service
+        .instances
         .iter()
-        .filter(|(_, status)| *status == best)
-        .map(|(i, _)| *i)
-        .collect();
-    let pick = state.gateway.next.fetch_add(1, Ordering::Relaxed) % candidates.len().max(1);
-    let instance = candidates
-        .get(pick)
-        .and_then(|&i| service.instances.get(i))
+        .filter(|instance| status_of(instance) == best)
+        .count();
+    let pick = state.gateway.next.fetch_add(1, Ordering::Relaxed) % candidates.max(1);
+    let instance = service
+        .instances
+        .iter()
+        .filter(|instance| status_of(instance) == best)
+        .nth(pick)
         .ok_or_else(|| ApiError::internal(&"an available service without replicas"))?;
     let timeout = endpoint
         .metadata
@@ -460,7 +456,7 @@ pub async fn forward(
             forwarded.insert(REQUEST_ID_HEADER.clone(), id.clone());
         }
         forwarded.insert("traceparent", traceparent(headers));
-        if let Some(key) = state.gateway.keys.first() {
+        if let Some(key) = state.gateway.keys.first().filter(|_| limits.sign_requests) {
             let (path, query) = path_and_query
                 .split_once('?')
                 .unwrap_or((path_and_query, ""));
@@ -546,20 +542,11 @@ pub async fn forward(
         ));
     }
     let listed = connection_listed(&parts.headers);
-    let kept = std::mem::take(&mut parts.headers);
-    let mut name = None;
-    for (next, value) in kept {
-        // `into_iter` names a header once, then yields its further values with `None`.
-        if next.is_some() {
-            name = next;
-        }
-        let Some(current) = &name else { continue };
-        let dropped = HOP_BY_HOP.contains(&current.as_str())
-            || *current == header::SET_COOKIE
-            || listed.contains(current);
-        if !dropped {
-            parts.headers.append(current.clone(), value);
-        }
+    for name in HOP_BY_HOP.iter().copied().chain(["set-cookie"]) {
+        parts.headers.remove(name);
+    }
+    for name in &listed {
+        parts.headers.remove(name);
     }
     let max_response = usize::try_from(limits.max_response_bytes).unwrap_or(usize::MAX);
     let body = Body::new(Limited::new(incoming, max_response).map_err(axum::Error::new));

@@ -82,6 +82,11 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     signing_keys_file: Option<PathBuf>,
+    /// Sign forwarded requests [default: true]; false only where plugins are reachable through
+    /// the hub alone.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sign_requests: Option<bool>,
 }
 
 fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
