@@ -56,6 +56,29 @@ impl HubClient {
         Ok((status, json))
     }
 
+    /// Calls another plugin's service through the gateway's proxy route as the admin acting for
+    /// `tenant` and `caller`; returns the plugin's status and body as they came.
+    pub async fn proxy(
+        &self,
+        tenant: &str,
+        caller: &str,
+        method: Method,
+        service_path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(StatusCode, String)> {
+        let headers = [("x-caller-plugin-id", caller.to_owned())];
+        let path = format!("/api/v1/proxy/{service_path}");
+        let response = self
+            .send_with(method, &path, Some(tenant), body, &headers)
+            .await?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .context("cannot read the plugin's answer")?;
+        Ok((status, text))
+    }
+
     /// The error of a seed-compatible route's flat answer (`{"error":"…","code":"…"}`).
     pub fn flat_error(status: StatusCode, json: &Value) -> anyhow::Error {
         anyhow!(

@@ -178,6 +178,8 @@ pub async fn run(client: &HubClient, command: Command) -> anyhow::Result<()> {
         Command::Services(command) => services(client, command).await,
         Command::Data(command) => data(client, command).await,
         Command::Deps(command) => crate::deps::run(client, command).await,
+        Command::Call(args) => crate::gateway::call(client, args).await,
+        Command::Access(command) => crate::gateway::access(client, command).await,
         Command::Whoami => {
             print_json(&client.call(Method::GET, "/whoami", None).await?);
             Ok(())

@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod config;
 mod deps;
+mod gateway;
 mod serve;
 
 use std::path::PathBuf;
@@ -68,6 +69,11 @@ enum Command {
     /// Inspect dependencies: trees, why a plugin is installed, install/uninstall/upgrade plans.
     #[command(subcommand)]
     Deps(deps::DepsCommand),
+    /// Call another plugin's service through the gateway, as a plugin of a tenant.
+    Call(gateway::CallArgs),
+    /// Explain the gateway's access decisions.
+    #[command(subcommand)]
+    Access(gateway::AccessCommand),
     /// Show who a token belongs to.
     Whoami,
 }

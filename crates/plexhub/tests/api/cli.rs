@@ -449,9 +449,46 @@ async fn deps_commands_explain_the_graph(app: TestApp) {
     assert_eq!(succeeded(&upgrade), "plugin-crm 1.0.0 -> 1.0.0: ok\n");
 }
 
+/// `plexhub call` and `plexhub access explain` against a real plugin server.
+async fn gateway_commands_call_and_explain(app: TestApp) {
+    let plugin = crate::gateway::upstream().await;
+    crate::gateway::acme(&app, &plugin.base).await;
+    let as_analytics = ["--as", "plugin-analytics", "--tenant", "acme"];
+    let mut args = vec!["call", "crm.contacts", "GET", "/contacts?x=1"];
+    args.extend(as_analytics);
+    let answer = plexhub(&app, ADMIN, &args).await;
+    let answer: serde_json::Value =
+        serde_json::from_str(succeeded(&answer).trim()).expect("the plugin's JSON");
+    assert_eq!(answer["path"], "/contacts");
+    assert_eq!(answer["query"], "x=1");
+    assert_eq!(answer["headers"]["x-caller-plugin-id"], "plugin-analytics");
+
+    let mut args = vec!["call", "crm.contacts", "POST", "/contacts", "--data", "{}"];
+    args.extend(as_analytics);
+    failed_with(&plexhub(&app, ADMIN, &args).await, "PERMISSION_DENIED");
+
+    let mut args = vec!["access", "explain", "crm.contacts", "POST", "/contacts"];
+    args.extend(as_analytics);
+    let explained = plexhub(&app, ADMIN, &args).await;
+    let explained = succeeded(&explained);
+    assert!(
+        explained.starts_with("denied: PERMISSION_DENIED: "),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("  FAIL permissions_granted: not granted: plugin.crm.contacts.write"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("  ok   dependency_declared: "),
+        "{explained}"
+    );
+}
+
 crate::on_both_backends!(
     the_readme_walkthrough_works_through_the_cli,
     deps_commands_explain_the_graph,
+    gateway_commands_call_and_explain,
 );
 
 #[tokio::test]

@@ -24,8 +24,8 @@ const CALL: &str = "/api/plugin-gateway/call";
 
 /// A plugin server: echoes what it received as JSON, except on a few paths that misbehave on
 /// purpose. Counts the requests it saw.
-struct Upstream {
-    base: String,
+pub struct Upstream {
+    pub base: String,
     hits: Arc<AtomicUsize>,
 }
 
@@ -82,7 +82,7 @@ async fn echo(State(hits): State<Arc<AtomicUsize>>, request: Request) -> Respons
         .into_response()
 }
 
-async fn upstream() -> Upstream {
+pub async fn upstream() -> Upstream {
     let hits = Arc::new(AtomicUsize::new(0));
     let app = Router::new().fallback(echo).with_state(hits.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -95,7 +95,7 @@ async fn upstream() -> Upstream {
 
 /// Tenant `acme`: CRM (at `crm_url`) and Analytics, both ACTIVE, Analytics granted the read
 /// permissions. Returns (crm token, analytics token).
-async fn acme(app: &TestApp, crm_url: &str) -> (String, String) {
+pub async fn acme(app: &TestApp, crm_url: &str) -> (String, String) {
     app.create_tenant("acme").await;
     app.publish(&crm_at("1.0.0")).await;
     app.publish(&analytics()).await;
