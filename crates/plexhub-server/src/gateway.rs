@@ -23,11 +23,13 @@ use plexhub_core::manifest::{HttpMethod, validate_manifest};
 use plexhub_core::registry::ServiceStatus;
 use plexhub_core::signing::{HubKey, PublicKey, SIGNATURE_HEADER, SignedRequest};
 use plexhub_core::tenant::Tenant;
+use plexhub_store::feed::Change;
 use serde_json::json;
 
 use crate::cache::{CachedCaller, CallerProfile, ServiceEntry};
 use crate::error::{ApiError, ErrorCode};
 use crate::request_id::REQUEST_ID_HEADER;
+use crate::resilience::{Breakers, FAILURES_TO_OPEN, RetryBudget, Transition};
 use crate::settings::GatewaySettings;
 use crate::state::AppState;
 
@@ -39,6 +41,10 @@ pub struct Gateway {
     keys: Vec<HubKey>,
     /// Round-robin position over a service's best replicas.
     next: AtomicUsize,
+    /// A circuit breaker per replica.
+    breakers: Breakers,
+    /// Retries allowed as a share of calls.
+    budget: RetryBudget,
 }
 
 impl Gateway {
@@ -56,6 +62,8 @@ impl Gateway {
             settings,
             keys,
             next: AtomicUsize::new(0),
+            breakers: Breakers::new(),
+            budget: RetryBudget::new(),
         }
     }
 
@@ -78,10 +86,24 @@ pub struct CallContext<'a> {
     pub caller: &'a PluginId,
 }
 
-/// A call the gateway allowed: where it goes and how long it may take.
+/// A replica a call may go to.
+pub struct Replica {
+    /// Breaker key: tenant, service and replica id.
+    key: String,
+    /// Base URL without a trailing `/`.
+    base_url: String,
+    /// The registry's ids, to mark the replica DEGRADED while its breaker is open.
+    service_id: String,
+    instance: plexhub_core::registry::InstanceId,
+}
+
+/// A call the gateway allowed: where it may go and how long it may take.
 pub struct Authorized {
-    /// The replica's base URL, without a trailing `/`.
-    pub base_url: String,
+    /// Discoverable replicas, best status first, rotated for round robin.
+    replicas: Vec<Replica>,
+    /// The tenant and service, to announce registry changes.
+    tenant: plexhub_core::tenant::TenantId,
+    service: ServiceName,
     /// Time allowed for the status and headers.
     pub timeout: Duration,
     /// The plugin that owns the service.
@@ -273,24 +295,32 @@ pub async fn authorize(
             .health
             .status(instance.reported, instance.last_seen_ms, loaded.now_ms)
     };
-    let best = service
+    let mut ranked: Vec<(ServiceStatus, &plexhub_core::registry::Instance)> = service
         .instances
         .iter()
-        .map(status_of)
-        .min()
-        .unwrap_or(ServiceStatus::Unavailable);
-    let candidates = service
-        .instances
+        .map(|instance| (status_of(instance), instance))
+        .filter(|(status, _)| status.is_discoverable())
+        .collect();
+    ranked.sort_by_key(|(status, _)| *status);
+    // Round robin among the replicas of the best status.
+    let best = ranked.first().map(|(status, _)| *status);
+    let same = ranked
         .iter()
-        .filter(|instance| status_of(instance) == best)
+        .filter(|(status, _)| Some(*status) == best)
         .count();
-    let pick = state.gateway.next.fetch_add(1, Ordering::Relaxed) % candidates.max(1);
-    let instance = service
-        .instances
-        .iter()
-        .filter(|instance| status_of(instance) == best)
-        .nth(pick)
-        .ok_or_else(|| ApiError::internal(&"an available service without replicas"))?;
+    if same > 1 {
+        let turn = state.gateway.next.fetch_add(1, Ordering::Relaxed) % same;
+        ranked[..same].rotate_left(turn);
+    }
+    let replicas = ranked
+        .into_iter()
+        .map(|(_, instance)| Replica {
+            key: format!("{}/{}/{}", call.tenant.id, service.name, instance.id),
+            base_url: instance.base_url.as_str().trim_end_matches('/').to_owned(),
+            service_id: service.id.clone(),
+            instance: instance.id.clone(),
+        })
+        .collect();
     let timeout = endpoint
         .metadata
         .get("timeoutMs")
@@ -300,7 +330,9 @@ pub async fn authorize(
             Duration::from_millis,
         );
     Ok(Authorized {
-        base_url: instance.base_url.as_str().trim_end_matches('/').to_owned(),
+        replicas,
+        tenant: call.tenant.id,
+        service: service.name.clone(),
         timeout,
         target_plugin: service.plugin_id.clone(),
         endpoint: plexhub_core::access::describe_endpoint(endpoint),
@@ -406,9 +438,16 @@ fn upstream_error(code: ErrorCode, message: String) -> ApiError {
     ApiError::new(code, message)
 }
 
-/// Forwards `request` (method, `path_and_query`, filtered headers, streamed body) to the
+/// Attempts of one call at most (the first and two retries).
+const MAX_ATTEMPTS: usize = 3;
+/// Pause before the first retry; doubled for the next.
+const FIRST_BACKOFF: Duration = Duration::from_millis(20);
+
+/// Forwards a request (method, `path_and_query`, filtered headers, streamed body) to an
 /// authorized replica and streams its answer back (status, body, headers minus `Set-Cookie`
-/// and hop-by-hop ones).
+/// and hop-by-hop ones). Replicas whose breaker is open are skipped. A call is retried, with
+/// backoff and within the retry budget, only when that is safe: an idempotent method without
+/// a body, after a refused connection or a 502/503 answer; never after a 4xx.
 pub async fn forward(
     state: &AppState,
     call: &CallContext<'_>,
@@ -432,92 +471,78 @@ pub async fn forward(
             ),
         ));
     }
-    let uri = Uri::from_str(&format!("{}{path_and_query}", route.base_url))
-        .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the path cannot be forwarded"))?;
-    let listed = connection_listed(headers);
-    let mut outgoing = Request::builder().method(method.clone()).uri(uri);
-    if let Some(forwarded) = outgoing.headers_mut() {
-        for (name, value) in headers {
-            if !dropped_request_header(name) && !listed.contains(name) {
-                forwarded.append(name.clone(), value.clone());
+    let forwarded = forwarded_headers(state, call, &method, path_and_query, headers);
+    let idempotent = matches!(
+        method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    );
+    let replayable = hyper::body::Body::size_hint(&body).exact() == Some(0);
+    let may_retry = idempotent && replayable;
+    state.gateway.budget.deposit();
+    let mut body = Some(body);
+    let mut outcome: Option<Result<Response<Body>, ApiError>> = None;
+    let mut next_replica = 0;
+    let mut backoff = FIRST_BACKOFF;
+    for attempt in 0..MAX_ATTEMPTS {
+        let now = state.clock.now_ms();
+        // The next replica whose breaker lets the call through, cycling.
+        let chosen = (0..route.replicas.len())
+            .map(|offset| (next_replica + offset) % route.replicas.len())
+            .map(|index| (index, state.gateway.breakers.of(&route.replicas[index].key)))
+            .find(|(_, breaker)| breaker.allows(now));
+        let Some((index, breaker)) = chosen else {
+            break;
+        };
+        next_replica = index + 1;
+        if attempt > 0 {
+            if !may_retry || !state.gateway.budget.withdraw() {
+                break;
             }
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
         }
-        if let Ok(value) = HeaderValue::from_str(&call.tenant.id.to_string()) {
-            forwarded.insert("x-tenant-id", value);
-        }
-        if let Ok(value) = HeaderValue::from_str(call.tenant.slug.as_str()) {
-            forwarded.insert("x-tenant-slug", value);
-        }
-        if let Ok(value) = HeaderValue::from_str(call.caller.as_str()) {
-            forwarded.insert("x-caller-plugin-id", value);
-        }
-        let request_id = headers.get(&REQUEST_ID_HEADER);
-        if let Some(id) = request_id {
-            forwarded.insert(REQUEST_ID_HEADER.clone(), id.clone());
-        }
-        forwarded.insert("traceparent", traceparent(headers));
-        if let Some(key) = state.gateway.keys.first().filter(|_| limits.sign_requests) {
-            let (path, query) = path_and_query
-                .split_once('?')
-                .unwrap_or((path_and_query, ""));
-            let tenant_id = call.tenant.id.to_string();
-            let signed = SignedRequest {
-                method: method.as_str(),
-                path,
-                query,
-                tenant_id: &tenant_id,
-                caller: call.caller.as_str(),
-                request_id: request_id
-                    .and_then(|id| id.to_str().ok())
-                    .unwrap_or_default(),
-            };
-            let signature = key.sign(&signed, state.clock.now_ms());
-            if let Ok(value) = HeaderValue::from_str(&signature) {
-                forwarded.insert(SIGNATURE_HEADER, value);
+        let replica = &route.replicas[index];
+        let this_body = if may_retry {
+            Body::empty()
+        } else {
+            body.take().unwrap_or_else(Body::empty)
+        };
+        let result = send_once(
+            state,
+            route,
+            replica,
+            &method,
+            path_and_query,
+            &forwarded,
+            this_body,
+        )
+        .await;
+        let (healthy, retryable) = match &result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (!matches!(status, 502..=504), matches!(status, 502 | 503))
             }
+            Err(error) => (false, error.code() == ErrorCode::UpstreamUnreachable),
+        };
+        let transition = breaker.record(healthy, now);
+        if transition != Transition::None {
+            announce_breaker(state, route, replica, transition, now);
+        }
+        outcome = Some(result);
+        if !retryable {
+            break;
         }
     }
-    let max_request = usize::try_from(limits.max_request_bytes).unwrap_or(usize::MAX);
-    let outgoing = outgoing
-        .body(Body::new(Limited::new(body, max_request)))
-        .map_err(|error| ApiError::internal(&error))?;
-    let answer = tokio::time::timeout(route.timeout, state.gateway.client.request(outgoing)).await;
-    let response = match answer {
-        Err(_) => {
-            return Err(upstream_error(
-                ErrorCode::UpstreamTimeout,
-                format!(
-                    "{} did not answer within {} ms",
-                    route.target_plugin,
-                    route.timeout.as_millis()
-                ),
-            ));
-        }
-        Ok(Err(error)) => {
-            let too_large = std::error::Error::source(&error)
-                .and_then(|source| source.downcast_ref::<axum::Error>())
-                .is_some_and(|inner| inner.to_string().contains("length limit"));
-            if too_large {
-                return Err(ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!(
-                        "the request body exceeds {} bytes",
-                        limits.max_request_bytes
-                    ),
-                ));
-            }
-            let code = if error.is_connect() {
-                ErrorCode::UpstreamUnreachable
-            } else {
-                ErrorCode::UpstreamFailed
-            };
-            return Err(upstream_error(
-                code,
-                format!("{} could not be reached: {error}", route.target_plugin),
-            ));
-        }
-        Ok(Ok(response)) => response,
-    };
+    let result = outcome.unwrap_or_else(|| {
+        Err(ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            format!(
+                "every replica of {} is failing (circuit open); retry in a few seconds",
+                route.service
+            ),
+        ))
+    });
+    let response = result?;
     let (mut parts, incoming) = response.into_parts();
     tracing::info!(
         tenant = %call.tenant.slug,
@@ -551,4 +576,175 @@ pub async fn forward(
     let max_response = usize::try_from(limits.max_response_bytes).unwrap_or(usize::MAX);
     let body = Body::new(Limited::new(incoming, max_response).map_err(axum::Error::new));
     Ok(Response::from_parts(parts, body))
+}
+
+/// Marks a replica DEGRADED in the registry while its breaker is open, HEALTHY when it closes
+/// (in the background: the answer does not wait for it).
+fn announce_breaker(
+    state: &AppState,
+    route: &Authorized,
+    replica: &Replica,
+    transition: Transition,
+    now_ms: i64,
+) {
+    let (status, reason) = match transition {
+        Transition::Opened => (
+            ServiceStatus::Degraded,
+            Some(format!(
+                "the hub's circuit breaker opened after {FAILURES_TO_OPEN} consecutive failures"
+            )),
+        ),
+        Transition::Closed => (ServiceStatus::Healthy, None),
+        Transition::None => return,
+    };
+    tracing::warn!(service = %route.service, replica = %replica.instance, ?transition, "circuit breaker");
+    let state = state.clone();
+    let (tenant, service_id, instance, name) = (
+        route.tenant,
+        replica.service_id.clone(),
+        replica.instance.clone(),
+        route.service.clone(),
+    );
+    tokio::spawn(async move {
+        let recorded = state
+            .store
+            .record_health(
+                tenant,
+                &service_id,
+                Some(&instance),
+                status,
+                reason.as_deref(),
+                now_ms,
+            )
+            .await;
+        match recorded {
+            Ok(_) => {
+                state
+                    .changed(Change::Services {
+                        tenant,
+                        names: vec![name],
+                    })
+                    .await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not record the circuit breaker in the registry")
+            }
+        }
+    });
+}
+
+/// The headers the plugin receives: the caller's minus what must not cross, plus who calls,
+/// the request id, the trace and the hub's signature.
+fn forwarded_headers(
+    state: &AppState,
+    call: &CallContext<'_>,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+) -> HeaderMap {
+    let listed = connection_listed(headers);
+    let mut forwarded = HeaderMap::with_capacity(headers.len() + 6);
+    for (name, value) in headers {
+        if !dropped_request_header(name) && !listed.contains(name) {
+            forwarded.append(name.clone(), value.clone());
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&call.tenant.id.to_string()) {
+        forwarded.insert("x-tenant-id", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(call.tenant.slug.as_str()) {
+        forwarded.insert("x-tenant-slug", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(call.caller.as_str()) {
+        forwarded.insert("x-caller-plugin-id", value);
+    }
+    let request_id = headers.get(&REQUEST_ID_HEADER);
+    if let Some(id) = request_id {
+        forwarded.insert(REQUEST_ID_HEADER.clone(), id.clone());
+    }
+    forwarded.insert("traceparent", traceparent(headers));
+    if let Some(key) = state
+        .gateway
+        .keys
+        .first()
+        .filter(|_| state.gateway.settings.sign_requests)
+    {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let tenant_id = call.tenant.id.to_string();
+        let signed = SignedRequest {
+            method: method.as_str(),
+            path,
+            query,
+            tenant_id: &tenant_id,
+            caller: call.caller.as_str(),
+            request_id: request_id
+                .and_then(|id| id.to_str().ok())
+                .unwrap_or_default(),
+        };
+        let signature = key.sign(&signed, state.clock.now_ms());
+        if let Ok(value) = HeaderValue::from_str(&signature) {
+            forwarded.insert(SIGNATURE_HEADER, value);
+        }
+    }
+    forwarded
+}
+
+/// One attempt against one replica.
+async fn send_once(
+    state: &AppState,
+    route: &Authorized,
+    replica: &Replica,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response<Body>, ApiError> {
+    let limits = state.gateway.settings;
+    let uri = Uri::from_str(&format!("{}{path_and_query}", replica.base_url))
+        .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the path cannot be forwarded"))?;
+    let mut outgoing = Request::builder().method(method.clone()).uri(uri);
+    if let Some(target) = outgoing.headers_mut() {
+        target.clone_from(headers);
+    }
+    let max_request = usize::try_from(limits.max_request_bytes).unwrap_or(usize::MAX);
+    let outgoing = outgoing
+        .body(Body::new(Limited::new(body, max_request)))
+        .map_err(|error| ApiError::internal(&error))?;
+    let answer = tokio::time::timeout(route.timeout, state.gateway.client.request(outgoing)).await;
+    match answer {
+        Err(_) => Err(upstream_error(
+            ErrorCode::UpstreamTimeout,
+            format!(
+                "{} did not answer within {} ms",
+                route.target_plugin,
+                route.timeout.as_millis()
+            ),
+        )),
+        Ok(Err(error)) => {
+            let too_large = std::error::Error::source(&error)
+                .and_then(|source| source.downcast_ref::<axum::Error>())
+                .is_some_and(|inner| inner.to_string().contains("length limit"));
+            if too_large {
+                return Err(ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "the request body exceeds {} bytes",
+                        limits.max_request_bytes
+                    ),
+                ));
+            }
+            let code = if error.is_connect() {
+                ErrorCode::UpstreamUnreachable
+            } else {
+                ErrorCode::UpstreamFailed
+            };
+            Err(upstream_error(
+                code,
+                format!("{} could not be reached: {error}", route.target_plugin),
+            ))
+        }
+        Ok(Ok(response)) => Ok(response.map(Body::new)),
+    }
 }

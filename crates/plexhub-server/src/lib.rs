@@ -15,6 +15,7 @@ mod gateway;
 mod metrics;
 mod registry;
 mod request_id;
+mod resilience;
 mod routes;
 pub mod settings;
 mod state;

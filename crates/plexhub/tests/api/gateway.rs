@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -27,10 +27,18 @@ const CALL: &str = "/api/plugin-gateway/call";
 pub struct Upstream {
     pub base: String,
     hits: Arc<AtomicUsize>,
+    /// While set, `/deals/flaky` answers 503.
+    failing: Arc<AtomicBool>,
 }
 
-async fn echo(State(hits): State<Arc<AtomicUsize>>, request: Request) -> Response {
-    hits.fetch_add(1, Ordering::SeqCst);
+#[derive(Clone)]
+struct Counters {
+    hits: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
+}
+
+async fn echo(State(counters): State<Counters>, request: Request) -> Response {
+    counters.hits.fetch_add(1, Ordering::SeqCst);
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
     match path.as_str() {
@@ -46,6 +54,9 @@ async fn echo(State(hits): State<Arc<AtomicUsize>>, request: Request) -> Respons
                 (0..800).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 65_536]))),
             );
             return Response::new(Body::from_stream(chunks));
+        }
+        "/deals/flaky" if counters.failing.load(Ordering::SeqCst) => {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
         "/deals/sized" => {
             return ([(header::CONTENT_LENGTH, "5000")], vec![b'y'; 5000]).into_response();
@@ -84,13 +95,22 @@ async fn echo(State(hits): State<Arc<AtomicUsize>>, request: Request) -> Respons
 
 pub async fn upstream() -> Upstream {
     let hits = Arc::new(AtomicUsize::new(0));
-    let app = Router::new().fallback(echo).with_state(hits.clone());
+    let failing = Arc::new(AtomicBool::new(false));
+    let counters = Counters {
+        hits: hits.clone(),
+        failing: failing.clone(),
+    };
+    let app = Router::new().fallback(echo).with_state(counters);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind upstream");
     let base = format!("http://{}", listener.local_addr().expect("address"));
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Upstream { base, hits }
+    Upstream {
+        base,
+        hits,
+        failing,
+    }
 }
 
 /// Tenant `acme`: CRM (at `crm_url`) and Analytics, both ACTIVE, Analytics granted the read
@@ -668,4 +688,120 @@ async fn explain_says_why_for_every_rule() {
     )
     .await
     .assert_error(403, "CALLER_MISMATCH");
+}
+
+/// The instance's reported status in the registry, as the admin sees it.
+async fn replica_status(app: &TestApp, service: &str) -> String {
+    let reply = app
+        .send(
+            Method::GET,
+            &format!("/api/v1/services/{service}"),
+            Some(ADMIN),
+            &[("x-tenant-slug", "acme")],
+            None,
+        )
+        .await;
+    reply.assert_status(200)["instances"][0]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_failing_replica_opens_its_circuit_and_comes_back_by_itself() {
+    let app = spawn_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("hub");
+    let plugin = upstream().await;
+    let (_, analytics) = acme(&app, &plugin.base).await;
+    plugin.failing.store(true, Ordering::SeqCst);
+    let flaky = "/crm.deals/deals/flaky";
+    // Idempotent calls that get 503 are retried, so the breaker sees every attempt.
+    for _ in 0..2 {
+        let failed = proxy(&app, &analytics, Method::GET, flaky, &[]).await;
+        assert_eq!(
+            failed.status.as_u16(),
+            503,
+            "the plugin's own 503 comes back"
+        );
+    }
+    let open = proxy(&app, &analytics, Method::GET, flaky, &[]).await;
+    open.assert_error(503, "SERVICE_UNAVAILABLE");
+    let seen = plugin.hits.load(Ordering::SeqCst);
+    proxy(&app, &analytics, Method::GET, flaky, &[])
+        .await
+        .assert_error(503, "SERVICE_UNAVAILABLE");
+    assert_eq!(
+        plugin.hits.load(Ordering::SeqCst),
+        seen,
+        "an open circuit sends nothing"
+    );
+    let started = tokio::time::Instant::now();
+    while replica_status(&app, "crm.deals").await != "DEGRADED" {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "marked DEGRADED"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The plugin recovers; after the open period one probe goes through and closes it.
+    plugin.failing.store(false, Ordering::SeqCst);
+    app.clock.advance(10_000);
+    let probe = proxy(&app, &analytics, Method::GET, flaky, &[]).await;
+    assert_eq!(probe.assert_status(200)["path"], "/deals/flaky");
+    proxy(&app, &analytics, Method::GET, flaky, &[])
+        .await
+        .assert_status(200);
+    let started = tokio::time::Instant::now();
+    while replica_status(&app, "crm.deals").await != "HEALTHY" {
+        assert!(started.elapsed() < Duration::from_secs(5), "HEALTHY again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn calls_skip_a_dead_replica_by_retrying_and_then_by_its_open_circuit() {
+    let app = spawn_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("hub");
+    let plugin = upstream().await;
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let dead = format!("http://{}", closed.local_addr().expect("address"));
+    drop(closed);
+    app.create_tenant("acme").await;
+    app.publish(&crm_at("1.0.0")).await;
+    app.publish(&analytics()).await;
+    let origins = json!([plugin.base, dead]);
+    let crm = app
+        .install(
+            "acme",
+            "plugin-crm",
+            json!({"baseUrl": plugin.base, "activate": true, "allowedOrigins": origins}),
+        )
+        .await;
+    let grants = json!(["plugin.crm.contacts.read"]);
+    let analytics = app
+        .install(
+            "acme",
+            "plugin-analytics",
+            json!({"activate": true, "grants": grants}),
+        )
+        .await;
+    app.send(
+        Method::PUT,
+        "/api/v1/services/crm.contacts/instances/dead",
+        Some(&crm),
+        &[],
+        Some(&json!({"baseUrl": dead})),
+    )
+    .await
+    .assert_status(200);
+    for _ in 0..20 {
+        proxy(&app, &analytics, Method::GET, "/crm.contacts/contacts", &[])
+            .await
+            .assert_status(200);
+    }
 }
