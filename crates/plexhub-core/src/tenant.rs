@@ -116,6 +116,70 @@ pub struct Tenant {
     pub status: TenantStatus,
     /// Creation time, epoch milliseconds.
     pub created_at_ms: i64,
+    /// Gateway quotas of this tenant (each overrides the hub's default when set).
+    pub rate_limits: RateLimits,
+}
+
+/// A token-bucket rate: `rps` requests per second on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second (1 or more).
+    pub rps: u32,
+    /// Requests allowed at once (1 or more).
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// Parses `RPS` or `RPS/BURST` (burst defaults to the rate), as the settings write it.
+    pub fn parse(text: &str) -> Result<Self, TenantError> {
+        let invalid = || TenantError::InvalidRateLimit(text.to_owned());
+        let (rps, burst) = match text.split_once('/') {
+            Some((rps, burst)) => (rps, Some(burst)),
+            None => (text, None),
+        };
+        let rps: u32 = rps.trim().parse().map_err(|_| invalid())?;
+        let burst: u32 = match burst {
+            Some(burst) => burst.trim().parse().map_err(|_| invalid())?,
+            None => rps,
+        };
+        Self::new(rps, burst).map_err(|_| invalid())
+    }
+
+    /// A rate, both numbers at least 1 and at most 1 000 000.
+    pub fn new(rps: u32, burst: u32) -> Result<Self, TenantError> {
+        if (1..=1_000_000).contains(&rps) && (1..=1_000_000).contains(&burst) {
+            Ok(Self { rps, burst })
+        } else {
+            Err(TenantError::InvalidRateLimit(format!("{rps}/{burst}")))
+        }
+    }
+
+    /// One step of the generic cell rate algorithm (a token bucket kept as one number): given
+    /// the stored theoretical arrival time (µs, `None` for a fresh key) and now, either the new
+    /// time to store (the request is admitted) or how long to wait (µs).
+    pub fn admit(self, stored_tat_us: Option<i64>, now_us: i64) -> Result<i64, i64> {
+        let interval = 1_000_000 / i64::from(self.rps.max(1));
+        let tolerance = interval * (i64::from(self.burst.max(1)) - 1);
+        let tat = stored_tat_us.unwrap_or(now_us).max(now_us);
+        if tat - now_us > tolerance {
+            Err(tat - now_us - tolerance)
+        } else {
+            Ok(tat + interval)
+        }
+    }
+}
+
+/// A tenant's gateway quotas; `None` falls back to the hub's setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RateLimits {
+    /// Per calling plugin of the tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_caller: Option<RateLimit>,
+    /// For the whole tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_tenant: Option<RateLimit>,
 }
 
 /// Why a tenant value was rejected.
@@ -135,6 +199,9 @@ pub enum TenantError {
     /// A stored id is not a UUID.
     #[error("invalid tenant id {0:?}")]
     InvalidId(String),
+    /// A rate limit is not `RPS[/BURST]` with numbers from 1 to 1 000 000.
+    #[error("invalid rate limit {0:?}: expected RPS or RPS/BURST, each from 1 to 1000000")]
+    InvalidRateLimit(String),
 }
 
 #[cfg(test)]
@@ -166,6 +233,32 @@ mod tests {
             assert_eq!(TenantStatus::parse(status.as_str()), Ok(status));
         }
         assert!(TenantStatus::parse("deleted").is_err());
+    }
+
+    #[test]
+    fn rate_limits_admit_a_burst_then_the_rate() {
+        let limit = RateLimit::parse("10/3").unwrap_or_else(|e| panic!("{e}"));
+        let mut tat = None;
+        for _ in 0..3 {
+            tat = Some(
+                limit
+                    .admit(tat, 0)
+                    .unwrap_or_else(|wait| panic!("waited {wait}")),
+            );
+        }
+        assert_eq!(
+            limit.admit(tat, 0),
+            Err(100_000),
+            "the fourth waits one interval"
+        );
+        assert!(
+            limit.admit(tat, 100_000).is_ok(),
+            "one interval later one more fits"
+        );
+        assert_eq!(RateLimit::parse("5").map(|l| l.burst), Ok(5));
+        for bad in ["0", "x", "5/0", "1/2/3", "2000000"] {
+            assert!(RateLimit::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use plexhub_store::StoreError;
 use serde::Serialize;
@@ -120,6 +120,8 @@ pub enum ErrorCode {
     UpstreamFailed,
     /// The plugin's answer exceeds the response size limit.
     UpstreamResponseTooLarge,
+    /// A gateway quota is used up; `Retry-After` says when to try again.
+    RateLimited,
     /// Unexpected failure; the response carries a request id, the log carries the cause.
     Internal,
 }
@@ -135,6 +137,7 @@ impl ErrorCode {
                 StatusCode::FORBIDDEN
             }
             PluginMismatch => StatusCode::BAD_REQUEST,
+            RateLimited => StatusCode::TOO_MANY_REQUESTS,
             EndpointNotFound => StatusCode::NOT_FOUND,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             UpstreamUnreachable | UpstreamFailed | UpstreamResponseTooLarge => {
@@ -237,9 +240,18 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.code.status(), Json(body)).into_response();
+        if let Some(seconds) = retry_after(&self) {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds);
+        }
         response.extensions_mut().insert(ErrorReport(self));
         response
     }
+}
+
+/// `Retry-After` for a rate-limited answer.
+fn retry_after(error: &ApiError) -> Option<axum::http::HeaderValue> {
+    let seconds = error.details.as_ref()?["retryAfterSeconds"].as_u64()?;
+    Some(axum::http::HeaderValue::from(seconds))
 }
 
 /// Renders an error in the seed's flat shape: `{"error":"<message>","code":"…", …details}`.
@@ -253,7 +265,11 @@ pub fn render_flat(report: &ErrorReport) -> Response {
             body.entry(key.clone()).or_insert_with(|| value.clone());
         }
     }
-    (error.code.status(), Json(Value::Object(body))).into_response()
+    let mut response = (error.code.status(), Json(Value::Object(body))).into_response();
+    if let Some(seconds) = retry_after(error) {
+        response.headers_mut().insert(header::RETRY_AFTER, seconds);
+    }
+    response
 }
 
 impl From<StoreError> for ApiError {

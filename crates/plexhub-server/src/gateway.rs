@@ -45,6 +45,8 @@ pub struct Gateway {
     breakers: Breakers,
     /// Retries allowed as a share of calls.
     budget: RetryBudget,
+    /// Rate-limit buckets of this hub (used alone without Redis).
+    pub local_buckets: crate::quota::LocalBuckets,
 }
 
 impl Gateway {
@@ -64,6 +66,7 @@ impl Gateway {
             next: AtomicUsize::new(0),
             breakers: Breakers::new(),
             budget: RetryBudget::new(),
+            local_buckets: crate::quota::LocalBuckets::default(),
         }
     }
 
@@ -321,6 +324,7 @@ pub async fn authorize(
             instance: instance.id.clone(),
         })
         .collect();
+    crate::quota::admit(state, call.tenant, call.caller).await?;
     let timeout = endpoint
         .metadata
         .get("timeoutMs")

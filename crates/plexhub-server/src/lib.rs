@@ -13,6 +13,7 @@ pub mod error;
 mod extract;
 mod gateway;
 mod metrics;
+mod quota;
 mod registry;
 mod request_id;
 mod resilience;

@@ -80,6 +80,10 @@ pub struct GatewaySettings {
     /// request, see `cargo bench -p plexhub-core --bench signing`). Turn off only where
     /// plugins are reachable through the hub alone.
     pub sign_requests: bool,
+    /// Default token bucket per (tenant, calling plugin); `None` = unlimited.
+    pub rate_limit_per_caller: Option<plexhub_core::tenant::RateLimit>,
+    /// Default token bucket per tenant; `None` = unlimited.
+    pub rate_limit_per_tenant: Option<plexhub_core::tenant::RateLimit>,
 }
 
 impl Default for GatewaySettings {
@@ -90,6 +94,8 @@ impl Default for GatewaySettings {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             sign_requests: true,
+            rate_limit_per_caller: None,
+            rate_limit_per_tenant: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use plexhub_core::credential::{CredentialId, SecretHash};
 use plexhub_core::dependency::{Edge, EdgeSource};
 use plexhub_core::ids::PluginId;
 use plexhub_core::installation::{BaseUrl, Installation, InstallationState};
-use plexhub_core::tenant::{Tenant, TenantId, TenantSlug, TenantStatus};
+use plexhub_core::tenant::{RateLimits, Tenant, TenantId, TenantSlug, TenantStatus};
 use plexhub_core::version::{Version, VersionRange};
 
 use crate::{CredentialRecord, PublishedVersion, StoreError, StoreResult};
@@ -38,8 +38,16 @@ pub(crate) fn tenant(
     name: String,
     status: &str,
     created_at_ms: i64,
+    rate_limits: Option<&str>,
 ) -> StoreResult<Tenant> {
+    let rate_limits = match rate_limits {
+        Some(text) => {
+            serde_json::from_str(text).map_err(|_| corrupt("tenants", "rate_limits", text))?
+        }
+        None => RateLimits::default(),
+    };
     Ok(Tenant {
+        rate_limits,
         id: tenant_id(id)?,
         slug: TenantSlug::parse(slug).map_err(|_| corrupt("tenants", "slug", slug))?,
         name,
@@ -121,11 +129,18 @@ pub(crate) fn credential(
     })
 }
 
-pub(crate) const TENANT_COLUMNS: &str = "id, slug, name, status, created_at";
+pub(crate) const TENANT_COLUMNS: &str = "id, slug, name, status, created_at, rate_limits";
 pub(crate) const INSTALLATION_COLUMNS: &str = "tenant_id, plugin_id, version, state, base_url, \
      allowed_origins, grants, installed_at, updated_at";
 pub(crate) const CREDENTIAL_COLUMNS: &str =
     "id, tenant_id, plugin_id, secret_hash, created_at, last_used_at";
+
+/// A tenant's quotas as stored: JSON, or NULL when none is set.
+pub(crate) fn rate_limits_text(limits: &RateLimits) -> Option<String> {
+    (*limits != RateLimits::default())
+        .then(|| serde_json::to_string(limits).ok())
+        .flatten()
+}
 
 /// A registered dependency row.
 pub(crate) fn registered_edge(
@@ -172,6 +187,7 @@ macro_rules! sql_store {
                 row.try_get::<String, _>("name")?,
                 row.try_get::<&str, _>("status")?,
                 row.try_get::<i64, _>("created_at")?,
+                row.try_get::<Option<&str>, _>("rate_limits")?,
             )
         }
 
@@ -214,14 +230,15 @@ macro_rules! sql_store {
         impl TenantStore for $store {
             async fn create_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO tenants (id, slug, name, status, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $5)",
+                    "INSERT INTO tenants (id, slug, name, status, created_at, updated_at, rate_limits) \
+                     VALUES ($1, $2, $3, $4, $5, $5, $6)",
                 )
                 .bind(tenant.id.to_string())
                 .bind(tenant.slug.as_str())
                 .bind(&tenant.name)
                 .bind(tenant.status.as_str())
                 .bind(tenant.created_at_ms)
+                .bind(sql::rate_limits_text(&tenant.rate_limits))
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -254,12 +271,14 @@ macro_rules! sql_store {
 
             async fn update_tenant(&self, tenant: &Tenant, now_ms: i64) -> StoreResult<bool> {
                 let done = sqlx::query(
-                    "UPDATE tenants SET name = $2, status = $3, updated_at = $4 WHERE id = $1",
+                    "UPDATE tenants SET name = $2, status = $3, updated_at = $4, rate_limits = $5 \
+                     WHERE id = $1",
                 )
                 .bind(tenant.id.to_string())
                 .bind(&tenant.name)
                 .bind(tenant.status.as_str())
                 .bind(now_ms)
+                .bind(sql::rate_limits_text(&tenant.rate_limits))
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
@@ -600,7 +619,7 @@ macro_rules! sql_store {
             ) -> StoreResult<Option<(CredentialRecord, Tenant)>> {
                 let row = sqlx::query(
                     "SELECT c.id, c.tenant_id, c.plugin_id, c.secret_hash, c.created_at AS cred_created_at, \
-                     c.last_used_at, t.slug, t.name, t.status, t.created_at \
+                     c.last_used_at, t.slug, t.name, t.status, t.created_at, t.rate_limits \
                      FROM credentials c JOIN tenants t ON t.id = c.tenant_id WHERE c.id = $1",
                 )
                 .bind(id.as_str())
@@ -621,6 +640,7 @@ macro_rules! sql_store {
                     row.try_get::<String, _>("name")?,
                     row.try_get::<&str, _>("status")?,
                     row.try_get::<i64, _>("created_at")?,
+                    row.try_get::<Option<&str>, _>("rate_limits")?,
                 )?;
                 Ok(Some((credential, tenant)))
             }

@@ -26,6 +26,7 @@ async fn tenant_with_plugins(store: &Arc<dyn Store>, slug: &str) -> TenantId {
         name: slug.to_owned(),
         status: TenantStatus::Active,
         created_at_ms: NOW,
+        rate_limits: Default::default(),
     };
     store.create_tenant(&tenant).await.unwrap();
     for plugin in ["plugin-crm", "plugin-analytics"] {

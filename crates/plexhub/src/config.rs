@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use plexhub_core::registry::HealthPolicy;
 use plexhub_core::signing::HubKey;
+use plexhub_core::tenant::RateLimit;
 use plexhub_server::{Clock, GatewaySettings, Secret, Settings};
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +78,10 @@ pub struct ServeConfig {
     /// Sign every forwarded request (Ed25519, about 19 µs of CPU each); turn off only where
     /// plugins are reachable through the hub alone.
     pub sign_requests: bool,
+    /// Default gateway quota per (tenant, calling plugin): `RPS` or `RPS/BURST` [default: none].
+    pub rate_limit_per_caller: Option<String>,
+    /// Default gateway quota per tenant: `RPS` or `RPS/BURST` [default: none].
+    pub rate_limit_per_tenant: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -100,6 +105,8 @@ impl Default for ServeConfig {
             upstream_timeout_ms: 30_000,
             signing_keys_file: None,
             sign_requests: true,
+            rate_limit_per_caller: None,
+            rate_limit_per_tenant: None,
         }
     }
 }
@@ -172,6 +179,13 @@ fn signing_keys(config: &ServeConfig) -> anyhow::Result<Vec<HubKey>> {
     Ok(keys)
 }
 
+/// An optional `RPS[/BURST]` setting.
+fn rate_limit(text: Option<&str>) -> anyhow::Result<Option<RateLimit>> {
+    text.map(RateLimit::parse)
+        .transpose()
+        .context("invalid rate limit setting")
+}
+
 /// Reads the generated admin token file of a data dir, if there is one.
 pub fn read_token_file(data_dir: &Path) -> Option<String> {
     let text = fs::read_to_string(data_dir.join(TOKEN_FILE)).ok()?;
@@ -223,6 +237,8 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
             connect_timeout: Duration::from_millis(config.upstream_connect_timeout_ms),
             request_timeout: Duration::from_millis(config.upstream_timeout_ms),
             sign_requests: config.sign_requests,
+            rate_limit_per_caller: rate_limit(config.rate_limit_per_caller.as_deref())?,
+            rate_limit_per_tenant: rate_limit(config.rate_limit_per_tenant.as_deref())?,
         },
         signing_keys,
     };

@@ -87,6 +87,14 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     sign_requests: Option<bool>,
+    /// Default gateway quota per (tenant, calling plugin), `RPS` or `RPS/BURST` [default: none].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit_per_caller: Option<String>,
+    /// Default gateway quota per tenant, `RPS` or `RPS/BURST` [default: none].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit_per_tenant: Option<String>,
 }
 
 fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {

@@ -805,3 +805,111 @@ async fn calls_skip_a_dead_replica_by_retrying_and_then_by_its_open_circuit() {
             .assert_status(200);
     }
 }
+
+async fn set_limits(app: &TestApp, limits: Value) -> Reply {
+    app.admin(
+        Method::PATCH,
+        "/api/v1/tenants/acme",
+        Some(&json!({ "rateLimits": limits })),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn quotas_answer_429_with_retry_after_and_refill() {
+    let app = spawn_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("hub");
+    let plugin = upstream().await;
+    let (_, analytics) = acme(&app, &plugin.base).await;
+    set_limits(&app, json!({"perCaller": {"rps": 0, "burst": 1}}))
+        .await
+        .assert_error(400, "INVALID_BODY");
+    let set = set_limits(&app, json!({"perCaller": {"rps": 1, "burst": 2}})).await;
+    assert_eq!(
+        set.assert_status(200)["rateLimits"],
+        json!({"perCaller": {"rps": 1, "burst": 2}})
+    );
+    let path = "/crm.contacts/contacts";
+    for _ in 0..2 {
+        proxy(&app, &analytics, Method::GET, path, &[])
+            .await
+            .assert_status(200);
+    }
+    let limited = proxy(&app, &analytics, Method::GET, path, &[]).await;
+    limited.assert_error(429, "RATE_LIMITED");
+    assert_eq!(limited.headers["retry-after"], "1");
+    let body = json!({"targetPluginId": "plugin-crm", "targetServiceName": "crm.contacts",
+        "method": "GET", "path": "/contacts"});
+    let flat = app
+        .send(Method::POST, CALL, Some(&analytics), &[], Some(&body))
+        .await;
+    assert_flat(&flat, 429, "RATE_LIMITED");
+    assert_eq!(flat.headers["retry-after"], "1");
+    app.clock.advance(1_000);
+    proxy(&app, &analytics, Method::GET, path, &[])
+        .await
+        .assert_status(200);
+    set_limits(&app, json!({})).await.assert_status(200);
+    for _ in 0..5 {
+        proxy(&app, &analytics, Method::GET, path, &[])
+            .await
+            .assert_status(200);
+    }
+}
+
+#[tokio::test]
+async fn two_hubs_share_one_tenant_quota_through_redis() {
+    let (Some(_), Some(redis_url)) = (
+        crate::helpers::service_url("PLEXHUB_TEST_DATABASE_URL"),
+        crate::helpers::service_url("PLEXHUB_TEST_REDIS_URL"),
+    ) else {
+        return;
+    };
+    let options = |database_url: Option<String>| Options {
+        redis_url: Some(redis_url.clone()),
+        database_url,
+        ..Options::default()
+    };
+    let a = spawn_with(Backend::Postgres, options(None))
+        .await
+        .expect("hub A");
+    let b = spawn_with(Backend::Postgres, options(Some(a.database_url.clone())))
+        .await
+        .expect("hub B");
+    let plugin = upstream().await;
+    a.create_tenant("acme").await;
+    set_limits(&a, json!({"perTenant": {"rps": 1, "burst": 3}}))
+        .await
+        .assert_status(200);
+    a.publish(&crm_at("1.0.0")).await;
+    a.publish(&analytics()).await;
+    a.install(
+        "acme",
+        "plugin-crm",
+        json!({"baseUrl": plugin.base, "activate": true}),
+    )
+    .await;
+    let grants = json!(["plugin.crm.contacts.read"]);
+    let token = a
+        .install(
+            "acme",
+            "plugin-analytics",
+            json!({"activate": true, "grants": grants}),
+        )
+        .await;
+    let path = "/crm.contacts/contacts";
+    let mut admitted = 0;
+    let mut limited = 0;
+    for hub in [&a, &b, &a, &b, &a, &b] {
+        let reply = proxy(hub, &token, Method::GET, path, &[]).await;
+        match reply.status.as_u16() {
+            200 => admitted += 1,
+            429 => limited += 1,
+            other => panic!("unexpected {other}: {}", reply.body),
+        }
+    }
+    // One budget of 3 for both hubs (at 1 request per second, the test's few milliseconds
+    // refill nothing), not 3 each.
+    assert_eq!((admitted, limited), (3, 3));
+}

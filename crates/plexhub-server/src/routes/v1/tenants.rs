@@ -3,7 +3,9 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use plexhub_core::tenant::{Tenant, TenantId, TenantSlug, TenantStatus, validate_tenant_name};
+use plexhub_core::tenant::{
+    RateLimit, RateLimits, Tenant, TenantId, TenantSlug, TenantStatus, validate_tenant_name,
+};
 use plexhub_store::StoreError;
 use plexhub_store::feed::Change;
 use serde::{Deserialize, Serialize};
@@ -34,6 +36,10 @@ pub struct TenantView {
     status: String,
     /// RFC 3339.
     created_at: String,
+    /// Gateway quotas (`{perCaller?:{rps,burst}, perTenant?:{rps,burst}}`); absent ones fall
+    /// back to the hub's settings.
+    #[schema(value_type = Object)]
+    rate_limits: RateLimits,
 }
 
 impl From<&Tenant> for TenantView {
@@ -44,6 +50,7 @@ impl From<&Tenant> for TenantView {
             name: tenant.name.clone(),
             status: tenant.status.as_str().to_owned(),
             created_at: rfc3339(tenant.created_at_ms),
+            rate_limits: tenant.rate_limits,
         }
     }
 }
@@ -60,12 +67,16 @@ pub struct CreateTenant {
 
 /// Body of `PATCH /api/v1/tenants/{slug}`.
 #[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateTenant {
     /// New display name.
     name: Option<String>,
     /// `active` or `suspended`.
     status: Option<String>,
+    /// Replaces the tenant's gateway quotas: `{perCaller?:{rps,burst}, perTenant?:{rps,burst}}`;
+    /// `{}` returns to the hub's settings.
+    #[schema(value_type = Option<Object>)]
+    rate_limits: Option<RateLimits>,
 }
 
 /// Paging of `GET /api/v1/tenants`.
@@ -128,6 +139,7 @@ async fn create_tenant(
         name,
         status: TenantStatus::Active,
         created_at_ms: state.clock.now_ms(),
+        rate_limits: RateLimits::default(),
     };
     match state.store.create_tenant(&tenant).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(TenantView::from(&tenant)))),
@@ -206,6 +218,13 @@ async fn update_tenant(
     if let Some(status) = body.status {
         tenant.status = TenantStatus::parse(&status)
             .map_err(|e| ApiError::new(ErrorCode::InvalidBody, e.to_string()))?;
+    }
+    if let Some(limits) = body.rate_limits {
+        for limit in [limits.per_caller, limits.per_tenant].into_iter().flatten() {
+            RateLimit::new(limit.rps, limit.burst)
+                .map_err(|e| ApiError::new(ErrorCode::InvalidBody, e.to_string()))?;
+        }
+        tenant.rate_limits = limits;
     }
     if !state
         .store
