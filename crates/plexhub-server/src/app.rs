@@ -46,6 +46,7 @@ pub struct Application {
     state: AppState,
     sweep_interval: Duration,
     write_requests: mpsc::Receiver<WriteRequest>,
+    audited_calls: mpsc::Receiver<plexhub_store::CallRecord>,
 }
 
 impl Application {
@@ -63,6 +64,7 @@ impl Application {
             None => ChangeFeed::in_process(),
         };
         let (writer, write_requests) = Writer::new();
+        let (audit, audited_calls) = crate::audit::AuditLog::new();
         let state = AppState::new(Shared {
             store,
             admin_token: Arc::new(settings.admin_token.clone()),
@@ -75,6 +77,7 @@ impl Application {
             writer,
             clock: settings.clock.clone(),
             gateway: crate::gateway::Gateway::new(settings.gateway, settings.signing_keys.clone()),
+            audit,
             shutdown,
         });
         let listener =
@@ -96,6 +99,7 @@ impl Application {
             state,
             sweep_interval: settings.sweep_interval,
             write_requests,
+            audited_calls,
         })
     }
 
@@ -118,6 +122,12 @@ impl Application {
         // Stopped once the server has drained: by then every request, and so every queued write,
         // has been answered.
         let writer = tokio::spawn(crate::writer::run(self.state.clone(), self.write_requests));
+        let audit_stop = tokio_util::sync::CancellationToken::new();
+        let audit = tokio::spawn(crate::audit::run(
+            self.state.clone(),
+            self.audited_calls,
+            audit_stop.clone(),
+        ));
         let stop = token.clone();
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move {
@@ -130,6 +140,8 @@ impl Application {
             let _ = job.await;
         }
         writer.abort();
+        audit_stop.cancel();
+        let _ = audit.await;
         served
     }
 }

@@ -752,3 +752,48 @@ async fn send_once(
         Ok(Ok(response)) => Ok(response.map(Body::new)),
     }
 }
+
+/// A gateway call being served, as the audit log records it.
+pub struct Attempt<'a> {
+    /// `proxy` or `call`.
+    pub kind: &'static str,
+    /// The service asked for.
+    pub service: &'a str,
+    /// HTTP method.
+    pub method: &'a Method,
+    /// The path asked for (without query).
+    pub path: &'a str,
+    /// The request id.
+    pub request_id: &'a str,
+    /// When the hub started serving it.
+    pub started: std::time::Instant,
+}
+
+/// Records a finished gateway call: the audit log (tenant, caller, target, service, method,
+/// path, matched endpoint, status, duration, request id) and the latency histogram.
+pub async fn audit(
+    state: &AppState,
+    call: &CallContext<'_>,
+    attempt: &Attempt<'_>,
+    route: Option<&Authorized>,
+    status: u16,
+) {
+    let elapsed = attempt.started.elapsed();
+    state
+        .metrics
+        .gateway_call(attempt.kind, status, elapsed.as_secs_f64());
+    let record = plexhub_store::CallRecord {
+        tenant_id: call.tenant.id,
+        at_ms: state.clock.now_ms(),
+        caller: call.caller.to_string(),
+        target: route.map(|route| route.target_plugin.to_string()),
+        service: attempt.service.to_owned(),
+        method: attempt.method.as_str().to_owned(),
+        path: attempt.path.to_owned(),
+        endpoint: route.map(|route| route.endpoint.clone()),
+        status,
+        duration_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
+        request_id: attempt.request_id.to_owned(),
+    };
+    state.audit.record(record).await;
+}

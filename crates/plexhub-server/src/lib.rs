@@ -5,6 +5,7 @@
 //! It must not contain domain rules (those live in plexhub-core) or SQL (plexhub-store).
 
 mod app;
+mod audit;
 mod auth;
 mod cache;
 mod data;

@@ -1,4 +1,5 @@
-//! Prometheus metrics: requests by route template, method and status, and request latency.
+//! Prometheus metrics: requests by route template, method and status, request latency, and
+//! gateway calls by route and status class.
 //! Labels are low-cardinality by construction: route templates, never raw paths or tenants.
 
 use std::sync::Arc;
@@ -26,11 +27,31 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GatewayLabels {
+    /// `proxy` or `call`.
+    route: &'static str,
+    /// `2xx` … `5xx`.
+    status_class: &'static str,
+}
+
+/// The class of an HTTP status, as gateway metrics label it.
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
 /// The hub's metric registry.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
+    gateway: Family<GatewayLabels, Histogram>,
 }
 
 impl Metrics {
@@ -53,11 +74,33 @@ impl Metrics {
             "HTTP request latency by method and route template",
             latency.clone(),
         );
+        let gateway = Family::<GatewayLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ])
+        });
+        registry.register(
+            "gateway_call_duration_seconds",
+            "Plugin-to-plugin calls through the gateway by route (proxy, call) and status class, until the answer's head",
+            gateway.clone(),
+        );
         Arc::new(Self {
             registry,
             requests,
             latency,
+            gateway,
         })
+    }
+
+    /// Observes one gateway call.
+    pub fn gateway_call(&self, route: &'static str, status: u16, seconds: f64) {
+        self.gateway
+            .get_or_create(&GatewayLabels {
+                route,
+                status_class: status_class(status),
+            })
+            .observe(seconds);
     }
 
     /// The Prometheus text exposition.

@@ -84,6 +84,8 @@ pub struct GatewaySettings {
     pub rate_limit_per_caller: Option<plexhub_core::tenant::RateLimit>,
     /// Default token bucket per tenant; `None` = unlimited.
     pub rate_limit_per_tenant: Option<plexhub_core::tenant::RateLimit>,
+    /// How long the audit log keeps calls.
+    pub audit_retention: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -96,6 +98,7 @@ impl Default for GatewaySettings {
             sign_requests: true,
             rate_limit_per_caller: None,
             rate_limit_per_tenant: None,
+            audit_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -60,6 +60,8 @@ pub struct Shared {
     pub clock: Clock,
     /// The plugin-to-plugin gateway's client and limits.
     pub gateway: crate::gateway::Gateway,
+    /// The gateway's audit log.
+    pub audit: crate::audit::AuditLog,
     /// Cancelled when the hub shuts down; long-lived responses (watch streams) end with it.
     pub shutdown: CancellationToken,
 }

@@ -61,6 +61,15 @@ pub async fn run(state: AppState, every: Duration) {
             {
                 tracing::warn!(%error, "cannot prune the registry change log");
             }
+            let retention = state.gateway.settings().audit_retention;
+            let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+            if let Err(error) = state
+                .store
+                .prune_calls(now.saturating_sub(retention_ms))
+                .await
+            {
+                tracing::warn!(%error, "cannot prune the gateway audit log");
+            }
         }
     }
 }

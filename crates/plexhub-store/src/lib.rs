@@ -20,6 +20,7 @@ use plexhub_core::registry::{HealthPolicy, InstanceId, Service, ServiceStatus};
 use plexhub_core::tenant::{Tenant, TenantId, TenantSlug};
 use plexhub_core::version::Version;
 
+mod audit_sql;
 mod data_sql;
 pub mod feed;
 pub mod postgres;
@@ -580,10 +581,71 @@ pub trait DataStore: Send + Sync {
     async fn prune_data_events(&self, before_ms: i64) -> StoreResult<u64>;
 }
 
+/// One gateway call as audited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// When the call was answered, epoch milliseconds.
+    pub at_ms: i64,
+    /// The calling plugin.
+    pub caller: String,
+    /// The plugin that owns the service, when it was resolved.
+    pub target: Option<String>,
+    /// The service asked for.
+    pub service: String,
+    /// HTTP method.
+    pub method: String,
+    /// The path asked for on the service (without query).
+    pub path: String,
+    /// The matched endpoint (`GET /contacts/:id`), when one matched.
+    pub endpoint: Option<String>,
+    /// The status the caller got.
+    pub status: u16,
+    /// Time spent, microseconds.
+    pub duration_us: i64,
+    /// The request id.
+    pub request_id: String,
+}
+
+/// Filters of an audit query; every one is optional.
+#[derive(Debug, Clone, Default)]
+pub struct CallQuery {
+    /// Only this tenant.
+    pub tenant_id: Option<TenantId>,
+    /// Only calls of this plugin.
+    pub caller: Option<String>,
+    /// Only calls to this plugin.
+    pub target: Option<String>,
+    /// Only statuses in `[from, to]`.
+    pub status: Option<(u16, u16)>,
+    /// Only calls at or after this time (epoch ms).
+    pub since_ms: Option<i64>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+/// The gateway's audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends calls (one multi-row insert per chunk).
+    async fn record_calls(&self, calls: &[CallRecord]) -> StoreResult<()>;
+    /// Calls matching `query`, newest first.
+    async fn calls(&self, query: &CallQuery) -> StoreResult<Vec<CallRecord>>;
+    /// Deletes calls older than `before_ms`; returns how many.
+    async fn prune_calls(&self, before_ms: i64) -> StoreResult<u64>;
+}
+
 /// Everything the hub stores, behind one handle.
 #[async_trait]
 pub trait Store:
-    TenantStore + CatalogStore + InstallationStore + CredentialStore + RegistryStore + DataStore
+    TenantStore
+    + CatalogStore
+    + InstallationStore
+    + CredentialStore
+    + RegistryStore
+    + DataStore
+    + AuditStore
 {
     /// Round-trips to the database (readiness).
     async fn ping(&self) -> StoreResult<()>;

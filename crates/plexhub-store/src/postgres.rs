@@ -123,3 +123,4 @@ crate::data_sql::data_store!(
     sqlx::postgres::PgRow,
     write_merged_in_one_statement
 );
+crate::audit_sql::audit_store!(PostgresStore, sqlx::Postgres, sqlx::postgres::PgRow);

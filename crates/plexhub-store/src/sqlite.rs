@@ -37,3 +37,4 @@ impl SqliteStore {
 crate::sql::sql_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "sqlite");
 crate::registry_sql::registry_store!(SqliteStore, sqlx::Sqlite);
 crate::data_sql::data_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
+crate::audit_sql::audit_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);

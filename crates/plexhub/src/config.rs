@@ -82,6 +82,8 @@ pub struct ServeConfig {
     pub rate_limit_per_caller: Option<String>,
     /// Default gateway quota per tenant: `RPS` or `RPS/BURST` [default: none].
     pub rate_limit_per_tenant: Option<String>,
+    /// Hours the gateway's audit log keeps calls.
+    pub audit_retention_hours: u64,
 }
 
 impl Default for ServeConfig {
@@ -107,6 +109,7 @@ impl Default for ServeConfig {
             sign_requests: true,
             rate_limit_per_caller: None,
             rate_limit_per_tenant: None,
+            audit_retention_hours: 168,
         }
     }
 }
@@ -239,6 +242,7 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
             sign_requests: config.sign_requests,
             rate_limit_per_caller: rate_limit(config.rate_limit_per_caller.as_deref())?,
             rate_limit_per_tenant: rate_limit(config.rate_limit_per_tenant.as_deref())?,
+            audit_retention: Duration::from_secs(config.audit_retention_hours.saturating_mul(3600)),
         },
         signing_keys,
     };

@@ -95,6 +95,10 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     rate_limit_per_tenant: Option<String>,
+    /// Hours the gateway's audit log keeps calls [default: 168].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit_retention_hours: Option<u64>,
 }
 
 fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {

@@ -484,9 +484,125 @@ async fn the_seed_call_route_wraps_the_answer(app: TestApp) {
     named.assert_status(200);
 }
 
+/// Every call, forwarded or refused, lands in the audit log and the gateway histogram.
+async fn calls_are_audited_and_measured(app: TestApp) {
+    let plugin = upstream().await;
+    let (crm, analytics) = acme(&app, &plugin.base).await;
+    proxy(
+        &app,
+        &analytics,
+        Method::GET,
+        "/crm.contacts/contacts?x=1",
+        &[("x-request-id", "audit-1")],
+    )
+    .await
+    .assert_status(200);
+    proxy(
+        &app,
+        &analytics,
+        Method::POST,
+        "/crm.contacts/contacts",
+        &[],
+    )
+    .await
+    .assert_error(403, "PERMISSION_DENIED");
+    proxy(&app, &crm, Method::GET, "/crm.contacts/contacts", &[])
+        .await
+        .assert_error(403, "ACCESS_DENIED");
+    let body = json!({"targetPluginId": "plugin-crm", "targetServiceName": "crm.deals",
+        "method": "GET", "path": "/deals/3"});
+    call(&app, &analytics, body).await.assert_status(200);
+    let started = tokio::time::Instant::now();
+    let calls = loop {
+        let listed = app
+            .admin(Method::GET, "/api/v1/calls?tenant=acme", None)
+            .await;
+        let calls = listed.assert_status(200)["calls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if calls.len() >= 4 {
+            break calls;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "audited: {calls:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(calls.len(), 4);
+    let first = calls
+        .iter()
+        .find(|c| c["requestId"] == "audit-1")
+        .expect("the first call");
+    assert_eq!(first["caller"], "plugin-analytics");
+    assert_eq!(first["target"], "plugin-crm");
+    assert_eq!(first["service"], "crm.contacts");
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["path"], "/contacts");
+    assert_eq!(first["endpoint"], "GET /contacts");
+    assert_eq!(first["status"], 200);
+    assert!(first["durationMs"].as_f64().is_some_and(|ms| ms > 0.0));
+    let refused = app
+        .admin(Method::GET, "/api/v1/calls?tenant=acme&status=4xx", None)
+        .await;
+    let refused = refused.assert_status(200)["calls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(refused.len(), 2);
+    assert!(
+        refused
+            .iter()
+            .all(|c| c["status"] == 403 && c["endpoint"].is_null())
+    );
+    let by_crm = app
+        .admin(Method::GET, "/api/v1/calls?caller=plugin-crm", None)
+        .await;
+    assert_eq!(
+        by_crm.assert_status(200)["calls"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let later = app
+        .admin(
+            Method::GET,
+            "/api/v1/calls?since=2999-01-01T00:00:00Z",
+            None,
+        )
+        .await;
+    assert_eq!(later.assert_status(200)["calls"], json!([]));
+    app.admin(Method::GET, "/api/v1/calls?status=7xx", None)
+        .await
+        .assert_error(400, "INVALID_PARAMETER");
+    app.as_plugin(&analytics, Method::GET, "/api/v1/calls")
+        .await
+        .assert_error(403, "FORBIDDEN");
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(
+            "plexhub_gateway_call_duration_seconds_count{route=\"proxy\",status_class=\"4xx\"} 2"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("route=\"call\",status_class=\"2xx\""),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("acme"), "no tenant slug in metric labels");
+}
+
 crate::on_both_backends!(
     the_proxy_forwards_what_it_may_and_refuses_what_it_must,
     the_seed_call_route_wraps_the_answer,
+    calls_are_audited_and_measured,
 );
 
 fn rss_kib() -> u64 {

@@ -193,6 +193,7 @@ async fn openapi_lists_every_route_and_docs_render_offline() {
         ("/api/plugin-gateway/call", "post"),
         ("/.well-known/plexhub-keys", "get"),
         ("/api/v1/access/explain", "get"),
+        ("/api/v1/calls", "get"),
         ("/api/v1/proxy/{serviceName}", "get"),
         ("/api/v1/proxy/{serviceName}", "post"),
         ("/api/v1/proxy/{serviceName}", "put"),

@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 use crate::auth::TenantScope;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::ApiJson;
-use crate::gateway::{self, CallContext};
+use crate::gateway::{self, Attempt, CallContext};
 use crate::registry::parse_service_name;
 use crate::routes::v1::calling_plugin;
 use crate::state::{AppState, rfc3339};
@@ -80,6 +80,7 @@ fn text_of(value: &Value) -> Option<String> {
 async fn call_plugin(
     scope: TenantScope,
     State(state): State<AppState>,
+    headers_in: HeaderMap,
     ApiJson(request): ApiJson<CallRequest>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
@@ -110,7 +111,28 @@ async fn call_plugin(
         tenant: &scope.tenant,
         caller: &caller,
     };
-    let route = gateway::authorize(&state, &call, &service, Some(&target), &method, path).await?;
+    let request_id = headers_in
+        .get(&crate::request_id::REQUEST_ID_HEADER)
+        .and_then(|id| id.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let attempt = Attempt {
+        kind: "call",
+        service: service.as_str(),
+        method: &method,
+        path,
+        request_id: &request_id,
+        started,
+    };
+    let route =
+        match gateway::authorize(&state, &call, &service, Some(&target), &method, path).await {
+            Ok(route) => route,
+            Err(error) => {
+                let status = error.code().status().as_u16();
+                gateway::audit(&state, &call, &attempt, None, status).await;
+                return Err(error);
+            }
+        };
 
     let query = {
         let mut query =
@@ -128,6 +150,9 @@ async fn call_plugin(
         format!("{path}?{query}")
     };
     let mut headers = HeaderMap::new();
+    if let Some(id) = headers_in.get(&crate::request_id::REQUEST_ID_HEADER) {
+        headers.insert(crate::request_id::REQUEST_ID_HEADER.clone(), id.clone());
+    }
     for (name, value) in &request.headers {
         let header = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| invalid(format!("headers.{name} is not a header name")))?;
@@ -147,12 +172,18 @@ async fn call_plugin(
         &state,
         &call,
         &route,
-        method,
+        method.clone(),
         &path_and_query,
         &headers,
         body,
     )
-    .await?;
+    .await;
+    let status = match &answer {
+        Ok(response) => response.status().as_u16(),
+        Err(error) => error.code().status().as_u16(),
+    };
+    gateway::audit(&state, &call, &attempt, Some(&route), status).await;
+    let answer = answer?;
     let (parts, body) = answer.into_parts();
     let bytes = body
         .collect()

@@ -2,23 +2,26 @@
 //! forwarded with both bodies streamed; and `/api/v1/access/explain`, why such a call is
 //! allowed or denied.
 
+use std::time::Instant;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use plexhub_core::ids::PluginId;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use plexhub_store::CallQuery;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::TenantScope;
+use crate::auth::{Admin, TenantScope};
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::ApiQuery;
-use crate::gateway::{self, CallContext};
+use crate::gateway::{self, Attempt, CallContext};
 use crate::registry::parse_service_name;
-use crate::state::AppState;
+use crate::state::{AppState, rfc3339};
 
 /// Where the proxy routes live.
 const PREFIX: &str = "/api/v1/proxy/";
@@ -29,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(proxy))
         .routes(routes!(proxy_root))
         .routes(routes!(explain_access))
+        .routes(routes!(list_calls))
 }
 
 /// The calling plugin: the credential's, or for the admin the one named by
@@ -113,12 +117,32 @@ async fn forward(
         tenant: &scope.tenant,
         caller: &caller,
     };
-    let route = gateway::authorize(&state, &call, &service, None, &parts.method, path).await?;
+    let request_id = parts
+        .headers
+        .get(&crate::request_id::REQUEST_ID_HEADER)
+        .and_then(|id| id.to_str().ok())
+        .unwrap_or_default();
+    let attempt = Attempt {
+        kind: "proxy",
+        service: service.as_str(),
+        method: &parts.method,
+        path,
+        request_id,
+        started: Instant::now(),
+    };
+    let route = match gateway::authorize(&state, &call, &service, None, &parts.method, path).await {
+        Ok(route) => route,
+        Err(error) => {
+            let status = error.code().status().as_u16();
+            gateway::audit(&state, &call, &attempt, None, status).await;
+            return Err(error);
+        }
+    };
     let path_and_query = match parts.uri.query() {
         Some(query) => format!("{path}?{query}"),
         None => path.to_owned(),
     };
-    gateway::forward(
+    let answer = gateway::forward(
         &state,
         &call,
         &route,
@@ -127,7 +151,13 @@ async fn forward(
         &parts.headers,
         Body::new(body),
     )
-    .await
+    .await;
+    let status = match &answer {
+        Ok(response) => response.status().as_u16(),
+        Err(error) => error.code().status().as_u16(),
+    };
+    gateway::audit(&state, &call, &attempt, Some(&route), status).await;
+    answer
 }
 
 /// What to explain.
@@ -162,4 +192,124 @@ async fn explain_access(
     };
     let answer = gateway::explain_call(&state, &call, &service, &method, &query.path).await?;
     Ok(Json(answer))
+}
+
+/// Filters of the audit log.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CallFilter {
+    /// Tenant slug.
+    tenant: Option<String>,
+    /// Calling plugin.
+    caller: Option<String>,
+    /// Called plugin.
+    target: Option<String>,
+    /// A status (`404`) or a class (`5xx`).
+    status: Option<String>,
+    /// RFC 3339 time or epoch milliseconds.
+    since: Option<String>,
+    /// 1-1000, default 100.
+    limit: Option<u32>,
+}
+
+/// One audited call.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallView {
+    tenant_id: String,
+    at: String,
+    caller: String,
+    target: Option<String>,
+    service: String,
+    method: String,
+    path: String,
+    endpoint: Option<String>,
+    status: u16,
+    duration_ms: f64,
+    request_id: String,
+}
+
+/// Audited calls, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct CallList {
+    calls: Vec<CallView>,
+}
+
+fn invalid(message: &str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidParameter, message)
+}
+
+fn status_range(text: &str) -> Result<(u16, u16), ApiError> {
+    let bad = || invalid("status must be a code such as 404 or a class such as 5xx");
+    if let Some(class) = text.strip_suffix("xx") {
+        let class: u16 = class.parse().map_err(|_| bad())?;
+        if !(1..=5).contains(&class) {
+            return Err(bad());
+        }
+        return Ok((class * 100, class * 100 + 99));
+    }
+    let code: u16 = text.parse().map_err(|_| bad())?;
+    if !(100..=599).contains(&code) {
+        return Err(bad());
+    }
+    Ok((code, code))
+}
+
+fn since_ms(text: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    humantime::parse_rfc3339_weak(text)
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|since| i64::try_from(since.as_millis()).ok())
+        .ok_or_else(|| invalid("since must be an RFC 3339 time or epoch milliseconds"))
+}
+
+/// The gateway's audit log (admin): who called what, the matched endpoint, the status and
+/// how long it took.
+#[utoipa::path(get, path = "/api/v1/calls", tag = "gateway", params(CallFilter),
+    responses((status = 200, body = CallList), (status = 400, description = "INVALID_PARAMETER"),
+        (status = 404, description = "TENANT_NOT_FOUND")),
+    security(("bearer" = [])))]
+async fn list_calls(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiQuery(filter): ApiQuery<CallFilter>,
+) -> Result<Json<CallList>, ApiError> {
+    let tenant_id = match &filter.tenant {
+        Some(slug) => Some(super::tenants::find_tenant(&state, slug).await?.id),
+        None => None,
+    };
+    let limit = filter.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(invalid("limit must be 1-1000"));
+    }
+    let query = CallQuery {
+        tenant_id,
+        caller: filter.caller,
+        target: filter.target,
+        status: filter.status.as_deref().map(status_range).transpose()?,
+        since_ms: filter.since.as_deref().map(since_ms).transpose()?,
+        limit,
+    };
+    let calls = state.store.calls(&query).await?;
+    Ok(Json(CallList {
+        calls: calls
+            .into_iter()
+            .map(|call| CallView {
+                tenant_id: call.tenant_id.to_string(),
+                at: rfc3339(call.at_ms),
+                caller: call.caller,
+                target: call.target,
+                service: call.service,
+                method: call.method,
+                path: call.path,
+                endpoint: call.endpoint,
+                status: call.status,
+                duration_ms: call.duration_us as f64 / 1000.0,
+                request_id: call.request_id,
+            })
+            .collect(),
+    }))
 }

@@ -1,0 +1,98 @@
+//! The audit log's SQL, shared by every backend like [`crate::sql`].
+
+/// Implements [`crate::AuditStore`] for `$store` (see [`crate::sql::sql_store!`]).
+macro_rules! audit_store {
+    ($store:ident, $db:ty, $row:ty) => {
+        use crate::{AuditStore, CallQuery, CallRecord};
+
+        /// Rows per insert statement: 11 parameters each stay below every backend's limit.
+        const CALL_ROWS: usize = 500;
+
+        fn call_from(row: &$row) -> StoreResult<CallRecord> {
+            let tenant: &str = row.try_get("tenant_id")?;
+            let status: i64 = row.try_get("status")?;
+            Ok(CallRecord {
+                tenant_id: crate::sql::tenant_id(tenant)?,
+                at_ms: row.try_get("at")?,
+                caller: row.try_get("caller")?,
+                target: row.try_get("target")?,
+                service: row.try_get("service")?,
+                method: row.try_get("method")?,
+                path: row.try_get("path")?,
+                endpoint: row.try_get("endpoint")?,
+                status: u16::try_from(status).unwrap_or(0),
+                duration_us: row.try_get("duration_us")?,
+                request_id: row.try_get("request_id")?,
+            })
+        }
+
+        #[async_trait]
+        impl AuditStore for $store {
+            async fn record_calls(&self, calls: &[CallRecord]) -> StoreResult<()> {
+                for chunk in calls.chunks(CALL_ROWS) {
+                    let rows: Vec<String> = (0..chunk.len())
+                        .map(|i| {
+                            let p = i * 11;
+                            let params: Vec<String> =
+                                (1..=11).map(|n| format!("${}", p + n)).collect();
+                            format!("({})", params.join(", "))
+                        })
+                        .collect();
+                    let sql = format!(
+                        "INSERT INTO gateway_calls (tenant_id, at, caller, target, service, method, \
+                         path, endpoint, status, duration_us, request_id) VALUES {}",
+                        rows.join(", ")
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for call in chunk {
+                        query = query
+                            .bind(call.tenant_id.to_string())
+                            .bind(call.at_ms)
+                            .bind(&call.caller)
+                            .bind(&call.target)
+                            .bind(&call.service)
+                            .bind(&call.method)
+                            .bind(&call.path)
+                            .bind(&call.endpoint)
+                            .bind(i64::from(call.status))
+                            .bind(call.duration_us)
+                            .bind(&call.request_id);
+                    }
+                    query.execute(&self.pool).await?;
+                }
+                Ok(())
+            }
+
+            async fn calls(&self, query: &CallQuery) -> StoreResult<Vec<CallRecord>> {
+                let (from, to) = query.status.map_or((0, 999), |(from, to)| (i64::from(from), i64::from(to)));
+                let rows = sqlx::query(
+                    "SELECT tenant_id, at, caller, target, service, method, path, endpoint, status, \
+                     duration_us, request_id FROM gateway_calls \
+                     WHERE ($1 = '' OR tenant_id = $1) AND ($2 = '' OR caller = $2) \
+                     AND ($3 = '' OR target = $3) AND status >= $4 AND status <= $5 AND at >= $6 \
+                     ORDER BY at DESC LIMIT $7",
+                )
+                .bind(query.tenant_id.map(|id| id.to_string()).unwrap_or_default())
+                .bind(query.caller.clone().unwrap_or_default())
+                .bind(query.target.clone().unwrap_or_default())
+                .bind(from)
+                .bind(to)
+                .bind(query.since_ms.unwrap_or(0))
+                .bind(i64::from(query.limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(call_from).collect()
+            }
+
+            async fn prune_calls(&self, before_ms: i64) -> StoreResult<u64> {
+                let done = sqlx::query("DELETE FROM gateway_calls WHERE at < $1")
+                    .bind(before_ms)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+        }
+    };
+}
+
+pub(crate) use audit_store;
