@@ -5,8 +5,44 @@ macro_rules! audit_store {
     ($store:ident, $db:ty, $row:ty) => {
         use crate::{AuditStore, CallQuery, CallRecord};
 
-        /// Rows per insert statement: 11 parameters each stay below every backend's limit.
-        const CALL_ROWS: usize = 500;
+        /// Rows per multi-row insert statement.
+        const CALL_ROWS: usize = 64;
+
+        /// Inserts calls with one statement.
+        async fn insert_calls(
+            connection: &mut <$db as sqlx::Database>::Connection,
+            calls: &[CallRecord],
+        ) -> StoreResult<()> {
+            let rows: Vec<String> = (0..calls.len())
+                .map(|i| {
+                    let p = i * 11;
+                    let params: Vec<String> = (1..=11).map(|n| format!("${}", p + n)).collect();
+                    format!("({})", params.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO gateway_calls (tenant_id, at, caller, target, service, method, \
+                 path, endpoint, status, duration_us, request_id) VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for call in calls {
+                query = query
+                    .bind(call.tenant_id.to_string())
+                    .bind(call.at_ms)
+                    .bind(&call.caller)
+                    .bind(&call.target)
+                    .bind(&call.service)
+                    .bind(&call.method)
+                    .bind(&call.path)
+                    .bind(&call.endpoint)
+                    .bind(i64::from(call.status))
+                    .bind(call.duration_us)
+                    .bind(&call.request_id);
+            }
+            query.execute(&mut *connection).await?;
+            Ok(())
+        }
 
         fn call_from(row: &$row) -> StoreResult<CallRecord> {
             let tenant: &str = row.try_get("tenant_id")?;
@@ -29,37 +65,16 @@ macro_rules! audit_store {
         #[async_trait]
         impl AuditStore for $store {
             async fn record_calls(&self, calls: &[CallRecord]) -> StoreResult<()> {
-                for chunk in calls.chunks(CALL_ROWS) {
-                    let rows: Vec<String> = (0..chunk.len())
-                        .map(|i| {
-                            let p = i * 11;
-                            let params: Vec<String> =
-                                (1..=11).map(|n| format!("${}", p + n)).collect();
-                            format!("({})", params.join(", "))
-                        })
-                        .collect();
-                    let sql = format!(
-                        "INSERT INTO gateway_calls (tenant_id, at, caller, target, service, method, \
-                         path, endpoint, status, duration_us, request_id) VALUES {}",
-                        rows.join(", ")
-                    );
-                    let mut query = sqlx::query(&sql);
-                    for call in chunk {
-                        query = query
-                            .bind(call.tenant_id.to_string())
-                            .bind(call.at_ms)
-                            .bind(&call.caller)
-                            .bind(&call.target)
-                            .bind(&call.service)
-                            .bind(&call.method)
-                            .bind(&call.path)
-                            .bind(&call.endpoint)
-                            .bind(i64::from(call.status))
-                            .bind(call.duration_us)
-                            .bind(&call.request_id);
-                    }
-                    query.execute(&self.pool).await?;
+                // Two statement shapes only (a full chunk, one row), so both stay prepared.
+                let mut tx = self.pool.begin().await?;
+                let mut chunks = calls.chunks_exact(CALL_ROWS);
+                for chunk in chunks.by_ref() {
+                    insert_calls(&mut tx, chunk).await?;
                 }
+                for call in chunks.remainder() {
+                    insert_calls(&mut tx, std::slice::from_ref(call)).await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 
