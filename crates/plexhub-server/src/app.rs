@@ -118,6 +118,10 @@ impl Application {
         let jobs = [
             tokio::spawn(self.state.cache.clone().follow(token.clone())),
             tokio::spawn(crate::sweep::run(self.state.clone(), self.sweep_interval)),
+            tokio::spawn(crate::gateway::follow_breakers(
+                self.state.clone(),
+                token.clone(),
+            )),
         ];
         // Stopped once the server has drained: by then every request, and so every queued write,
         // has been answered.

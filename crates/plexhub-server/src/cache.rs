@@ -267,6 +267,8 @@ impl HubCache {
             Change::CredentialRevoked { id } => {
                 self.credentials.remove(id);
             }
+            // Circuit breakers live in the gateway, not in these caches.
+            Change::Breaker { .. } => {}
         }
     }
 

@@ -29,7 +29,7 @@ use serde_json::json;
 use crate::cache::{CachedCaller, CallerProfile, ServiceEntry};
 use crate::error::{ApiError, ErrorCode};
 use crate::request_id::REQUEST_ID_HEADER;
-use crate::resilience::{Breakers, FAILURES_TO_OPEN, RetryBudget, Transition};
+use crate::resilience::{Breaker, Breakers, FAILURES_TO_OPEN, RetryBudget, Transition};
 use crate::settings::GatewaySettings;
 use crate::state::AppState;
 
@@ -530,7 +530,7 @@ pub async fn forward(
         };
         let transition = breaker.record(healthy, now);
         if transition != Transition::None {
-            announce_breaker(state, route, replica, transition, now);
+            announce_breaker(state, route, replica, &breaker, transition, now);
         }
         outcome = Some(result);
         if !retryable {
@@ -588,6 +588,7 @@ fn announce_breaker(
     state: &AppState,
     route: &Authorized,
     replica: &Replica,
+    breaker: &Breaker,
     transition: Transition,
     now_ms: i64,
 ) {
@@ -602,6 +603,10 @@ fn announce_breaker(
         Transition::None => return,
     };
     tracing::warn!(service = %route.service, replica = %replica.instance, ?transition, "circuit breaker");
+    let verdict = Change::Breaker {
+        replica: replica.key.clone(),
+        open_until_ms: breaker.open_until_ms(),
+    };
     let state = state.clone();
     let (tenant, service_id, instance, name) = (
         route.tenant,
@@ -610,6 +615,8 @@ fn announce_breaker(
         route.service.clone(),
     );
     tokio::spawn(async move {
+        // The other hubs adopt the verdict (this one already holds it).
+        state.feed.publish(verdict).await;
         let recorded = state
             .store
             .record_health(
@@ -796,4 +803,24 @@ pub async fn audit(
         request_id: attempt.request_id.to_owned(),
     };
     state.audit.record(record).await;
+}
+
+/// Follows the change feed until `shutdown`, adopting the circuit-breaker verdicts of other
+/// hubs, so a replica one hub found failing is spared by all.
+pub async fn follow_breakers(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
+    let mut events = state.feed.subscribe();
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = events.recv() => event,
+        };
+        match event {
+            Ok(plexhub_store::feed::FeedEvent::Change(Change::Breaker {
+                replica,
+                open_until_ms,
+            })) => state.gateway.breakers.of(&replica).adopt(open_until_ms),
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }

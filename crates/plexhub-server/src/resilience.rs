@@ -79,6 +79,26 @@ impl Breaker {
     }
 }
 
+impl Breaker {
+    /// Takes over another hub's verdict: open until `open_until_ms` (kept if this breaker is
+    /// already open longer), or closed (`0`).
+    pub fn adopt(&self, open_until_ms: i64) {
+        if open_until_ms == 0 {
+            self.failures.store(0, Ordering::Release);
+            self.open_until_ms.store(0, Ordering::Release);
+            self.probing.store(false, Ordering::Release);
+        } else {
+            self.open_until_ms
+                .fetch_max(open_until_ms, Ordering::AcqRel);
+        }
+    }
+
+    /// When calls may probe again (epoch ms), or 0 when closed.
+    pub fn open_until_ms(&self) -> i64 {
+        self.open_until_ms.load(Ordering::Acquire)
+    }
+}
+
 /// The breakers of every replica this hub calls, by replica key.
 pub struct Breakers {
     by_replica: Cache<String, Arc<Breaker>>,
@@ -172,6 +192,16 @@ mod tests {
         assert!(breaker.allows(20_000 + OPEN_FOR_MS));
         assert_eq!(breaker.record(true, 40_000), Transition::Closed);
         assert!(breaker.allows(40_000));
+    }
+
+    #[test]
+    fn a_breaker_adopts_another_hubs_verdict() {
+        let breaker = Breaker::default();
+        breaker.adopt(5_000);
+        assert!(!breaker.allows(4_999));
+        assert!(breaker.allows(5_000), "then one probe");
+        breaker.adopt(0);
+        assert!(breaker.allows(5_000) && breaker.allows(5_000), "closed");
     }
 
     #[test]

@@ -56,6 +56,14 @@ pub enum Change {
         /// Its id.
         id: String,
     },
+    /// A hub's circuit breaker for a plugin replica opened (until `open_until_ms`) or closed
+    /// (`open_until_ms` 0): the other hubs stop (or resume) calling it too.
+    Breaker {
+        /// The replica's breaker key.
+        replica: String,
+        /// When calls may probe again, epoch ms; 0 when closed.
+        open_until_ms: i64,
+    },
 }
 
 /// What subscribers receive.

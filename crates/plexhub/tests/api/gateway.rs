@@ -1029,3 +1029,62 @@ async fn two_hubs_share_one_tenant_quota_through_redis() {
     // refill nothing), not 3 each.
     assert_eq!((admitted, limited), (3, 3));
 }
+
+#[tokio::test]
+async fn a_circuit_opened_by_one_hub_spares_the_replica_on_the_other() {
+    let (Some(_), Some(redis_url)) = (
+        crate::helpers::service_url("PLEXHUB_TEST_DATABASE_URL"),
+        crate::helpers::service_url("PLEXHUB_TEST_REDIS_URL"),
+    ) else {
+        return;
+    };
+    let options = |database_url: Option<String>| Options {
+        redis_url: Some(redis_url.clone()),
+        database_url,
+        ..Options::default()
+    };
+    let a = spawn_with(Backend::Postgres, options(None))
+        .await
+        .expect("hub A");
+    let b = spawn_with(Backend::Postgres, options(Some(a.database_url.clone())))
+        .await
+        .expect("hub B");
+    for hub in [&a, &b] {
+        let started = tokio::time::Instant::now();
+        while hub
+            .send(Method::GET, "/readyz", None, &[], None)
+            .await
+            .status
+            != 200
+        {
+            assert!(started.elapsed() < Duration::from_secs(5), "feed connects");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let plugin = upstream().await;
+    let (_, analytics) = acme(&a, &plugin.base).await;
+    let flaky = "/crm.deals/deals/flaky";
+    proxy(&b, &analytics, Method::GET, flaky, &[])
+        .await
+        .assert_status(200);
+    plugin.failing.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        let failed = proxy(&a, &analytics, Method::GET, flaky, &[]).await;
+        assert_eq!(failed.status.as_u16(), 503);
+    }
+    let started = tokio::time::Instant::now();
+    while replica_status(&a, "crm.deals").await != "DEGRADED" {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "marked DEGRADED"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Hub B never saw a failure itself, yet no longer calls the replica.
+    let seen = plugin.hits.load(Ordering::SeqCst);
+    proxy(&b, &analytics, Method::GET, flaky, &[])
+        .await
+        .assert_error(503, "SERVICE_UNAVAILABLE");
+    assert_eq!(plugin.hits.load(Ordering::SeqCst), seen);
+}

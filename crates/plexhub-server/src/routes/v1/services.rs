@@ -343,7 +343,9 @@ impl ChangeLog for RegistryLog {
             FeedEvent::Change(Change::Services { tenant, .. } | Change::Tenant { tenant }) => {
                 *tenant == self.scope.tenant.id
             }
-            FeedEvent::Change(Change::CredentialRevoked { .. } | Change::Data { .. }) => false,
+            FeedEvent::Change(
+                Change::CredentialRevoked { .. } | Change::Data { .. } | Change::Breaker { .. },
+            ) => false,
             FeedEvent::Connected | FeedEvent::Disconnected => true,
         }
     }
