@@ -240,11 +240,24 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.code.status(), Json(body)).into_response();
+        mark_hub_error(&mut response, self.code);
         if let Some(seconds) = retry_after(&self) {
             response.headers_mut().insert(header::RETRY_AFTER, seconds);
         }
         response.extensions_mut().insert(ErrorReport(self));
         response
+    }
+}
+
+/// Marks an answer as the hub's own error (`X-Plexhub-Error: <CODE>`), so that a gateway caller
+/// can tell it from a plugin's answer (the gateway never lets a plugin send `X-Plexhub-*`).
+fn mark_hub_error(response: &mut Response, code: ErrorCode) {
+    let text = serde_json::to_value(code)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&text) {
+        response.headers_mut().insert("x-plexhub-error", value);
     }
 }
 
@@ -266,6 +279,7 @@ pub fn render_flat(report: &ErrorReport) -> Response {
         }
     }
     let mut response = (error.code.status(), Json(Value::Object(body))).into_response();
+    mark_hub_error(&mut response, error.code);
     if let Some(seconds) = retry_after(error) {
         response.headers_mut().insert(header::RETRY_AFTER, seconds);
     }

@@ -577,6 +577,16 @@ pub async fn forward(
     for name in &listed {
         parts.headers.remove(name);
     }
+    // The hub's own headers (`X-Plexhub-Error`) cannot be forged by a plugin.
+    let forged: Vec<HeaderName> = parts
+        .headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-plexhub-"))
+        .cloned()
+        .collect();
+    for name in forged {
+        parts.headers.remove(name);
+    }
     let max_response = usize::try_from(limits.max_response_bytes).unwrap_or(usize::MAX);
     let body = Body::new(Limited::new(incoming, max_response).map_err(axum::Error::new));
     Ok(Response::from_parts(parts, body))

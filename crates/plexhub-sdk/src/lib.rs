@@ -1,0 +1,23 @@
+//! plexhub-sdk: what a plugin written in Rust needs to talk to the hub.
+//!
+//! - [`Client`]: calls to other plugins through the gateway ([`Client::call`],
+//!   [`Client::get_json`]), shared data ([`Client::data_get`], [`Client::data_set`],
+//!   [`Client::data_update`] which retries on a revision conflict), with the hub's error codes
+//!   as [`HubError`].
+//! - [`HubRequest`]: an axum extractor for the plugin's own server that accepts only requests
+//!   the hub signed, and tells the handler the tenant, the calling plugin and the request id.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), plexhub_sdk::Error> {
+//! // PLEXHUB_URL and PLEXHUB_TOKEN (the plugin's credential) come from the environment.
+//! let hub = plexhub_sdk::Client::from_env()?;
+//! let contacts: serde_json::Value = hub.get_json("crm.contacts", "/contacts?limit=5").await?;
+//! hub.data_set("analytics.cache", "contacts", &contacts, Some(300)).await?;
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod verify;
+
+pub use client::{Client, ClientBuilder, DataEntry, Error, HubError};
+pub use verify::{HubRequest, Refused, Verifier};
