@@ -207,6 +207,29 @@ impl Client {
         Ok(response.json().await?)
     }
 
+    /// A hub API call (`path` from the root): the JSON answer (`null` when empty), or the
+    /// hub's error.
+    pub(crate) async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, Error> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if !body.is_null() {
+            request = request.json(body);
+        }
+        let response = request.send().await?;
+        if !response.status().is_success() {
+            return Err(Self::hub_error(response).await);
+        }
+        let text = response.text().await?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
     fn data_url(&self, namespace: &str, key: &str) -> String {
         format!("{}/api/v1/data/{namespace}/{key}", self.base)
     }

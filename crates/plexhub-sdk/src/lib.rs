@@ -4,6 +4,8 @@
 //!   [`Client::get_json`]), shared data ([`Client::data_get`], [`Client::data_set`],
 //!   [`Client::data_update`] which retries on a revision conflict), with the hub's error codes
 //!   as [`HubError`].
+//! - [`Client::keep_registered`]: the plugin's replicas registered at start-up and kept alive by
+//!   background heartbeats that register again whatever the hub forgot ([`Heartbeats`]).
 //! - [`HubRequest`]: an axum extractor for the plugin's own server that accepts only requests
 //!   the hub signed, and tells the handler the tenant, the calling plugin and the request id.
 //!
@@ -17,7 +19,9 @@
 //! ```
 
 mod client;
+mod registration;
 mod verify;
 
 pub use client::{Client, ClientBuilder, DataEntry, Error, HubError};
+pub use registration::{Heartbeats, ServiceSpec, manifest_services};
 pub use verify::{HubRequest, Refused, Verifier};

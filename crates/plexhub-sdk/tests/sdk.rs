@@ -85,7 +85,7 @@ async fn a_plugin_calls_another_through_the_hub_and_shares_data() {
         admin(&hub, "/api/v1/plugins", manifest).await;
     }
     let installs = "/api/v1/tenants/acme/installations";
-    admin(
+    let crm = admin(
         &hub,
         installs,
         json!({"pluginId": "plugin-crm", "baseUrl": crm_url, "activate": true}),
@@ -166,4 +166,55 @@ async fn a_plugin_calls_another_through_the_hub_and_shares_data() {
     );
     assert!(client.data_delete("reports", "summary").await.unwrap());
     assert!(!client.data_delete("reports", "summary").await.unwrap());
+
+    // CRM keeps a second replica registered; removed by an operator, it comes back by itself.
+    let crm_token = crm["credential"]["token"].as_str().unwrap();
+    let crm_client = Client::builder()
+        .url(&hub)
+        .token(crm_token)
+        .build()
+        .unwrap();
+    let manifest: Value = serde_json::from_str(CRM).unwrap();
+    let services = plexhub_sdk::manifest_services(&manifest);
+    assert_eq!(services.len(), 2);
+    let beats = crm_client
+        .keep_registered(services, "sdk-1", &crm_url, Some(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    let replicas = |hub: String| async move {
+        let view: Value = reqwest::Client::new()
+            .get(format!("{hub}/api/v1/services/crm.deals"))
+            .bearer_auth(ADMIN)
+            .header("x-tenant-slug", "acme")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        view["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["instanceId"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    assert!(replicas(hub.clone()).await.contains(&"sdk-1".to_owned()));
+    let removed = reqwest::Client::new()
+        .delete(format!("{hub}/api/v1/services/crm.deals/instances/sdk-1"))
+        .bearer_auth(ADMIN)
+        .header("x-tenant-slug", "acme")
+        .send()
+        .await
+        .unwrap();
+    assert!(removed.status().is_success(), "{}", removed.status());
+    let started = tokio::time::Instant::now();
+    while !replicas(hub.clone()).await.contains(&"sdk-1".to_owned()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "registered again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    beats.stop().await;
 }
