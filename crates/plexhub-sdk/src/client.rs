@@ -230,6 +230,20 @@ impl Client {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Opens a long-lived request (a watch stream), failing on an error status.
+    pub(crate) async fn watch(&self, path: &str) -> Result<reqwest::Response, Error> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(Self::hub_error(response).await);
+        }
+        Ok(response)
+    }
+
     fn data_url(&self, namespace: &str, key: &str) -> String {
         format!("{}/api/v1/data/{namespace}/{key}", self.base)
     }

@@ -6,6 +6,8 @@
 //!   as [`HubError`].
 //! - [`Client::keep_registered`]: the plugin's replicas registered at start-up and kept alive by
 //!   background heartbeats that register again whatever the hub forgot ([`Heartbeats`]).
+//! - [`Client::discovery`]: discovery answers cached until the registry's watch stream says the
+//!   service changed ([`Discovery`]).
 //! - [`HubRequest`]: an axum extractor for the plugin's own server that accepts only requests
 //!   the hub signed, and tells the handler the tenant, the calling plugin and the request id.
 //!
@@ -19,9 +21,11 @@
 //! ```
 
 mod client;
+mod discovery;
 mod registration;
 mod verify;
 
 pub use client::{Client, ClientBuilder, DataEntry, Error, HubError};
+pub use discovery::Discovery;
 pub use registration::{Heartbeats, ServiceSpec, manifest_services};
 pub use verify::{HubRequest, Refused, Verifier};

@@ -217,4 +217,33 @@ async fn a_plugin_calls_another_through_the_hub_and_shares_data() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     beats.stop().await;
+
+    // Cached discovery follows the registry: CRM deactivated, its services vanish.
+    let discovery = client.discovery();
+    let started = tokio::time::Instant::now();
+    while !discovery.is_following() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the watch stream opens"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let found = discovery.discover("crm.contacts").await.unwrap().unwrap();
+    assert_eq!(found["pluginId"], "plugin-crm");
+    assert_eq!(discovery.discover("crm.nothing").await.unwrap(), None);
+    admin(
+        &hub,
+        "/api/v1/tenants/acme/installations/plugin-crm/deactivate",
+        json!(null),
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    while discovery.discover("crm.contacts").await.unwrap().is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the watch stream invalidates"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    discovery.stop();
 }
