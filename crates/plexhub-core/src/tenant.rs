@@ -155,12 +155,21 @@ impl RateLimit {
         }
     }
 
+    /// Time between two requests at the sustained rate, µs.
+    pub fn interval_us(self) -> i64 {
+        1_000_000 / i64::from(self.rps.max(1))
+    }
+
+    /// How far ahead of the rate a burst may run, µs.
+    pub fn tolerance_us(self) -> i64 {
+        self.interval_us() * (i64::from(self.burst.max(1)) - 1)
+    }
+
     /// One step of the generic cell rate algorithm (a token bucket kept as one number): given
     /// the stored theoretical arrival time (µs, `None` for a fresh key) and now, either the new
     /// time to store (the request is admitted) or how long to wait (µs).
     pub fn admit(self, stored_tat_us: Option<i64>, now_us: i64) -> Result<i64, i64> {
-        let interval = 1_000_000 / i64::from(self.rps.max(1));
-        let tolerance = interval * (i64::from(self.burst.max(1)) - 1);
+        let (interval, tolerance) = (self.interval_us(), self.tolerance_us());
         let tat = stored_tat_us.unwrap_or(now_us).max(now_us);
         if tat - now_us > tolerance {
             Err(tat - now_us - tolerance)

@@ -82,50 +82,31 @@ pub async fn admit(state: &AppState, tenant: &Tenant, caller: &PluginId) -> Resu
     if per_caller.is_none() && per_tenant.is_none() {
         return Ok(());
     }
-    let caller_key = format!("plexhub:rl:c:{}:{caller}", tenant.id);
-    let tenant_key = format!("plexhub:rl:t:{}", tenant.id);
     let scope = match (per_caller, per_tenant) {
         (Some(_), Some(_)) => "caller's or tenant's",
         (Some(_), None) => "caller's",
         _ => "tenant's",
     };
+    let buckets: Vec<(String, RateLimit)> = [
+        per_caller.map(|limit| (format!("plexhub:rl:c:{}:{caller}", tenant.id), limit)),
+        per_tenant.map(|limit| (format!("plexhub:rl:t:{}", tenant.id), limit)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if let Some(redis) = &state.redis {
-        let bucket = |key: &str, limit: Option<RateLimit>| {
-            limit.map(|limit| {
-                let interval = 1_000_000 / i64::from(limit.rps.max(1));
-                (
-                    key.to_owned(),
-                    interval,
-                    interval * (i64::from(limit.burst.max(1)) - 1),
-                )
-            })
+        let shared = |index: usize| {
+            buckets
+                .get(index)
+                .map(|(key, limit)| (key.as_str(), limit.interval_us(), limit.tolerance_us()))
         };
-        let buckets = [
-            bucket(&caller_key, per_caller),
-            bucket(&tenant_key, per_tenant),
-        ];
-        let shared = [
-            buckets[0]
-                .as_ref()
-                .map(|(key, i, t)| (key.as_str(), *i, *t)),
-            buckets[1]
-                .as_ref()
-                .map(|(key, i, t)| (key.as_str(), *i, *t)),
-        ];
-        match redis.admit(shared, REDIS_TIMEOUT).await {
+        match redis.admit([shared(0), shared(1)], REDIS_TIMEOUT).await {
             Ok(None) => return Ok(()),
             Ok(Some(wait)) => return Err(rate_limited(wait, scope)),
             Err(error) => {
                 tracing::warn!(%error, "rate limits fall back to this hub alone while Redis is unreachable");
             }
         }
-    }
-    let mut buckets = Vec::with_capacity(2);
-    if let Some(limit) = per_caller {
-        buckets.push((caller_key, limit));
-    }
-    if let Some(limit) = per_tenant {
-        buckets.push((tenant_key, limit));
     }
     let now_us = state.clock.now_ms().saturating_mul(1000);
     state

@@ -1,14 +1,10 @@
 //! Shared data: the seed's four routes (flat errors), revisions and compare-and-set, listing,
 //! batch reads, transactions, expiry, watch, and two hubs racing on one counter.
 
-use std::time::Duration;
-
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    ADMIN, Backend, Options, Reply, TestApp, analytics, crm_at, service_url, spawn_with,
-};
+use crate::helpers::{ADMIN, Reply, TestApp, analytics, crm_at};
 
 const SHARED: &str = "/api/plugin-gateway/shared-data";
 
@@ -791,37 +787,9 @@ async fn increment(hub: &TestApp, token: &str) -> u32 {
 
 #[tokio::test]
 async fn two_hubs_share_one_counter_without_losing_updates() {
-    let (Some(_), Some(redis_url)) = (
-        service_url("PLEXHUB_TEST_DATABASE_URL"),
-        service_url("PLEXHUB_TEST_REDIS_URL"),
-    ) else {
+    let Some((a, b)) = crate::helpers::two_hubs(Some(plexhub_server::Clock::manual())).await else {
         return;
     };
-    let clock = plexhub_server::Clock::manual();
-    let options = |database_url: Option<String>| Options {
-        redis_url: Some(redis_url.clone()),
-        clock: Some(clock.clone()),
-        database_url,
-        ..Options::default()
-    };
-    let a = spawn_with(Backend::Postgres, options(None))
-        .await
-        .expect("hub A");
-    let b = spawn_with(Backend::Postgres, options(Some(a.database_url.clone())))
-        .await
-        .expect("hub B");
-    for hub in [&a, &b] {
-        let started = tokio::time::Instant::now();
-        while hub
-            .send(Method::GET, "/readyz", None, &[], None)
-            .await
-            .status
-            != 200
-        {
-            assert!(started.elapsed() < Duration::from_secs(5), "feed connects");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
     let (crm, _) = plugins(&a).await;
     a.send(
         Method::PUT,
@@ -870,7 +838,7 @@ async fn two_hubs_share_one_counter_without_losing_updates() {
         get(&b, &crm, "n", "brief").await.assert_status(200)["value"],
         true
     );
-    clock.advance(1_100);
+    a.clock.advance(1_100);
     assert_flat(&get(&a, &crm, "n", "brief").await, 404, "DATA_NOT_FOUND");
     assert_flat(&get(&b, &crm, "n", "brief").await, 404, "DATA_NOT_FOUND");
 }

@@ -976,23 +976,9 @@ async fn quotas_answer_429_with_retry_after_and_refill() {
 
 #[tokio::test]
 async fn two_hubs_share_one_tenant_quota_through_redis() {
-    let (Some(_), Some(redis_url)) = (
-        crate::helpers::service_url("PLEXHUB_TEST_DATABASE_URL"),
-        crate::helpers::service_url("PLEXHUB_TEST_REDIS_URL"),
-    ) else {
+    let Some((a, b)) = crate::helpers::two_hubs(None).await else {
         return;
     };
-    let options = |database_url: Option<String>| Options {
-        redis_url: Some(redis_url.clone()),
-        database_url,
-        ..Options::default()
-    };
-    let a = spawn_with(Backend::Postgres, options(None))
-        .await
-        .expect("hub A");
-    let b = spawn_with(Backend::Postgres, options(Some(a.database_url.clone())))
-        .await
-        .expect("hub B");
     let plugin = upstream().await;
     a.create_tenant("acme").await;
     set_limits(&a, json!({"perTenant": {"rps": 1, "burst": 3}}))
@@ -1032,35 +1018,9 @@ async fn two_hubs_share_one_tenant_quota_through_redis() {
 
 #[tokio::test]
 async fn a_circuit_opened_by_one_hub_spares_the_replica_on_the_other() {
-    let (Some(_), Some(redis_url)) = (
-        crate::helpers::service_url("PLEXHUB_TEST_DATABASE_URL"),
-        crate::helpers::service_url("PLEXHUB_TEST_REDIS_URL"),
-    ) else {
+    let Some((a, b)) = crate::helpers::two_hubs(None).await else {
         return;
     };
-    let options = |database_url: Option<String>| Options {
-        redis_url: Some(redis_url.clone()),
-        database_url,
-        ..Options::default()
-    };
-    let a = spawn_with(Backend::Postgres, options(None))
-        .await
-        .expect("hub A");
-    let b = spawn_with(Backend::Postgres, options(Some(a.database_url.clone())))
-        .await
-        .expect("hub B");
-    for hub in [&a, &b] {
-        let started = tokio::time::Instant::now();
-        while hub
-            .send(Method::GET, "/readyz", None, &[], None)
-            .await
-            .status
-            != 200
-        {
-            assert!(started.elapsed() < Duration::from_secs(5), "feed connects");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
     let plugin = upstream().await;
     let (_, analytics) = acme(&a, &plugin.base).await;
     let flaky = "/crm.deals/deals/flaky";

@@ -332,3 +332,35 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// Two hubs on one fresh PostgreSQL database and the Redis server, both ready (their change
+/// feed connected); `None` (a visible note) without the services outside CI.
+pub async fn two_hubs(clock: Option<Clock>) -> Option<(TestApp, TestApp)> {
+    let (Some(_), Some(redis_url)) = (
+        service_url("PLEXHUB_TEST_DATABASE_URL"),
+        service_url("PLEXHUB_TEST_REDIS_URL"),
+    ) else {
+        return None;
+    };
+    let options = |database_url: Option<String>| Options {
+        redis_url: Some(redis_url.clone()),
+        clock: clock.clone(),
+        database_url,
+        ..Options::default()
+    };
+    let a = spawn_with(Backend::Postgres, options(None)).await?;
+    let b = spawn_with(Backend::Postgres, options(Some(a.database_url.clone()))).await?;
+    for hub in [&a, &b] {
+        let started = tokio::time::Instant::now();
+        while hub
+            .send(Method::GET, "/readyz", None, &[], None)
+            .await
+            .status
+            != 200
+        {
+            assert!(started.elapsed() < Duration::from_secs(5), "feed connects");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Some((a, b))
+}

@@ -4,8 +4,8 @@
 use axum::Json;
 use axum::extract::State;
 use plexhub_core::dependency::{
-    PlanStep, UninstallCheck, UpgradeCheck, check_uninstall, check_upgrade, plan_install,
-    uninstall_order,
+    InstalledVersions, PlanStep, UninstallCheck, UpgradeCheck, check_uninstall, check_upgrade,
+    plan_install, uninstall_order,
 };
 use plexhub_core::ids::PluginId;
 use plexhub_core::version::{Version, VersionRange};
@@ -99,11 +99,25 @@ fn invalid(message: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::InvalidBody, message.to_string())
 }
 
-fn not_installed(slug: &str, plugin_id: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::NotInstalled,
-        format!("{plugin_id} is not installed for tenant \"{slug}\""),
-    )
+/// The tenant's installed versions and the named plugin among them (404 `TENANT_NOT_FOUND` or
+/// `NOT_INSTALLED`).
+async fn installed_plugin(
+    state: &AppState,
+    slug: &str,
+    plugin_id: &str,
+) -> Result<(InstalledVersions, PluginId), ApiError> {
+    let tenant = find_tenant(state, slug).await?;
+    let installed = installed_versions(state, tenant.id).await?;
+    let id = PluginId::parse(plugin_id)
+        .ok()
+        .filter(|id| installed.contains_key(id))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotInstalled,
+                format!("{plugin_id} is not installed for tenant \"{slug}\""),
+            )
+        })?;
+    Ok((installed, id))
 }
 
 /// Plan installing a plugin: versions chosen by the PubGrub solver (the highest that satisfy
@@ -150,12 +164,7 @@ async fn plan_uninstall(
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<UninstallPlanRequest>,
 ) -> Result<Json<UninstallPlan>, ApiError> {
-    let tenant = find_tenant(&state, &slug).await?;
-    let installed = installed_versions(&state, tenant.id).await?;
-    let plugin_id = PluginId::parse(&body.plugin_id)
-        .ok()
-        .filter(|id| installed.contains_key(id))
-        .ok_or_else(|| not_installed(&slug, &body.plugin_id))?;
+    let (installed, plugin_id) = installed_plugin(&state, &slug, &body.plugin_id).await?;
     let catalog = catalog(&state).await?;
     let check = check_uninstall(&catalog, &plugin_id, &installed);
     let order = body
@@ -181,12 +190,7 @@ async fn plan_upgrade(
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<UpgradePlanRequest>,
 ) -> Result<Json<UpgradePlan>, ApiError> {
-    let tenant = find_tenant(&state, &slug).await?;
-    let installed = installed_versions(&state, tenant.id).await?;
-    let plugin_id = PluginId::parse(&body.plugin_id)
-        .ok()
-        .filter(|id| installed.contains_key(id))
-        .ok_or_else(|| not_installed(&slug, &body.plugin_id))?;
+    let (installed, plugin_id) = installed_plugin(&state, &slug, &body.plugin_id).await?;
     let to = Version::parse(&body.version).map_err(invalid)?;
     let catalog = catalog(&state).await?;
     if !catalog.contains(&plugin_id) {
