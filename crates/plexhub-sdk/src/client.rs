@@ -5,6 +5,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::codes::ErrorCode;
+
 /// Attempts of [`Client::data_update`] before it gives up on a key that keeps changing.
 const UPDATE_ATTEMPTS: usize = 16;
 
@@ -14,8 +16,8 @@ const UPDATE_ATTEMPTS: usize = 16;
 pub struct HubError {
     /// HTTP status.
     pub status: u16,
-    /// Stable code, e.g. `PERMISSION_DENIED`, `PRECONDITION_FAILED`, `RATE_LIMITED`.
-    pub code: String,
+    /// Stable code, e.g. [`ErrorCode::PermissionDenied`].
+    pub code: ErrorCode,
     /// What happened, for people.
     pub message: String,
     /// Structured details (`missing`, `availableEndpoints`, `currentRevision`…).
@@ -42,6 +44,9 @@ pub enum Error {
     /// The hub could not be reached, or the answer was not what was expected.
     #[error(transparent)]
     Transport(#[from] reqwest::Error),
+    /// The hub's answer, or a setting, was not what was expected.
+    #[error("{0}")]
+    Unexpected(String),
     /// A key kept changing under [`Client::data_update`].
     #[error("{0} changed on every attempt; gave up")]
     Contended(String),
@@ -142,7 +147,7 @@ impl Client {
         };
         HubError {
             status,
-            code: code.unwrap_or("UNKNOWN").to_owned(),
+            code: code.map_or(ErrorCode::Unknown, ErrorCode::parse),
             message: message.unwrap_or_default().to_owned(),
             details: error["details"].clone(),
         }
@@ -366,7 +371,7 @@ impl Client {
             };
             match self.put(namespace, key, &next, None, Some(condition)).await {
                 Ok(revision) => return Ok(revision),
-                Err(Error::Hub(error)) if error.code == "PRECONDITION_FAILED" => {}
+                Err(Error::Hub(error)) if error.code == ErrorCode::PreconditionFailed => {}
                 Err(other) => return Err(other),
             }
         }

@@ -3,11 +3,13 @@
 //! - [`Client`]: calls to other plugins through the gateway ([`Client::call`],
 //!   [`Client::get_json`]), shared data ([`Client::data_get`], [`Client::data_set`],
 //!   [`Client::data_update`] which retries on a revision conflict), with the hub's error codes
-//!   as [`HubError`].
+//!   as [`HubError`] with an [`ErrorCode`].
 //! - [`Client::keep_registered`]: the plugin's replicas registered at start-up and kept alive by
 //!   background heartbeats that register again whatever the hub forgot ([`Heartbeats`]).
 //! - [`Client::discovery`]: discovery answers cached until the registry's watch stream says the
 //!   service changed ([`Discovery`]).
+//! - [`serve`]: runs the plugin's axum router for all its [`Installations`] (one credential per
+//!   tenant), registered and beating until [`RunningPlugin::stop`].
 //! - [`HubRequest`]: an axum extractor for the plugin's own server that accepts only requests
 //!   the hub signed, and tells the handler the tenant, the calling plugin and the request id.
 //!
@@ -21,11 +23,15 @@
 //! ```
 
 mod client;
+mod codes;
 mod discovery;
+mod plugin;
 mod registration;
 mod verify;
 
 pub use client::{Client, ClientBuilder, DataEntry, Error, HubError};
+pub use codes::ErrorCode;
 pub use discovery::Discovery;
+pub use plugin::{Identity, Installations, RunningPlugin, ServeOptions, serve};
 pub use registration::{Heartbeats, ServiceSpec, manifest_services};
 pub use verify::{HubRequest, Refused, Verifier};

@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::client::{Client, Error};
+use crate::codes::ErrorCode;
 
 /// One service of the plugin's manifest (`api.services[]`).
 #[derive(Debug, Clone)]
@@ -67,7 +68,7 @@ impl Client {
         let replica = json!({ "baseUrl": base_url });
         let path = format!("/api/v1/services/{}/instances/{instance}", service.name);
         let answer = match self.send_json(reqwest::Method::PUT, &path, &replica).await {
-            Err(Error::Hub(error)) if error.code == "SERVICE_NOT_FOUND" => {
+            Err(Error::Hub(error)) if error.code == ErrorCode::ServiceNotFound => {
                 let who = self
                     .send_json(reqwest::Method::GET, "/api/v1/whoami", &Value::Null)
                     .await?;

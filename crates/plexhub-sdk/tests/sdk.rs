@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use plexhub_core::registry::HealthPolicy;
 use plexhub_core::signing::HubKey;
-use plexhub_sdk::{Client, Error, HubRequest, Verifier};
+use plexhub_sdk::{Client, Error, ErrorCode, HubRequest, Verifier};
 use plexhub_server::{Application, Clock, GatewaySettings, Secret, Settings};
 use serde_json::{Value, json};
 
@@ -113,7 +113,7 @@ async fn a_plugin_calls_another_through_the_hub_and_shares_data() {
     let Error::Hub(error) = refused else {
         panic!("a hub error expected: {refused}");
     };
-    assert_eq!(error.code, "PERMISSION_DENIED");
+    assert_eq!(error.code, ErrorCode::PermissionDenied);
     assert_eq!(error.status, 403);
 
     // Straight to the plugin, without or with a forged signature: 401.

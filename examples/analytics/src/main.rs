@@ -1,0 +1,40 @@
+//! `plexhub-analytics`: the Analytics sample plugin as a program.
+//!
+//! Environment: `PLEXHUB_URL`, `PLEXHUB_TOKENS` (the credentials of its installations, one per
+//! tenant, comma-separated; or `PLEXHUB_TOKEN`), `PORT` (default 3200), `PUBLIC_URL` (how the
+//! hub reaches it; default `http://127.0.0.1:<PORT>`).
+
+use std::process::ExitCode;
+
+use plexhub_sdk::{Installations, ServeOptions};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("plexhub-analytics: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3200".to_owned());
+    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
+    let installations = Installations::from_env().await?;
+    let options = ServeOptions {
+        public_url: std::env::var("PUBLIC_URL").ok(),
+        ..ServeOptions::default()
+    };
+    let plugin = plexhub_example_analytics::start(listener, &installations, options).await?;
+    let tenants: Vec<&str> = installations.tenants().collect();
+    println!(
+        "plexhub-analytics on {} for {}",
+        plugin.url(),
+        tenants.join(", ")
+    );
+    tokio::signal::ctrl_c().await?;
+    plugin.stop().await;
+    Ok(())
+}
