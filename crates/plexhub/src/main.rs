@@ -4,6 +4,7 @@
 mod client;
 mod commands;
 mod config;
+mod demo_command;
 mod deps;
 mod gateway;
 mod serve;
@@ -49,6 +50,9 @@ struct Cli {
 enum Command {
     /// Run the hub.
     Serve(Box<serve::ServeArgs>),
+    /// Try it: a hub on a temporary database, two tenants, the CRM and Analytics samples,
+    /// reports run through the gateway, and a summary.
+    Demo(demo_command::DemoArgs),
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(commands::TenantCommand),
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
+            Command::Demo(args) => demo_command::run(args).await,
             other => {
                 let token = cli
                     .token
