@@ -247,3 +247,32 @@ async fn a_plugin_calls_another_through_the_hub_and_shares_data() {
     }
     discovery.stop();
 }
+
+/// Every code the hub documents in its OpenAPI document is a variant of the SDK's enum: a code
+/// added to the hub without the SDK fails here.
+#[tokio::test]
+async fn the_sdk_knows_every_error_code_of_the_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(&dir).await;
+    let document: Value = reqwest::get(format!("{hub}/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let codes = document["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(codes.len() > 40, "the hub documents its codes: {codes:?}");
+    for code in codes {
+        let code = code.as_str().unwrap();
+        let parsed = ErrorCode::parse(code);
+        assert_ne!(
+            parsed,
+            ErrorCode::Unknown,
+            "{code} is missing from ErrorCode"
+        );
+        assert_eq!(parsed.to_string(), code);
+    }
+}

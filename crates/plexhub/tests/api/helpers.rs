@@ -123,6 +123,8 @@ pub struct Options {
     pub max_value_bytes: Option<usize>,
     /// An existing database (a second hub on the same PostgreSQL).
     pub database_url: Option<String>,
+    /// Heartbeat interval and staleness (default: the hub's defaults).
+    pub health: Option<HealthPolicy>,
 }
 
 /// Starts a hub on `backend`, or returns `None` when PostgreSQL is not configured (laptop).
@@ -154,7 +156,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
         admin_token: Secret::new(ADMIN),
         max_body_bytes: options.max_body_bytes.unwrap_or(1024 * 1024),
         max_value_bytes: options.max_value_bytes.unwrap_or(256 * 1024),
-        health: HealthPolicy::default(),
+        health: options.health.unwrap_or_default(),
         sweep_interval: Duration::from_millis(50),
         clock: clock.clone(),
         gateway: options.gateway.unwrap_or_default(),

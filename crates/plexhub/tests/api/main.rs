@@ -7,6 +7,7 @@ mod auth;
 mod catalog;
 mod cli;
 mod data;
+mod demo;
 mod dependencies;
 mod gateway;
 mod http;
