@@ -9,6 +9,7 @@ mod cli;
 mod data;
 mod demo;
 mod dependencies;
+mod docs;
 mod gateway;
 mod http;
 mod installations;
