@@ -9,7 +9,7 @@ use plexhub_store::feed::Change;
 
 use crate::state::AppState;
 
-/// How long registry changes stay resumable for watchers.
+/// How long registry and shared-data changes stay resumable for watchers.
 const EVENT_RETENTION_MS: i64 = 60 * 60 * 1000;
 /// How often the change log is pruned.
 const PRUNE_EVERY_MS: i64 = 60 * 1000;
@@ -60,6 +60,13 @@ pub async fn run(state: AppState, every: Duration) {
                 .await
             {
                 tracing::warn!(%error, "cannot prune the registry change log");
+            }
+            if let Err(error) = state
+                .store
+                .prune_data_events(now - EVENT_RETENTION_MS)
+                .await
+            {
+                tracing::warn!(%error, "cannot prune the shared-data change log");
             }
             let retention = state.gateway.settings().audit_retention;
             let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);

@@ -79,8 +79,10 @@ pub struct ServeConfig {
     /// plugins are reachable through the hub alone.
     pub sign_requests: bool,
     /// Default gateway quota per (tenant, calling plugin): `RPS` or `RPS/BURST` [default: none].
+    #[serde(default, deserialize_with = "number_or_text")]
     pub rate_limit_per_caller: Option<String>,
     /// Default gateway quota per tenant: `RPS` or `RPS/BURST` [default: none].
+    #[serde(default, deserialize_with = "number_or_text")]
     pub rate_limit_per_tenant: Option<String>,
     /// Hours the gateway's audit log keeps calls.
     pub audit_retention_hours: u64,
@@ -182,6 +184,25 @@ fn signing_keys(config: &ServeConfig) -> anyhow::Result<Vec<HubKey>> {
     Ok(keys)
 }
 
+/// A setting written as text that may also arrive as a bare number (`PLEXHUB_X=50` or
+/// `x = 50` in TOML, which figment reads as numbers).
+fn number_or_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Number(u64),
+    }
+    Ok(
+        Option::<Raw>::deserialize(deserializer)?.map(|raw| match raw {
+            Raw::Text(text) => text,
+            Raw::Number(number) => number.to_string(),
+        }),
+    )
+}
+
 /// An optional `RPS[/BURST]` setting.
 fn rate_limit(text: Option<&str>) -> anyhow::Result<Option<RateLimit>> {
     text.map(RateLimit::parse)
@@ -247,4 +268,29 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
         signing_keys,
     };
     Ok((settings, generated.then_some(token)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_may_be_bare_numbers_or_text() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("plexhub.toml");
+        fs::write(
+            &file,
+            "rate_limit_per_caller = 50\nrate_limit_per_tenant = \"500/1000\"\n",
+        )
+        .expect("config written");
+        let config = load(&file, serde_json::json!({})).expect("settings load");
+        assert_eq!(config.rate_limit_per_caller.as_deref(), Some("50"));
+        assert_eq!(config.rate_limit_per_tenant.as_deref(), Some("500/1000"));
+        assert_eq!(
+            rate_limit(config.rate_limit_per_caller.as_deref())
+                .expect("valid")
+                .map(|limit| limit.rps),
+            Some(50)
+        );
+    }
 }

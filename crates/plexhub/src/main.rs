@@ -30,7 +30,8 @@ struct Cli {
         default_value = "http://127.0.0.1:4000"
     )]
     hub: String,
-    /// Admin token (admin commands); falls back to the token file in --data-dir.
+    /// Admin token (admin commands); falls back to the `admin-token` file in `PLEXHUB_DATA_DIR`
+    /// (default `./plexhub-data`).
     #[arg(
         long,
         global = true,

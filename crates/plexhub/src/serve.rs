@@ -36,7 +36,7 @@ pub struct ServeArgs {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     log_format: Option<LogFormat>,
-    /// Log filter, e.g. `debug` [default: info].
+    /// Log filter, e.g. `debug` [default: `info,sqlx=warn`].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     log_level: Option<String>,

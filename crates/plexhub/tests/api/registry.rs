@@ -143,7 +143,7 @@ async fn the_seed_routes_register_discover_list_heartbeat_and_deregister(app: Te
     let deals = &manifest_service.assert_status(200)["service"];
     assert_eq!(
         deals["endpoints"].as_array().map(Vec::len),
-        Some(6),
+        Some(8),
         "from the manifest"
     );
 
@@ -396,7 +396,7 @@ async fn registry_errors_keep_the_seed_shape_and_stable_codes(app: TestApp) {
         contacts.assert_status(200)["service"]["endpoints"]
             .as_array()
             .map(Vec::len),
-        Some(5)
+        Some(7)
     );
 
     let mut elsewhere = registration("crm.contacts");
