@@ -239,6 +239,8 @@ fn crm_example_manifest_is_valid() {
         [
             "GET /contacts",
             "GET /contacts/:id",
+            "GET /contacts/company/:company",
+            "GET /contacts/tag/:tag",
             "POST /contacts",
             "PUT /contacts/:id",
             "DELETE /contacts/:id",
@@ -263,7 +265,7 @@ fn crm_example_manifest_is_valid() {
         .collect();
     assert!(deal_routes.contains(&"DELETE /deals/:id".to_owned()));
     assert!(deal_routes.contains(&"GET /deals/pipeline/summary".to_owned()));
-    assert_eq!(deals.endpoints.len(), 6);
+    assert_eq!(deals.endpoints.len(), 8);
 
     let permissions: Vec<(&str, &str)> = manifest
         .permissions
