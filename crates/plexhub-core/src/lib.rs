@@ -8,6 +8,7 @@ pub mod access;
 pub mod credential;
 pub mod data;
 pub mod dependency;
+pub mod events;
 pub mod ids;
 pub mod installation;
 pub mod manifest;

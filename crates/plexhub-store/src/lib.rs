@@ -22,6 +22,7 @@ use plexhub_core::version::Version;
 
 mod audit_sql;
 mod data_sql;
+mod events_sql;
 pub mod feed;
 pub mod postgres;
 pub mod redis;
@@ -636,6 +637,210 @@ pub trait AuditStore: Send + Sync {
     async fn prune_calls(&self, before_ms: i64) -> StoreResult<u64>;
 }
 
+/// An event to store: the hub filled `source`, `time`, the tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The CloudEvents `id` (unique per source).
+    pub event_id: String,
+    /// The publishing plugin, or `plexhub`.
+    pub source: String,
+    /// The event type (topic).
+    pub event_type: String,
+    /// Events of one key are delivered in order within a subscription.
+    pub partition_key: Option<String>,
+    /// Publication time, epoch ms.
+    pub published_at_ms: i64,
+    /// The whole CloudEvent as JSON.
+    pub envelope: String,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Its position in the tenant's log (1, 2, …).
+    pub seq: i64,
+    /// The event.
+    pub event: NewEvent,
+}
+
+/// What publishing one event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Its position in the tenant's log.
+    pub seq: i64,
+    /// The same source had published this id already: nothing was stored again.
+    pub duplicate: bool,
+    /// Deliveries queued for it.
+    pub deliveries: u32,
+}
+
+/// A subscription of an installation, as declared in its manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionSpec {
+    /// Topic pattern.
+    pub pattern: String,
+    /// Path on the installation's base URL.
+    pub endpoint: String,
+    /// Attempts before the dead letters.
+    pub max_attempts: u32,
+}
+
+/// A subscription with its counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// Id (UUID).
+    pub id: String,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The subscribing plugin.
+    pub plugin_id: String,
+    /// What it declared.
+    pub spec: SubscriptionSpec,
+    /// Creation time, epoch ms.
+    pub created_at_ms: i64,
+    /// Events acknowledged.
+    pub delivered: i64,
+    /// Events sent to the dead letters.
+    pub dead_lettered: i64,
+    /// Deliveries waiting (its lag).
+    pub pending: i64,
+}
+
+/// A delivery a hub claimed: everything needed to POST it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedDelivery {
+    /// The subscription.
+    pub subscription_id: String,
+    /// The event's position.
+    pub seq: i64,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The tenant's slug.
+    pub tenant_slug: String,
+    /// The subscribing plugin.
+    pub plugin_id: String,
+    /// Its installation's base URL.
+    pub base_url: String,
+    /// The subscription's endpoint.
+    pub endpoint: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// The subscription's limit.
+    pub max_attempts: u32,
+    /// The publisher (`source`).
+    pub source: String,
+    /// The event's id.
+    pub event_id: String,
+    /// The CloudEvent JSON.
+    pub envelope: String,
+    /// The claim's token: a completion counts only while the claim is this hub's.
+    pub lease_token: String,
+}
+
+/// How a claimed delivery ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// 2xx: done.
+    Acknowledged,
+    /// Failed; try again at `retry_at_ms`.
+    Retry {
+        /// When.
+        retry_at_ms: i64,
+        /// Why it failed.
+        error: String,
+    },
+    /// Failed for the last time: to the dead letters.
+    DeadLetter {
+        /// Why it failed.
+        error: String,
+    },
+}
+
+/// An event a subscription could not take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Id (UUID).
+    pub id: String,
+    /// The subscription.
+    pub subscription_id: String,
+    /// The subscribing plugin.
+    pub plugin_id: String,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The event.
+    pub event: StoredEvent,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last failure.
+    pub last_error: String,
+    /// When it was given up, epoch ms.
+    pub failed_at_ms: i64,
+}
+
+/// The event bus's storage: the log, subscriptions, the delivery queue, dead letters.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Stores events in the tenant's log (an id its source already published is skipped and
+    /// answered with the first one's position) and queues a delivery for each subscription of
+    /// an ACTIVE installation whose pattern matches, all in one transaction.
+    async fn publish_events(
+        &self,
+        tenant_id: TenantId,
+        events: &[NewEvent],
+        now_ms: i64,
+    ) -> StoreResult<Vec<Published>>;
+    /// Sets an installation's subscriptions to `specs` (kept ones keep their id and queue).
+    async fn replace_subscriptions(
+        &self,
+        tenant_id: TenantId,
+        plugin_id: &PluginId,
+        specs: &[SubscriptionSpec],
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// A tenant's subscriptions (every tenant's with `None`), with their lag.
+    async fn subscriptions(&self, tenant_id: Option<TenantId>) -> StoreResult<Vec<Subscription>>;
+    /// Claims up to `limit` due deliveries for `lease_ms` (none another hub holds; per
+    /// subscription and partition key only the oldest, so each key stays in order).
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Records how claimed deliveries ended, in one transaction.
+    async fn complete_deliveries(
+        &self,
+        outcomes: &[(ClaimedDelivery, DeliveryOutcome)],
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// Dead letters of a tenant, optionally of one subscription, oldest first.
+    async fn dead_letters(
+        &self,
+        tenant_id: TenantId,
+        subscription_id: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeadLetter>>;
+    /// Queues a dead letter's event again for its subscription (attempts start over); `false`
+    /// when there is no such dead letter in the tenant.
+    async fn retry_dead_letter(
+        &self,
+        tenant_id: TenantId,
+        id: &str,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+    /// Deletes a dead letter; `false` when there is none.
+    async fn drop_dead_letter(&self, tenant_id: TenantId, id: &str) -> StoreResult<bool>;
+    /// The tenant's events after position `after`, oldest first.
+    async fn events_since(
+        &self,
+        tenant_id: TenantId,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredEvent>>;
+    /// Deletes events published before `before_ms` that no delivery or dead letter needs.
+    async fn prune_events(&self, before_ms: i64) -> StoreResult<u64>;
+}
+
 /// Everything the hub stores, behind one handle.
 #[async_trait]
 pub trait Store:
@@ -646,6 +851,7 @@ pub trait Store:
     + RegistryStore
     + DataStore
     + AuditStore
+    + EventStore
 {
     /// Round-trips to the database (readiness).
     async fn ping(&self) -> StoreResult<()>;

@@ -124,3 +124,9 @@ crate::data_sql::data_store!(
     write_merged_in_one_statement
 );
 crate::audit_sql::audit_store!(PostgresStore, sqlx::Postgres, sqlx::postgres::PgRow);
+crate::events_sql::event_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    "FOR UPDATE OF d SKIP LOCKED"
+);

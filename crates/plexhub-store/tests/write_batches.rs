@@ -6,64 +6,14 @@
 
 use std::sync::Arc;
 
-use plexhub_core::credential::IssuedCredential;
 use plexhub_core::data::{DataKey, Namespace, Precondition};
 use plexhub_core::ids::PluginId;
-use plexhub_core::installation::{BaseUrl, Installation, InstallationState};
-use plexhub_core::tenant::{Tenant, TenantId, TenantSlug, TenantStatus};
-use plexhub_core::version::Version;
-use plexhub_store::{
-    CredentialRecord, DataEventsSince, DataOutcome, DataWrite, PublishedVersion, Store,
-};
-use sqlx::Connection as _;
+use plexhub_core::tenant::TenantId;
+use plexhub_store::{DataEventsSince, DataOutcome, DataWrite, Store};
 
-const NOW: i64 = 1_800_000_000_000;
+mod common;
 
-async fn tenant_with_plugins(store: &Arc<dyn Store>, slug: &str) -> TenantId {
-    let tenant = Tenant {
-        id: TenantId::new_random(),
-        slug: TenantSlug::parse(slug).unwrap(),
-        name: slug.to_owned(),
-        status: TenantStatus::Active,
-        created_at_ms: NOW,
-        rate_limits: Default::default(),
-    };
-    store.create_tenant(&tenant).await.unwrap();
-    for plugin in ["plugin-crm", "plugin-analytics"] {
-        let plugin_id = PluginId::parse(plugin).unwrap();
-        let version = Version::parse("1.0.0").unwrap();
-        let manifest = serde_json::json!({"id": plugin, "name": plugin, "version": "1.0.0"});
-        let published = PublishedVersion {
-            plugin_id: plugin_id.clone(),
-            version: version.clone(),
-            manifest,
-            published_at_ms: NOW,
-        };
-        store.publish_version(&published).await.unwrap();
-        let issued = IssuedCredential::generate();
-        let installation = Installation {
-            tenant_id: tenant.id,
-            plugin_id: plugin_id.clone(),
-            version,
-            state: InstallationState::Active,
-            base_url: BaseUrl::parse("http://127.0.0.1:3100").unwrap(),
-            allowed_origins: vec![],
-            grants: vec![],
-            installed_at_ms: NOW,
-            updated_at_ms: NOW,
-        };
-        let credential = CredentialRecord {
-            id: issued.id,
-            tenant_id: tenant.id,
-            plugin_id,
-            hash: issued.hash,
-            created_at_ms: NOW,
-            last_used_at_ms: None,
-        };
-        store.install(&[(installation, credential)]).await.unwrap();
-    }
-    tenant.id
-}
+use common::{NOW, tenant_with_plugins};
 
 fn write(key: &str, owner: &str, value: i64, precondition: Precondition) -> (DataWrite, i64) {
     let write = DataWrite {
@@ -180,46 +130,10 @@ async fn batches_merge_writes_and_keep_every_revision(store: Arc<dyn Store>) {
 
 #[tokio::test]
 async fn sqlite_batches() {
-    let dir = std::env::temp_dir().join(format!("plexhub-store-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}", dir.join("hub.db").display());
-    let store = plexhub_store::open(&url).await.unwrap();
-    batches_merge_writes_and_keep_every_revision(store).await;
-    std::fs::remove_dir_all(dir).unwrap();
+    common::on_sqlite(batches_merge_writes_and_keep_every_revision).await;
 }
 
 #[tokio::test]
 async fn postgres_batches() {
-    let Some(admin_url) = postgres_url() else {
-        return;
-    };
-    let name = format!("plexhub_store_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let store = plexhub_store::open(&format!("{base}/{name}"))
-        .await
-        .unwrap();
-    batches_merge_writes_and_keep_every_revision(store).await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-}
-
-/// `PLEXHUB_TEST_DATABASE_URL`; `None` with a note on a laptop, a panic under CI.
-fn postgres_url() -> Option<String> {
-    match std::env::var("PLEXHUB_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("PLEXHUB_TEST_DATABASE_URL must be set under CI")
-        }
-        _ => {
-            eprintln!("SKIPPED: PLEXHUB_TEST_DATABASE_URL is not set");
-            None
-        }
-    }
+    common::on_postgres(batches_merge_writes_and_keep_every_revision).await;
 }
