@@ -247,9 +247,26 @@ pub struct PermissionSpec {
 pub struct EventsSpec {
     /// Events the plugin emits.
     pub publishes: Vec<String>,
-    /// Events the plugin listens to; may contain `*` wildcards.
+    /// Event names the plugin listens to, as plain strings (the original's informational
+    /// form; nothing is delivered for them).
     pub subscribes: Vec<String>,
+    /// Subscriptions the hub delivers (`subscribes` entries that are objects).
+    pub subscriptions: Vec<SubscriptionDecl>,
 }
+
+/// A subscription a manifest declares: `{pattern, endpoint, maxAttempts?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionDecl {
+    /// Event types to receive (`plugin.crm.contact.*`).
+    pub pattern: String,
+    /// Path on the installation's base URL the hub POSTs each event to.
+    pub endpoint: String,
+    /// Attempts before an event goes to the dead letters.
+    pub max_attempts: u32,
+}
+
+const SUBSCRIPTION_FIELDS: &[&str] = &["pattern", "endpoint", "maxAttempts"];
 
 /// Validates a manifest, returning the typed [`Manifest`] or every problem found.
 pub fn validate_manifest(value: &Value) -> Result<Manifest, Vec<ManifestError>> {
@@ -720,12 +737,67 @@ impl Checker {
         let publishes = self
             .optional(map, "publishes", Self::event_names)
             .unwrap_or_default();
-        let subscribes = self
-            .optional(map, "subscribes", Self::event_names)
+        let (subscribes, subscriptions) = self
+            .optional(map, "subscribes", Self::subscribes)
             .unwrap_or_default();
         Some(EventsSpec {
             publishes,
             subscribes,
+            subscriptions,
+        })
+    }
+
+    /// `subscribes`: plain event names, or subscription objects.
+    fn subscribes(&mut self, value: &Value) -> Option<(Vec<String>, Vec<SubscriptionDecl>)> {
+        let items = self.array(value)?;
+        let (mut names, mut subscriptions) = (Vec::new(), Vec::new());
+        for (index, item) in items.iter().enumerate() {
+            if item.is_object() {
+                subscriptions.extend(self.at(index, |c| c.subscription(item)));
+            } else {
+                names.extend(self.at(index, |c| {
+                    c.parsed(item, |text| {
+                        check_event_name(text).map(|()| text.to_owned())
+                    })
+                }));
+            }
+        }
+        Some((names, subscriptions))
+    }
+
+    fn subscription(&mut self, value: &Value) -> Option<SubscriptionDecl> {
+        let map = self.object(value)?;
+        self.unknown_fields(map, SUBSCRIPTION_FIELDS);
+        let pattern = self.required(map, "pattern", |c, v| {
+            c.parsed(v, |text| {
+                crate::events::Pattern::parse(text).map(|_| text.to_owned())
+            })
+        });
+        let endpoint = self.required(map, "endpoint", |c, v| {
+            c.parsed(v, |text| {
+                check_delivery_path(text).map(|()| text.to_owned())
+            })
+        });
+        let max_attempts = match map.get("maxAttempts") {
+            None => Some(crate::events::DEFAULT_MAX_ATTEMPTS),
+            Some(value) => self.at("maxAttempts", |c| {
+                let attempts = value
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| (1..=crate::events::MAX_ATTEMPTS_LIMIT).contains(n));
+                if attempts.is_none() {
+                    c.error(format!(
+                        "must be a whole number from 1 to {}",
+                        crate::events::MAX_ATTEMPTS_LIMIT
+                    ));
+                }
+                attempts
+            }),
+        };
+        Some(SubscriptionDecl {
+            pattern: pattern?,
+            endpoint: endpoint?,
+            max_attempts: max_attempts?,
         })
     }
 
@@ -804,6 +876,15 @@ fn check_http_url(url: &str) -> Result<(), String> {
     let host = authority.rsplit('@').next().unwrap_or_default();
     if host.is_empty() || host.starts_with(':') {
         return Err(EXPECTED.to_owned());
+    }
+    Ok(())
+}
+
+/// A delivery endpoint: an endpoint path without parameters or wildcards.
+fn check_delivery_path(path: &str) -> Result<(), String> {
+    check_endpoint_path(path)?;
+    if path.contains([':', '*']) {
+        return Err("a delivery endpoint is a plain path, without :params or *".to_owned());
     }
     Ok(())
 }

@@ -68,6 +68,9 @@ pub enum ErrorCode {
     UpstreamFailed,
     UpstreamResponseTooLarge,
     RateLimited,
+    TopicNotOwned,
+    SubscriptionNotAllowed,
+    DeadLetterNotFound,
     Internal,
     /// A code this version of the SDK does not know.
     #[serde(other)]

@@ -32,6 +32,7 @@ async fn hub(dir: &tempfile::TempDir) -> String {
         clock: Clock::system(),
         gateway: GatewaySettings::default(),
         signing_keys: vec![HubKey::generate()],
+        events: plexhub_server::EventSettings::default(),
     };
     let app = Application::build(settings).await.unwrap();
     let url = format!("http://{}", app.local_addr());

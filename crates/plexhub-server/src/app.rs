@@ -78,6 +78,7 @@ impl Application {
             clock: settings.clock.clone(),
             gateway: crate::gateway::Gateway::new(settings.gateway, settings.signing_keys.clone()),
             audit,
+            events: settings.events,
             shutdown,
         });
         let listener =
@@ -118,6 +119,7 @@ impl Application {
         let jobs = [
             tokio::spawn(self.state.cache.clone().follow(token.clone())),
             tokio::spawn(crate::sweep::run(self.state.clone(), self.sweep_interval)),
+            tokio::spawn(crate::events::run(self.state.clone())),
             tokio::spawn(crate::gateway::follow_breakers(
                 self.state.clone(),
                 token.clone(),

@@ -268,7 +268,7 @@ impl HubCache {
                 self.credentials.remove(id);
             }
             // Circuit breakers live in the gateway, not in these caches.
-            Change::Breaker { .. } => {}
+            Change::Breaker { .. } | Change::Events { .. } => {}
         }
     }
 

@@ -122,6 +122,12 @@ pub enum ErrorCode {
     UpstreamResponseTooLarge,
     /// A gateway quota is used up; `Retry-After` says when to try again.
     RateLimited,
+    /// A plugin published an event type outside its own `plugin.<name>.…` (or under `plexhub.`).
+    TopicNotOwned,
+    /// A manifest subscribes to events the plugin may not read; `details.pattern` names it.
+    SubscriptionNotAllowed,
+    /// No such dead letter in the tenant.
+    DeadLetterNotFound,
     /// Unexpected failure; the response carries a request id, the log carries the cause.
     Internal,
 }
@@ -132,10 +138,18 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             Unauthenticated => StatusCode::UNAUTHORIZED,
-            Forbidden | TenantSuspended | TenantMismatch | PluginNotCaller | OwnerMismatch
-            | NotOwner | CallerMismatch | CallerNotActive | AccessDenied | PermissionDenied => {
-                StatusCode::FORBIDDEN
-            }
+            Forbidden
+            | TenantSuspended
+            | TenantMismatch
+            | PluginNotCaller
+            | OwnerMismatch
+            | NotOwner
+            | CallerMismatch
+            | CallerNotActive
+            | AccessDenied
+            | PermissionDenied
+            | TopicNotOwned
+            | SubscriptionNotAllowed => StatusCode::FORBIDDEN,
             PluginMismatch => StatusCode::BAD_REQUEST,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
             EndpointNotFound => StatusCode::NOT_FOUND,
@@ -152,9 +166,8 @@ impl ErrorCode {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             TenantNotFound | NotFound | PluginNotFound | VersionNotFound | NotInstalled
-            | CredentialNotFound | ServiceNotFound | InstanceNotFound | DataNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            | CredentialNotFound | ServiceNotFound | InstanceNotFound | DataNotFound
+            | DeadLetterNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             TenantExists | VersionExists | AlreadyInstalled | InvalidTransition
             | DependencyUnmet | ServiceOwned | TransactionFailed | DependencyConflict

@@ -75,7 +75,18 @@ impl Gateway {
         self.keys.iter().map(HubKey::public).collect()
     }
 
-    /// The forwarding limits.
+    /// The pooled HTTP client (also used to deliver events).
+    pub fn client(&self) -> &Client<HttpConnector, Body> {
+        &self.client
+    }
+
+    /// The signature header for `request` (the first key signs), unless signing is off.
+    pub fn sign(&self, request: &SignedRequest<'_>, now_ms: i64) -> Option<HeaderValue> {
+        let key = self.keys.first().filter(|_| self.settings.sign_requests)?;
+        HeaderValue::from_str(&key.sign(request, now_ms)).ok()
+    }
+
+    /// The limits and timeouts.
     pub fn settings(&self) -> &GatewaySettings {
         &self.settings
     }
@@ -115,7 +126,8 @@ pub struct Authorized {
     pub endpoint: String,
 }
 
-async fn caller_profile(
+/// The calling plugin's installation state, grants and manifest dependencies (cached).
+pub(crate) async fn caller_profile(
     state: &AppState,
     tenant: &Tenant,
     caller: &PluginId,

@@ -11,6 +11,7 @@ mod cache;
 mod data;
 mod dependencies;
 pub mod error;
+mod events;
 mod extract;
 mod gateway;
 mod metrics;
@@ -26,5 +27,5 @@ mod watch;
 mod writer;
 
 pub use app::{Application, StartError};
-pub use settings::{GatewaySettings, Secret, Settings};
+pub use settings::{EventSettings, GatewaySettings, Secret, Settings};
 pub use state::Clock;

@@ -1,5 +1,6 @@
-//! Prometheus metrics: requests by route template, method and status, request latency, and
-//! gateway calls by route and status class.
+//! Prometheus metrics: requests by route template, method and status, request latency,
+//! gateway calls by route and status class, and the event bus (events by outcome, publish to
+//! delivery latency, lag per subscription).
 //! Labels are low-cardinality by construction: route templates, never raw paths or tenants.
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -35,6 +37,18 @@ struct GatewayLabels {
     status_class: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    /// `published`, `delivered`, `failed` (an attempt) or `dead_lettered`.
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubscriptionLabels {
+    /// The subscription's id (one per installation and declared pattern: bounded).
+    subscription: String,
+}
+
 /// The class of an HTTP status, as gateway metrics label it.
 fn status_class(status: u16) -> &'static str {
     match status {
@@ -52,6 +66,9 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     gateway: Family<GatewayLabels, Histogram>,
+    events: Family<EventLabels, Counter>,
+    delivery_latency: Histogram,
+    lag: Family<SubscriptionLabels, Gauge>,
 }
 
 impl Metrics {
@@ -85,11 +102,34 @@ impl Metrics {
             "Plugin-to-plugin calls through the gateway by route (proxy, call) and status class, until the answer's head",
             gateway.clone(),
         );
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events",
+            "Events by outcome: published, delivered, failed (one attempt), dead_lettered",
+            events.clone(),
+        );
+        let delivery_latency = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0,
+        ]);
+        registry.register(
+            "event_delivery_latency_seconds",
+            "From an event's publication to its acknowledgement by a subscriber",
+            delivery_latency.clone(),
+        );
+        let lag = Family::<SubscriptionLabels, Gauge>::default();
+        registry.register(
+            "event_subscription_lag",
+            "Deliveries waiting per subscription",
+            lag.clone(),
+        );
         Arc::new(Self {
             registry,
             requests,
             latency,
             gateway,
+            events,
+            delivery_latency,
+            lag,
         })
     }
 
@@ -101,6 +141,30 @@ impl Metrics {
                 status_class: status_class(status),
             })
             .observe(seconds);
+    }
+
+    /// Counts events with an outcome (`published`, `delivered`, `failed`, `dead_lettered`).
+    pub fn events(&self, outcome: &'static str, count: u64) {
+        self.events
+            .get_or_create(&EventLabels { outcome })
+            .inc_by(count);
+    }
+
+    /// Observes the time from an event's publication to its acknowledgement.
+    pub fn event_delivered_after(&self, seconds: f64) {
+        self.delivery_latency.observe(seconds);
+    }
+
+    /// Sets the lag of every subscription (those gone are dropped).
+    pub fn subscription_lag(&self, lags: &[(String, i64)]) {
+        self.lag.clear();
+        for (subscription, pending) in lags {
+            self.lag
+                .get_or_create(&SubscriptionLabels {
+                    subscription: subscription.clone(),
+                })
+                .set(*pending);
+        }
     }
 
     /// The Prometheus text exposition.

@@ -144,12 +144,24 @@ pub async fn register(
     };
     match outcome {
         Registered::Done { service_id } => {
+            let data = json!({
+                "serviceName": registration.name.to_string(),
+                "pluginId": registration.plugin_id.as_str(),
+                "version": registration.version.to_string(),
+            });
             state
                 .changed(Change::Services {
                     tenant: registration.tenant_id,
                     names: vec![registration.name],
                 })
                 .await;
+            crate::events::announce(
+                state,
+                registration.tenant_id,
+                "plexhub.service.registered",
+                data,
+            )
+            .await;
             Ok(service_id)
         }
         Registered::OwnedBy(owner) => Err(owned_by_other(&registration.name, &owner)),

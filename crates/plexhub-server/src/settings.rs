@@ -62,6 +62,41 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     /// Keys that sign forwarded requests: the first signs, all are published.
     pub signing_keys: Vec<plexhub_core::signing::HubKey>,
+    /// Limits, retention and delivery timing of the event bus.
+    pub events: EventSettings,
+}
+
+/// Limits, retention and delivery timing of the event bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventSettings {
+    /// Largest event (its CloudEvents JSON), in bytes (413 `PAYLOAD_TOO_LARGE` beyond).
+    pub max_event_bytes: usize,
+    /// How long published events stay in the log for replay.
+    pub retention: Duration,
+    /// Wait before the first retry of a failed delivery; doubled for each further attempt.
+    pub retry_base: Duration,
+    /// Longest wait between two attempts.
+    pub retry_max: Duration,
+    /// Time a subscriber has to answer a delivery.
+    pub delivery_timeout: Duration,
+    /// How often a hub looks for due deliveries without being woken up.
+    pub poll_interval: Duration,
+    /// Deliveries one hub has in flight at most.
+    pub max_in_flight: usize,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            max_event_bytes: 256 * 1024,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+            delivery_timeout: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(500),
+            max_in_flight: 256,
+        }
+    }
 }
 
 /// Limits and timeouts of calls forwarded to plugins.

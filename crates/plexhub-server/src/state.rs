@@ -62,6 +62,8 @@ pub struct Shared {
     pub gateway: crate::gateway::Gateway,
     /// The gateway's audit log.
     pub audit: crate::audit::AuditLog,
+    /// Limits and timing of the event bus.
+    pub events: crate::settings::EventSettings,
     /// Cancelled when the hub shuts down; long-lived responses (watch streams) end with it.
     pub shutdown: CancellationToken,
 }

@@ -33,6 +33,16 @@ pub async fn run(state: AppState, every: Duration) {
                 }
                 for (tenant, names) in by_tenant {
                     tracing::info!(%tenant, services = ?names, "service health changed");
+                    for name in &names {
+                        let data = serde_json::json!({ "serviceName": name.to_string() });
+                        crate::events::announce(
+                            &state,
+                            tenant,
+                            "plexhub.service.health_changed",
+                            data,
+                        )
+                        .await;
+                    }
                     state.changed(Change::Services { tenant, names }).await;
                 }
             }
@@ -67,6 +77,15 @@ pub async fn run(state: AppState, every: Duration) {
                 .await
             {
                 tracing::warn!(%error, "cannot prune the shared-data change log");
+            }
+            let retention_ms =
+                i64::try_from(state.events.retention.as_millis()).unwrap_or(i64::MAX);
+            if let Err(error) = state
+                .store
+                .prune_events(now.saturating_sub(retention_ms))
+                .await
+            {
+                tracing::warn!(%error, "cannot prune the event log");
             }
             let retention = state.gateway.settings().audit_retention;
             let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);

@@ -21,9 +21,11 @@ pub(crate) const EVENT_COLUMNS: &str =
     "ev.seq, ev.event_id, ev.source, ev.event_type, ev.partition_key, ev.published_at, ev.envelope";
 
 /// Implements [`crate::EventStore`] for `$store` (see [`crate::sql::sql_store!`]); `$claim_lock`
-/// is appended to the claim's row selection (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
+/// is appended to the claim's row selection (`FOR UPDATE SKIP LOCKED` on PostgreSQL), and
+/// write transactions open with `$begin` (`BEGIN IMMEDIATE` on SQLite, so a transaction that
+/// reads first never fails to upgrade its lock while another connection writes).
 macro_rules! event_store {
-    ($store:ident, $db:ty, $row:ty, $claim_lock:literal) => {
+    ($store:ident, $db:ty, $row:ty, $claim_lock:literal, $begin:literal) => {
         use crate::events_sql::{EVENT_COLUMNS, EVENT_ROWS, placeholders};
         use crate::{
             ClaimedDelivery, DeadLetter, DeliveryOutcome, EventStore, NewEvent, Published,
@@ -44,6 +46,45 @@ macro_rules! event_store {
             })
         }
 
+        /// Dead letters of a tenant, by subscription and/or id (`""`: any).
+        async fn select_dead_letters(
+            pool: &sqlx::Pool<$db>,
+            tenant_id: TenantId,
+            subscription_id: &str,
+            id: &str,
+            limit: u32,
+        ) -> StoreResult<Vec<DeadLetter>> {
+            let sql = format!(
+                "SELECT dl.id, dl.subscription_id, s.plugin_id, dl.tenant_id, dl.attempts, \
+                 dl.last_error, dl.failed_at, {EVENT_COLUMNS} \
+                 FROM dead_letters dl JOIN subscriptions s ON s.id = dl.subscription_id \
+                 JOIN events ev ON ev.tenant_id = dl.tenant_id AND ev.seq = dl.seq \
+                 WHERE dl.tenant_id = $1 AND ($2 = '' OR dl.subscription_id = $2) \
+                 AND ($3 = '' OR dl.id = $3) ORDER BY dl.failed_at, dl.id LIMIT $4"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(tenant_id.to_string())
+                .bind(subscription_id)
+                .bind(id)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(DeadLetter {
+                        id: row.try_get("id")?,
+                        subscription_id: row.try_get("subscription_id")?,
+                        plugin_id: row.try_get("plugin_id")?,
+                        tenant_id: crate::sql::tenant_id(row.try_get("tenant_id")?)?,
+                        event: stored_event_from(row)?,
+                        attempts: count(row.try_get("attempts")?),
+                        last_error: row.try_get("last_error")?,
+                        failed_at_ms: row.try_get("failed_at")?,
+                    })
+                })
+                .collect()
+        }
+
         fn count(value: i32) -> u32 {
             u32::try_from(value).unwrap_or(0)
         }
@@ -57,7 +98,7 @@ macro_rules! event_store {
                 now_ms: i64,
             ) -> StoreResult<Vec<Published>> {
                 let tenant = tenant_id.to_string();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 // The same source publishing the same id again gets the first one's position.
                 let mut answers = Vec::with_capacity(events.len());
                 let mut fresh = Vec::with_capacity(events.len());
@@ -193,7 +234,7 @@ macro_rules! event_store {
                 now_ms: i64,
             ) -> StoreResult<()> {
                 let tenant = tenant_id.to_string();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 let existing = sqlx::query(
                     "SELECT id, pattern, endpoint FROM subscriptions \
                      WHERE tenant_id = $1 AND plugin_id = $2",
@@ -302,7 +343,8 @@ macro_rules! event_store {
                 }
                 let rows = sqlx::query(
                     "SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, t.slug, s.plugin_id, \
-                     s.endpoint, s.max_attempts, i.base_url, ev.source, ev.event_id, ev.envelope \
+                     s.endpoint, s.max_attempts, i.base_url, ev.source, ev.event_id, ev.published_at, \
+                     ev.envelope \
                      FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
                      JOIN installations i ON i.tenant_id = s.tenant_id AND i.plugin_id = s.plugin_id \
                      JOIN events ev ON ev.tenant_id = d.tenant_id AND ev.seq = d.seq \
@@ -326,6 +368,7 @@ macro_rules! event_store {
                             max_attempts: count(row.try_get("max_attempts")?),
                             source: row.try_get("source")?,
                             event_id: row.try_get("event_id")?,
+                            published_at_ms: row.try_get("published_at")?,
                             envelope: row.try_get("envelope")?,
                             lease_token: token.clone(),
                         })
@@ -338,7 +381,7 @@ macro_rules! event_store {
                 outcomes: &[(ClaimedDelivery, DeliveryOutcome)],
                 now_ms: i64,
             ) -> StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 for (delivery, outcome) in outcomes {
                     match outcome {
                         DeliveryOutcome::Acknowledged => {
@@ -420,34 +463,16 @@ macro_rules! event_store {
                 subscription_id: Option<&str>,
                 limit: u32,
             ) -> StoreResult<Vec<DeadLetter>> {
-                let sql = format!(
-                    "SELECT dl.id, dl.subscription_id, s.plugin_id, dl.tenant_id, dl.attempts, \
-                     dl.last_error, dl.failed_at, {EVENT_COLUMNS} \
-                     FROM dead_letters dl JOIN subscriptions s ON s.id = dl.subscription_id \
-                     JOIN events ev ON ev.tenant_id = dl.tenant_id AND ev.seq = dl.seq \
-                     WHERE dl.tenant_id = $1 AND ($2 = '' OR dl.subscription_id = $2) \
-                     ORDER BY dl.failed_at, dl.id LIMIT $3"
-                );
-                let rows = sqlx::query(&sql)
-                    .bind(tenant_id.to_string())
-                    .bind(subscription_id.unwrap_or_default())
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?;
-                rows.iter()
-                    .map(|row| {
-                        Ok(DeadLetter {
-                            id: row.try_get("id")?,
-                            subscription_id: row.try_get("subscription_id")?,
-                            plugin_id: row.try_get("plugin_id")?,
-                            tenant_id: crate::sql::tenant_id(row.try_get("tenant_id")?)?,
-                            event: stored_event_from(row)?,
-                            attempts: count(row.try_get("attempts")?),
-                            last_error: row.try_get("last_error")?,
-                            failed_at_ms: row.try_get("failed_at")?,
-                        })
-                    })
-                    .collect()
+                select_dead_letters(&self.pool, tenant_id, subscription_id.unwrap_or_default(), "", limit).await
+            }
+
+            async fn dead_letter(
+                &self,
+                tenant_id: TenantId,
+                id: &str,
+            ) -> StoreResult<Option<DeadLetter>> {
+                let mut found = select_dead_letters(&self.pool, tenant_id, "", id, 1).await?;
+                Ok(found.pop())
             }
 
             async fn retry_dead_letter(
@@ -457,7 +482,7 @@ macro_rules! event_store {
                 now_ms: i64,
             ) -> StoreResult<bool> {
                 let tenant = tenant_id.to_string();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 sqlx::query(
                     "INSERT INTO deliveries (subscription_id, tenant_id, seq, partition_key, due_at) \
                      SELECT dl.subscription_id, dl.tenant_id, dl.seq, \
@@ -506,6 +531,15 @@ macro_rules! event_store {
                     .fetch_all(&self.pool)
                     .await?;
                 rows.iter().map(stored_event_from).collect()
+            }
+
+            async fn latest_event_seq(&self, tenant_id: TenantId) -> StoreResult<i64> {
+                let seq: Option<i64> =
+                    sqlx::query_scalar("SELECT event_seq FROM tenants WHERE id = $1")
+                        .bind(tenant_id.to_string())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(seq.unwrap_or(0))
             }
 
             async fn prune_events(&self, before_ms: i64) -> StoreResult<u64> {

@@ -51,6 +51,11 @@ pub enum Change {
         /// Key.
         key: DataKey,
     },
+    /// Events were published in a tenant: hubs look for deliveries, streams read the log.
+    Events {
+        /// The tenant.
+        tenant: TenantId,
+    },
     /// A credential was revoked.
     CredentialRevoked {
         /// Its id.

@@ -731,6 +731,8 @@ pub struct ClaimedDelivery {
     pub source: String,
     /// The event's id.
     pub event_id: String,
+    /// When it was published, epoch ms.
+    pub published_at_ms: i64,
     /// The CloudEvent JSON.
     pub envelope: String,
     /// The claim's token: a completion counts only while the claim is this hub's.
@@ -820,6 +822,8 @@ pub trait EventStore: Send + Sync {
         subscription_id: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<DeadLetter>>;
+    /// One dead letter of a tenant.
+    async fn dead_letter(&self, tenant_id: TenantId, id: &str) -> StoreResult<Option<DeadLetter>>;
     /// Queues a dead letter's event again for its subscription (attempts start over); `false`
     /// when there is no such dead letter in the tenant.
     async fn retry_dead_letter(
@@ -837,6 +841,8 @@ pub trait EventStore: Send + Sync {
         after: i64,
         limit: u32,
     ) -> StoreResult<Vec<StoredEvent>>;
+    /// The position of the tenant's newest event (0 before the first).
+    async fn latest_event_seq(&self, tenant_id: TenantId) -> StoreResult<i64>;
     /// Deletes events published before `before_ms` that no delivery or dead letter needs.
     async fn prune_events(&self, before_ms: i64) -> StoreResult<u64>;
 }

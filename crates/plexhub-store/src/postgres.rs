@@ -128,5 +128,6 @@ crate::events_sql::event_store!(
     PostgresStore,
     sqlx::Postgres,
     sqlx::postgres::PgRow,
-    "FOR UPDATE OF d SKIP LOCKED"
+    "FOR UPDATE OF d SKIP LOCKED",
+    "BEGIN"
 );

@@ -38,4 +38,10 @@ crate::sql::sql_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "sqli
 crate::registry_sql::registry_store!(SqliteStore, sqlx::Sqlite);
 crate::data_sql::data_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
 crate::audit_sql::audit_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
-crate::events_sql::event_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
+crate::events_sql::event_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    "",
+    "BEGIN IMMEDIATE"
+);

@@ -15,7 +15,7 @@ use std::time::Duration;
 use plexhub_core::registry::HealthPolicy;
 use plexhub_core::signing::HubKey;
 use plexhub_core::tenant::RateLimit;
-use plexhub_server::{Clock, GatewaySettings, Secret, Settings};
+use plexhub_server::{Clock, EventSettings, GatewaySettings, Secret, Settings};
 use serde::{Deserialize, Serialize};
 
 /// Where state lives by default, relative to the working directory.
@@ -86,6 +86,16 @@ pub struct ServeConfig {
     pub rate_limit_per_tenant: Option<String>,
     /// Hours the gateway's audit log keeps calls.
     pub audit_retention_hours: u64,
+    /// Largest event (its CloudEvents JSON) in bytes.
+    pub max_event_bytes: usize,
+    /// Hours published events stay replayable.
+    pub event_retention_hours: u64,
+    /// Milliseconds before the first retry of a failed delivery (doubled per attempt).
+    pub event_retry_base_ms: u64,
+    /// Longest wait between two delivery attempts, in milliseconds.
+    pub event_retry_max_ms: u64,
+    /// Milliseconds a subscriber has to answer a delivery.
+    pub event_delivery_timeout_ms: u64,
 }
 
 impl Default for ServeConfig {
@@ -112,6 +122,11 @@ impl Default for ServeConfig {
             rate_limit_per_caller: None,
             rate_limit_per_tenant: None,
             audit_retention_hours: 168,
+            max_event_bytes: 256 * 1024,
+            event_retention_hours: 168,
+            event_retry_base_ms: 1_000,
+            event_retry_max_ms: 300_000,
+            event_delivery_timeout_ms: 10_000,
         }
     }
 }
@@ -266,6 +281,14 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
             audit_retention: Duration::from_secs(config.audit_retention_hours.saturating_mul(3600)),
         },
         signing_keys,
+        events: EventSettings {
+            max_event_bytes: config.max_event_bytes,
+            retention: Duration::from_secs(config.event_retention_hours.saturating_mul(3600)),
+            retry_base: Duration::from_millis(config.event_retry_base_ms.max(1)),
+            retry_max: Duration::from_millis(config.event_retry_max_ms.max(1)),
+            delivery_timeout: Duration::from_millis(config.event_delivery_timeout_ms.max(1)),
+            ..EventSettings::default()
+        },
     };
     Ok((settings, generated.then_some(token)))
 }

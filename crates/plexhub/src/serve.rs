@@ -99,6 +99,27 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     audit_retention_hours: Option<u64>,
+    /// Largest event (its CloudEvents JSON) in bytes [default: 262144].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_event_bytes: Option<usize>,
+    /// Hours published events stay replayable [default: 168].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_retention_hours: Option<u64>,
+    /// Milliseconds before the first retry of a failed delivery, doubled for each further
+    /// attempt [default: 1000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_retry_base_ms: Option<u64>,
+    /// Longest wait between two delivery attempts, in milliseconds [default: 300000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_retry_max_ms: Option<u64>,
+    /// Milliseconds a subscriber has to answer a delivery [default: 10000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_delivery_timeout_ms: Option<u64>,
 }
 
 fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {

@@ -1166,3 +1166,46 @@ fn manifest_serializes_with_manifest_field_names() {
         json!("POST")
     );
 }
+
+#[test]
+fn subscriptions_are_objects_in_subscribes() {
+    let mut manifest = minimal();
+    manifest["events"] = json!({ "subscribes": [
+        "crm.contact.created",
+        { "pattern": "plugin.crm.contact.*", "endpoint": "/events/crm" },
+        { "pattern": "plexhub.plugin.#", "endpoint": "/events/hub", "maxAttempts": 8 },
+    ]});
+    let events = valid(&manifest).events;
+    assert_eq!(events.subscribes, ["crm.contact.created"]);
+    let declared: Vec<(&str, &str, u32)> = events
+        .subscriptions
+        .iter()
+        .map(|s| (s.pattern.as_str(), s.endpoint.as_str(), s.max_attempts))
+        .collect();
+    assert_eq!(
+        declared,
+        [
+            ("plugin.crm.contact.*", "/events/crm", 4),
+            ("plexhub.plugin.#", "/events/hub", 8),
+        ]
+    );
+
+    manifest["events"] = json!({ "subscribes": [
+        { "pattern": "plugin.#.x", "endpoint": "/events/:id", "maxAttempts": 0, "retry": true },
+        { "endpoint": "events" },
+    ]});
+    let found = paths(&manifest);
+    for expected in [
+        "events.subscribes.0.pattern",
+        "events.subscribes.0.endpoint",
+        "events.subscribes.0.maxAttempts",
+        "events.subscribes.0",
+        "events.subscribes.1.pattern",
+        "events.subscribes.1.endpoint",
+    ] {
+        assert!(
+            found.contains(&expected.to_owned()),
+            "{expected} in {found:?}"
+        );
+    }
+}

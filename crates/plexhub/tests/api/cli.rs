@@ -537,7 +537,7 @@ async fn cli_errors_are_one_line_with_a_failing_exit_code() {
 }
 
 /// Starts `plexhub serve` in `dir` and returns the child and the address it prints.
-async fn serve(
+pub(crate) async fn serve(
     dir: &Path,
     args: &[&str],
     env: &[(&str, &str)],

@@ -125,6 +125,10 @@ pub struct Options {
     pub database_url: Option<String>,
     /// Heartbeat interval and staleness (default: the hub's defaults).
     pub health: Option<HealthPolicy>,
+    /// Request-signing keys (default: one new key); hubs of one deployment share them.
+    pub signing_keys: Option<Vec<plexhub_core::signing::HubKey>>,
+    /// Event bus timing (default: retries after 20 ms, doubling up to 200 ms; 2 s to answer).
+    pub events: Option<plexhub_server::EventSettings>,
 }
 
 /// Starts a hub on `backend`, or returns `None` when PostgreSQL is not configured (laptop).
@@ -160,7 +164,16 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
         sweep_interval: Duration::from_millis(50),
         clock: clock.clone(),
         gateway: options.gateway.unwrap_or_default(),
-        signing_keys: vec![plexhub_core::signing::HubKey::generate()],
+        signing_keys: options
+            .signing_keys
+            .unwrap_or_else(|| vec![plexhub_core::signing::HubKey::generate()]),
+        events: options.events.unwrap_or(plexhub_server::EventSettings {
+            retry_base: Duration::from_millis(20),
+            retry_max: Duration::from_millis(200),
+            delivery_timeout: Duration::from_secs(2),
+            poll_interval: Duration::from_millis(50),
+            ..plexhub_server::EventSettings::default()
+        }),
     };
     let app = Application::build(settings).await.expect("hub starts");
     let address = app.local_addr();
@@ -344,10 +357,13 @@ pub async fn two_hubs(clock: Option<Clock>) -> Option<(TestApp, TestApp)> {
     ) else {
         return None;
     };
+    // One deployment: the hubs share their signing keys, as scaled mode requires.
+    let keys = vec![plexhub_core::signing::HubKey::generate()];
     let options = |database_url: Option<String>| Options {
         redis_url: Some(redis_url.clone()),
         clock: clock.clone(),
         database_url,
+        signing_keys: Some(keys.clone()),
         ..Options::default()
     };
     let a = spawn_with(Backend::Postgres, options(None)).await?;

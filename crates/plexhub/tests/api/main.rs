@@ -10,6 +10,7 @@ mod data;
 mod demo;
 mod dependencies;
 mod docs;
+mod events;
 mod gateway;
 mod http;
 mod installations;

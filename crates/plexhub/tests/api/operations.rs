@@ -204,6 +204,12 @@ async fn openapi_lists_every_route_and_docs_render_offline() {
         ("/api/v1/proxy/{serviceName}/{*path}", "put"),
         ("/api/v1/proxy/{serviceName}/{*path}", "patch"),
         ("/api/v1/proxy/{serviceName}/{*path}", "delete"),
+        ("/api/v1/events", "post"),
+        ("/api/v1/events/stream", "get"),
+        ("/api/v1/subscriptions", "get"),
+        ("/api/v1/dead-letters", "get"),
+        ("/api/v1/dead-letters/{id}/retry", "post"),
+        ("/api/v1/dead-letters/{id}", "delete"),
     ];
     for (path, method) in expected {
         assert!(

@@ -8,7 +8,7 @@ use plexhub_core::ids::PluginId;
 use plexhub_core::registry::{InstanceId, ServiceStatus};
 use plexhub_store::{InstanceRegistration, ServiceRegistration};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -195,6 +195,14 @@ async fn deregister_service(
                 .await?
         {
             state.changed(services_change(&scope, &name)).await;
+            let data = json!({ "serviceName": name.to_string(), "pluginId": plugin_id });
+            crate::events::announce(
+                &state,
+                scope.tenant.id,
+                "plexhub.service.deregistered",
+                data,
+            )
+            .await;
         }
     }
     Ok(Json(Acknowledged {

@@ -11,16 +11,17 @@ use plexhub_core::credential::{CredentialId, IssuedCredential};
 use plexhub_core::dependency::{
     PlanStep, StepAction, check_uninstall, plan_install, uninstall_order,
 };
+use plexhub_core::events::{Pattern, check_subscription};
 use plexhub_core::ids::PluginId;
 use plexhub_core::installation::{
     BaseUrl, Installation, InstallationState, LifecycleAction, choose_version, parse_origin,
     unmet_dependencies, validate_grant,
 };
-use plexhub_core::manifest::validate_manifest;
+use plexhub_core::manifest::{Manifest, validate_manifest};
 use plexhub_core::tenant::Tenant;
 use plexhub_core::version::{Version, VersionRange};
 use plexhub_store::feed::Change;
-use plexhub_store::{CredentialRecord, StoreError};
+use plexhub_store::{CredentialRecord, StoreError, SubscriptionSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -417,6 +418,9 @@ async fn apply_installs(
     installations: Vec<Installation>,
     now_ms: i64,
 ) -> Result<Vec<(InstallationView, NewCredential)>, ApiError> {
+    for installation in &installations {
+        check_subscriptions(state, installation).await?;
+    }
     let mut issued = Vec::with_capacity(installations.len());
     let mut rows = Vec::with_capacity(installations.len());
     for installation in installations {
@@ -449,6 +453,12 @@ async fn apply_installs(
         }
     }
     state.changed(Change::Tenant { tenant: tenant.id }).await;
+    for (installation, _) in &rows {
+        announce_lifecycle(state, tenant, installation, "installed").await;
+        if installation.state == InstallationState::Active {
+            announce_lifecycle(state, tenant, installation, "activated").await;
+        }
+    }
     let mut answers = Vec::with_capacity(rows.len());
     for ((installation, record), credential) in rows.iter().zip(issued) {
         tracing::info!(tenant = %tenant.slug, plugin = %installation.plugin_id, version = %installation.version, "plugin installed");
@@ -631,6 +641,8 @@ async fn uninstall_plugin(
     state.changed(Change::Tenant { tenant: tenant.id }).await;
     for removed in &order {
         tracing::info!(tenant = %tenant.slug, plugin = %removed, "plugin uninstalled");
+        let data = json!({ "pluginId": removed.as_str(), "tenant": tenant.slug.as_str() });
+        crate::events::announce(&state, tenant.id, "plexhub.plugin.uninstalled", data).await;
     }
     if options.cascade {
         let uninstalled = order.iter().map(ToString::to_string).collect();
@@ -639,20 +651,85 @@ async fn uninstall_plugin(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Registers the services of an installation's manifest, before it becomes ACTIVE.
-async fn activate_services(
+/// The manifest of an installation's catalog version.
+async fn installed_manifest(
     state: &AppState,
-    tenant: &Tenant,
     installation: &Installation,
-) -> Result<(), ApiError> {
+) -> Result<Manifest, ApiError> {
     let published = state
         .store
         .plugin_version(&installation.plugin_id, &installation.version)
         .await?
         .ok_or_else(|| ApiError::internal(&"the installed catalog version vanished"))?;
-    let manifest = validate_manifest(&published.manifest)
-        .map_err(|_| ApiError::internal(&"a stored manifest no longer validates"))?;
-    register_manifest_services(state, tenant, installation, &manifest.services).await
+    validate_manifest(&published.manifest)
+        .map_err(|_| ApiError::internal(&"a stored manifest no longer validates"))
+}
+
+/// Refuses an installation whose manifest subscribes to events the plugin may not read: the
+/// hub's, its own, and those of plugins it declares a dependency on are allowed.
+async fn check_subscriptions(
+    state: &AppState,
+    installation: &Installation,
+) -> Result<(), ApiError> {
+    let manifest = installed_manifest(state, installation).await?;
+    for declared in &manifest.events.subscriptions {
+        let pattern = Pattern::parse(&declared.pattern)
+            .map_err(|_| ApiError::internal(&"a stored manifest's pattern no longer parses"))?;
+        check_subscription(&installation.plugin_id, &manifest.dependencies, &pattern).map_err(
+            |reason| {
+                ApiError::new(ErrorCode::SubscriptionNotAllowed, reason)
+                    .with_details(json!({ "pattern": declared.pattern }))
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Registers the services of an installation's manifest and creates its event subscriptions,
+/// before it becomes ACTIVE.
+async fn activate_services(
+    state: &AppState,
+    tenant: &Tenant,
+    installation: &Installation,
+) -> Result<(), ApiError> {
+    let manifest = installed_manifest(state, installation).await?;
+    register_manifest_services(state, tenant, installation, &manifest.services).await?;
+    let subscriptions: Vec<SubscriptionSpec> = manifest
+        .events
+        .subscriptions
+        .iter()
+        .map(|declared| SubscriptionSpec {
+            pattern: declared.pattern.clone(),
+            endpoint: declared.endpoint.clone(),
+            max_attempts: declared.max_attempts,
+        })
+        .collect();
+    state
+        .store
+        .replace_subscriptions(
+            tenant.id,
+            &installation.plugin_id,
+            &subscriptions,
+            state.clock.now_ms(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Announces a lifecycle change as the hub's event `plexhub.plugin.<action>`.
+async fn announce_lifecycle(
+    state: &AppState,
+    tenant: &Tenant,
+    installation: &Installation,
+    action: &str,
+) {
+    let data = json!({
+        "pluginId": installation.plugin_id.as_str(),
+        "version": installation.version.to_string(),
+        "state": installation.state.as_str(),
+        "tenant": tenant.slug.as_str(),
+    });
+    crate::events::announce(state, tenant.id, &format!("plexhub.plugin.{action}"), data).await;
 }
 
 async fn change_state(
@@ -690,6 +767,12 @@ async fn change_state(
         installation.state = next;
         installation.updated_at_ms = now;
         state.changed(Change::Tenant { tenant: tenant.id }).await;
+        let action = if next == InstallationState::Active {
+            "activated"
+        } else {
+            "deactivated"
+        };
+        announce_lifecycle(state, &tenant, &installation, action).await;
     }
     Ok(Json(InstallationView::new(&tenant, &installation)))
 }

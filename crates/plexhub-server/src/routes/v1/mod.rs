@@ -7,6 +7,7 @@ use crate::state::AppState;
 pub use proxy::calling_plugin;
 
 mod data;
+mod events;
 mod installations;
 mod plans;
 mod plugins;
@@ -25,5 +26,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(plugins::router())
         .merge(services::router())
         .merge(data::router())
+        .merge(events::router())
         .merge(whoami::router())
 }

@@ -344,7 +344,10 @@ impl ChangeLog for RegistryLog {
                 *tenant == self.scope.tenant.id
             }
             FeedEvent::Change(
-                Change::CredentialRevoked { .. } | Change::Data { .. } | Change::Breaker { .. },
+                Change::CredentialRevoked { .. }
+                | Change::Data { .. }
+                | Change::Breaker { .. }
+                | Change::Events { .. },
             ) => false,
             FeedEvent::Connected | FeedEvent::Disconnected => true,
         }
