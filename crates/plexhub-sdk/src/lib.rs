@@ -10,6 +10,9 @@
 //!   service changed ([`Discovery`]).
 //! - [`serve`]: runs the plugin's axum router for all its [`Installations`] (one credential per
 //!   tenant), registered and beating until [`RunningPlugin::stop`].
+//! - Events: [`Client::publish`] (the plugin's own `plugin.<name>.…` types), and
+//!   [`EventRouter`] for the plugin's server, which receives its subscriptions' deliveries and
+//!   dispatches them by pattern.
 //! - [`HubRequest`]: an axum extractor for the plugin's own server that accepts only requests
 //!   the hub signed, and tells the handler the tenant, the calling plugin and the request id.
 //!
@@ -25,6 +28,7 @@
 mod client;
 mod codes;
 mod discovery;
+mod events;
 mod plugin;
 mod registration;
 mod verify;
@@ -32,6 +36,7 @@ mod verify;
 pub use client::{Client, ClientBuilder, DataEntry, Error, HubError};
 pub use codes::ErrorCode;
 pub use discovery::Discovery;
+pub use events::{Event, EventRouter, OutgoingEvent, Published};
 pub use plugin::{Identity, Installations, RunningPlugin, ServeOptions, serve};
 pub use registration::{Heartbeats, ServiceSpec, manifest_services};
 pub use verify::{HubRequest, Refused, Verifier};

@@ -345,6 +345,16 @@ impl Demo {
         Ok(())
     }
 
+    /// Creates a contact in `tenant`'s CRM through the gateway, as its console would (CRM
+    /// publishes `plugin.crm.contact.created`; Analytics drops its cached contacts summary).
+    pub async fn create_contact(&self, tenant: &str, contact: &Value) -> anyhow::Result<Value> {
+        let answer = self
+            .console(tenant)?
+            .post_json("crm.contacts", "/contacts", contact)
+            .await?;
+        Ok(answer)
+    }
+
     /// Runs one report for `tenant` as its console would: through the gateway, to Analytics,
     /// which fetches CRM's data through the gateway. Returns the report's `data`.
     pub async fn run_report(

@@ -2,6 +2,9 @@
 //! **through the hub** with the SDK (the original called CRM directly), each result cached in
 //! the tenant's shared data.
 //!
+//! CRM publishes every change; Analytics subscribes (`POST /events`) and drops the cached
+//! results the change makes stale.
+//!
 //! A report runs for the tenant of the verified request, with that tenant's installation
 //! credential, so it can only ever see that tenant's CRM data. When CRM cannot be reached it
 //! answers 503 with the reason and the last cached result, if any.
@@ -15,7 +18,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use plexhub_sdk::{Client, Error, HubRequest, Installations, RunningPlugin, ServeOptions};
+use plexhub_sdk::{
+    Client, Error, Event, EventRouter, HubRequest, Installations, RunningPlugin, ServeOptions,
+};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -220,6 +225,42 @@ async fn compute(client: &Client, report: &Report) -> Result<Value, Failure> {
     }))
 }
 
+/// Forgets the cached results of `reports` in the event's tenant: CRM changed their data.
+async fn invalidate(
+    installations: Installations,
+    hub: HubRequest,
+    reports: &[&str],
+) -> Result<(), String> {
+    let Some(client) = installations.tenant(&hub.tenant_slug) else {
+        return Ok(());
+    };
+    for report in reports {
+        client
+            .data_delete(CACHE_NAMESPACE, report)
+            .await
+            .map_err(|error| format!("cannot drop the cached {report}: {error}"))?;
+    }
+    Ok(())
+}
+
+/// Deliveries of the manifest's subscriptions (`POST /events`): a contact change invalidates
+/// the contacts summary, a deal change the pipeline and the forecast.
+fn events(installations: &Installations) -> Router {
+    let (contacts, deals) = (installations.clone(), installations.clone());
+    EventRouter::new()
+        .on(
+            "plugin.crm.contact.*",
+            move |hub: HubRequest, _event: Event| invalidate(contacts.clone(), hub, &["report-1"]),
+        )
+        .on(
+            "plugin.crm.deal.*",
+            move |hub: HubRequest, _event: Event| {
+                invalidate(deals.clone(), hub, &["report-2", "report-3"])
+            },
+        )
+        .into_router("/events")
+}
+
 /// The plugin's HTTP API; every route needs the hub's signature (the SDK's `Verifier`
 /// extension, which [`start`] adds). `GET /reports` lists the reports of every tenant alike.
 pub fn router(installations: Installations) -> Router {
@@ -227,7 +268,8 @@ pub fn router(installations: Installations) -> Router {
         .route("/reports", get(list_reports))
         .route("/reports/{id}", get(get_report))
         .route("/reports/{id}/run", post(run_report))
-        .with_state(installations)
+        .with_state(installations.clone())
+        .merge(events(&installations))
 }
 
 /// Serves the plugin on `listener` for every installation, registered with the hub and beating.

@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use plexhub_sdk::{HubRequest, Installations, RunningPlugin, ServeOptions};
+use plexhub_sdk::{HubRequest, Installations, OutgoingEvent, RunningPlugin, ServeOptions};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
@@ -61,7 +61,38 @@ impl Books {
     }
 }
 
-type Shared = State<Arc<Books>>;
+/// The plugin's state: every tenant's data, and the credentials to publish its events.
+struct Crm {
+    books: Books,
+    installations: Installations,
+}
+
+impl Crm {
+    /// Publishes `plugin.crm.<entity>.<action>` in the request's tenant, keyed by the record's
+    /// id (so a record's events arrive in order). A failure is logged: the change is made.
+    async fn announce<T: serde::Serialize>(
+        &self,
+        hub: &HubRequest,
+        event_type: &str,
+        id: &str,
+        record: &T,
+    ) {
+        let Some(client) = self.installations.tenant(&hub.tenant_slug) else {
+            return;
+        };
+        let event = OutgoingEvent {
+            event_type: event_type.to_owned(),
+            data: serde_json::to_value(record).unwrap_or_default(),
+            partition_key: Some(id.to_owned()),
+            ..OutgoingEvent::default()
+        };
+        if let Err(error) = client.publish_all(&[event]).await {
+            eprintln!("plexhub-crm: publishing {event_type} failed: {error}");
+        }
+    }
+}
+
+type Shared = State<Arc<Crm>>;
 
 /// An answer in the original's envelope.
 enum Reply {
@@ -124,24 +155,24 @@ fn data<T: serde::Serialize>(status: StatusCode, record: &T) -> Reply {
 
 async fn list_contacts(
     hub: HubRequest,
-    State(books): Shared,
+    State(crm): Shared,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Reply, Reply> {
     let query = list_query(query)?;
-    Ok(Reply::List(books.with(&hub.tenant_id, |book| {
+    Ok(Reply::List(crm.books.with(&hub.tenant_id, |book| {
         book.contacts(&query, |_| true)
     })))
 }
 
 async fn contacts_of_company(
     hub: HubRequest,
-    State(books): Shared,
+    State(crm): Shared,
     Path(company): Path<String>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Reply, Reply> {
     let query = list_query(query)?;
     let wanted = company.to_lowercase();
-    let page = books.with(&hub.tenant_id, |book| {
+    let page = crm.books.with(&hub.tenant_id, |book| {
         book.contacts(&query, |contact| {
             contact
                 .company
@@ -154,12 +185,12 @@ async fn contacts_of_company(
 
 async fn contacts_with_tag(
     hub: HubRequest,
-    State(books): Shared,
+    State(crm): Shared,
     Path(tag): Path<String>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Reply, Reply> {
     let query = list_query(query)?;
-    let page = books.with(&hub.tenant_id, |book| {
+    let page = crm.books.with(&hub.tenant_id, |book| {
         book.contacts(&query, |contact| contact.tags.contains(&tag))
     });
     Ok(Reply::List(page))
@@ -167,60 +198,71 @@ async fn contacts_with_tag(
 
 async fn get_contact(
     hub: HubRequest,
-    State(books): Shared,
+    State(crm): Shared,
     Path(id): Path<String>,
 ) -> Result<Reply, Reply> {
-    books.with(&hub.tenant_id, |book| {
+    crm.books.with(&hub.tenant_id, |book| {
         Ok(data(StatusCode::OK, book.contact(&id)?))
     })
 }
 
-async fn create_contact(
-    hub: HubRequest,
-    State(books): Shared,
-    body: Bytes,
-) -> Result<Reply, Reply> {
+async fn create_contact(hub: HubRequest, State(crm): Shared, body: Bytes) -> Result<Reply, Reply> {
     let body = object(&body)?;
-    let contact = books.with(&hub.tenant_id, |book| book.create_contact(&body, &now()))?;
+    let contact = crm
+        .books
+        .with(&hub.tenant_id, |book| book.create_contact(&body, &now()))?;
+    crm.announce(&hub, "plugin.crm.contact.created", &contact.id, &contact)
+        .await;
     Ok(data(StatusCode::CREATED, &contact))
 }
 
 async fn update_contact(
     hub: HubRequest,
-    State(books): Shared,
+    State(crm): Shared,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Reply, Reply> {
     let body = object(&body)?;
-    let contact = books.with(&hub.tenant_id, |book| {
+    let contact = crm.books.with(&hub.tenant_id, |book| {
         book.update_contact(&id, &body, &now())
     })?;
+    crm.announce(&hub, "plugin.crm.contact.updated", &id, &contact)
+        .await;
     Ok(data(StatusCode::OK, &contact))
 }
 
 async fn delete_contact(
     hub: HubRequest,
-    State(books): Shared,
+    State(crm): Shared,
     Path(id): Path<String>,
 ) -> Result<Reply, Reply> {
-    books.with(&hub.tenant_id, |book| book.delete_contact(&id))?;
+    crm.books
+        .with(&hub.tenant_id, |book| book.delete_contact(&id))?;
+    crm.announce(
+        &hub,
+        "plugin.crm.contact.deleted",
+        &id,
+        &json!({ "id": id }),
+    )
+    .await;
     Ok(Reply::Message("Contact deleted"))
 }
 
 async fn list_deals(
     hub: HubRequest,
-    State(books): Shared,
+    State(crm): Shared,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Reply, Reply> {
     let query = list_query(query)?;
     Ok(Reply::List(
-        books.with(&hub.tenant_id, |book| book.deals(&query, |_| true)),
+        crm.books
+            .with(&hub.tenant_id, |book| book.deals(&query, |_| true)),
     ))
 }
 
 async fn deals_in_stage(
     hub: HubRequest,
-    State(books): Shared,
+    State(crm): Shared,
     Path(stage): Path<String>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Reply, Reply> {
@@ -228,19 +270,19 @@ async fn deals_in_stage(
     if !STAGES.contains(&stage.as_str()) {
         return Err(Refusal::Invalid(format!("stage must be one of {}", STAGES.join(", "))).into());
     }
-    Ok(Reply::List(books.with(&hub.tenant_id, |book| {
+    Ok(Reply::List(crm.books.with(&hub.tenant_id, |book| {
         book.deals(&query, |deal| deal.stage == stage)
     })))
 }
 
 async fn deals_of_contact(
     hub: HubRequest,
-    State(books): Shared,
+    State(crm): Shared,
     Path(contact): Path<String>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Reply, Reply> {
     let query = list_query(query)?;
-    let page = books.with(&hub.tenant_id, |book| {
+    let page = crm.books.with(&hub.tenant_id, |book| {
         book.deals(&query, |deal| deal.contact_id.as_deref() == Some(&contact))
     });
     Ok(Reply::List(page))
@@ -248,54 +290,64 @@ async fn deals_of_contact(
 
 async fn get_deal(
     hub: HubRequest,
-    State(books): Shared,
+    State(crm): Shared,
     Path(id): Path<String>,
 ) -> Result<Reply, Reply> {
-    books.with(&hub.tenant_id, |book| {
+    crm.books.with(&hub.tenant_id, |book| {
         Ok(Reply::Data(StatusCode::OK, book.enriched(book.deal(&id)?)))
     })
 }
 
-async fn create_deal(hub: HubRequest, State(books): Shared, body: Bytes) -> Result<Reply, Reply> {
+async fn create_deal(hub: HubRequest, State(crm): Shared, body: Bytes) -> Result<Reply, Reply> {
     let body = object(&body)?;
-    books.with(&hub.tenant_id, |book| {
+    let (id, deal) = crm.books.with(&hub.tenant_id, |book| {
         let deal = book.create_deal(&body, &now())?;
-        Ok(Reply::Data(StatusCode::CREATED, book.enriched(&deal)))
-    })
+        Ok::<_, Refusal>((deal.id.clone(), book.enriched(&deal)))
+    })?;
+    crm.announce(&hub, "plugin.crm.deal.created", &id, &deal)
+        .await;
+    Ok(Reply::Data(StatusCode::CREATED, deal))
 }
 
 async fn update_deal(
     hub: HubRequest,
-    State(books): Shared,
+    State(crm): Shared,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Reply, Reply> {
     let body = object(&body)?;
-    books.with(&hub.tenant_id, |book| {
+    let deal = crm.books.with(&hub.tenant_id, |book| {
         let deal = book.update_deal(&id, &body, &now())?;
-        Ok(Reply::Data(StatusCode::OK, book.enriched(&deal)))
-    })
+        Ok::<_, Refusal>(book.enriched(&deal))
+    })?;
+    crm.announce(&hub, "plugin.crm.deal.updated", &id, &deal)
+        .await;
+    Ok(Reply::Data(StatusCode::OK, deal))
 }
 
 async fn delete_deal(
     hub: HubRequest,
-    State(books): Shared,
+    State(crm): Shared,
     Path(id): Path<String>,
 ) -> Result<Reply, Reply> {
-    books.with(&hub.tenant_id, |book| book.delete_deal(&id))?;
+    crm.books
+        .with(&hub.tenant_id, |book| book.delete_deal(&id))?;
+    crm.announce(&hub, "plugin.crm.deal.deleted", &id, &json!({ "id": id }))
+        .await;
     Ok(Reply::Message("Deal deleted"))
 }
 
-async fn pipeline_summary(hub: HubRequest, State(books): Shared) -> Reply {
+async fn pipeline_summary(hub: HubRequest, State(crm): Shared) -> Reply {
     Reply::Data(
         StatusCode::OK,
-        books.with(&hub.tenant_id, |book| book.pipeline_summary()),
+        crm.books
+            .with(&hub.tenant_id, |book| book.pipeline_summary()),
     )
 }
 
 /// `GET /health`, for operators (no tenant data, no signature needed).
-async fn health(State(books): Shared) -> Json<Value> {
-    let (tenants, contacts, deals) = books.totals();
+async fn health(State(crm): Shared) -> Json<Value> {
+    let (tenants, contacts, deals) = crm.books.totals();
     Json(json!({
         "status": "ok", "plugin": "crm", "version": VERSION, "timestamp": now(),
         "tenants": tenants, "services": {"contacts": contacts, "deals": deals},
@@ -312,8 +364,9 @@ async fn info() -> Json<Value> {
 }
 
 /// The plugin's HTTP API. Tenant routes need the hub's signature (the SDK's `Verifier`
-/// extension, which [`start`] adds).
-pub fn router() -> Router {
+/// extension, which [`start`] adds); every change is published as `plugin.crm.contact.*` /
+/// `plugin.crm.deal.*` in the request's tenant, with `installations`' credentials.
+pub fn router(installations: Installations) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/info", get(info))
@@ -332,7 +385,10 @@ pub fn router() -> Router {
             "/deals/{id}",
             get(get_deal).put(update_deal).delete(delete_deal),
         )
-        .with_state(Arc::new(Books::default()))
+        .with_state(Arc::new(Crm {
+            books: Books::default(),
+            installations,
+        }))
 }
 
 /// Serves the plugin on `listener` for every installation, registered with the hub and beating.
@@ -341,5 +397,6 @@ pub async fn start(
     installations: &Installations,
     options: ServeOptions,
 ) -> Result<RunningPlugin, plexhub_sdk::Error> {
-    plexhub_sdk::serve(listener, router(), &manifest(), installations, options).await
+    let router = router(installations.clone());
+    plexhub_sdk::serve(listener, router, &manifest(), installations, options).await
 }

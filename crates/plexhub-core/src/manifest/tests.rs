@@ -282,9 +282,13 @@ fn crm_example_manifest_is_valid() {
         ]
     );
     assert!(manifest.dependencies.is_empty());
-    assert_eq!(
-        manifest.events.publishes,
-        ["crm.contact.created", "crm.deal.updated"]
+    assert_eq!(manifest.events.publishes.len(), 6);
+    assert!(
+        manifest
+            .events
+            .publishes
+            .iter()
+            .all(|topic| topic.starts_with("plugin.crm."))
     );
     assert!(manifest.events.subscribes.is_empty());
 }
@@ -319,7 +323,20 @@ fn analytics_example_manifest_is_valid() {
         })
         .collect();
     assert_eq!(services, ["crm.contacts", "crm.deals"]);
-    assert_eq!(manifest.events.subscribes, ["crm.contact.created"]);
+    assert!(manifest.events.subscribes.is_empty());
+    let patterns: Vec<(&str, &str)> = manifest
+        .events
+        .subscriptions
+        .iter()
+        .map(|s| (s.pattern.as_str(), s.endpoint.as_str()))
+        .collect();
+    assert_eq!(
+        patterns,
+        [
+            ("plugin.crm.contact.*", "/events"),
+            ("plugin.crm.deal.*", "/events")
+        ]
+    );
     assert!(manifest.events.publishes.is_empty());
 }
 

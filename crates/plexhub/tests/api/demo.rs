@@ -8,7 +8,7 @@ use plexhub::demo::{Demo, DemoOptions, Summary};
 use plexhub_core::registry::HealthPolicy;
 use plexhub_server::Clock;
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::{Backend, Options, TestApp, service_url, spawn_with};
 
@@ -119,6 +119,40 @@ async fn the_demo_flow_runs_through_the_gateway(app: TestApp) {
         assert_eq!(body["ownerId"], "plugin-analytics");
         assert!(body["expiresAt"].is_string(), "cached with a TTL: {body}");
     }
+
+    // A new contact in acme: CRM publishes plugin.crm.contact.created, Analytics (subscribed)
+    // drops acme's cached contacts summary; globex's stays.
+    let contact = json!({"firstName": "Alan", "lastName": "Turing", "email": "alan@example.com"});
+    demo.create_contact("acme", &contact)
+        .await
+        .expect("created");
+    let cached = |tenant: &'static str| {
+        let app = &app;
+        async move {
+            app.send(
+                Method::GET,
+                "/api/v1/data/analytics.reports/report-1",
+                Some(crate::helpers::ADMIN),
+                &[("x-tenant-slug", tenant)],
+                None,
+            )
+            .await
+            .status
+        }
+    };
+    let mut acme_cache = cached("acme").await;
+    for _ in 0..200 {
+        if acme_cache == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        acme_cache = cached("acme").await;
+    }
+    assert_eq!(
+        acme_cache, 404,
+        "the event invalidated acme's cached report"
+    );
+    assert_eq!(cached("globex").await, 200, "globex saw no acme event");
 
     // An unknown report is the plugin's 404, not a hub error.
     match demo.run_report("globex", "report-9").await {

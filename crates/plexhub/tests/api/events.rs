@@ -704,3 +704,83 @@ async fn a_killed_hub_resumes_deliveries_on_postgres() {
     let database = crate::helpers::PgDatabase::create(&admin_url).await;
     a_killed_hub_resumes_deliveries(Some(database.url.clone())).await;
 }
+
+/// Reads a Server-Sent Events stream for `wait`, returning what arrived.
+async fn read_stream(app: &TestApp, token: &str, query: &str, wait: Duration) -> String {
+    let mut response = app
+        .http
+        .get(format!("{}/api/v1/events/stream{query}", app.base))
+        .bearer_auth(token)
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(response.status(), 200);
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, response.chunk()).await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
+}
+
+async fn the_stream_replays_what_the_reader_may_read(app: TestApp) {
+    catalog(&app, 4).await;
+    let outsider = json!({"id": "plugin-outsider", "name": "Outsider", "version": "1.0.0",
+                          "description": "Depends on nothing"});
+    app.publish(&outsider).await;
+    let subscriber = Subscriber::start(&app.base, Behaviour::FailFirst(0)).await;
+    let crm = tenant(&app, "acme", &subscriber).await;
+    let outsider = app
+        .install("acme", "plugin-outsider", json!({"activate": true}))
+        .await;
+    publish(
+        &app,
+        &crm,
+        json!({"type": "plugin.crm.contact.created", "id": "s-1"}),
+    )
+    .await;
+
+    // CRM reads its own events, replayed from the start of the log.
+    let own = read_stream(
+        &app,
+        &crm,
+        "?pattern=plugin.crm.%23",
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(own.contains("event: plugin.crm.contact.created"), "{own}");
+    assert!(own.contains("\"id\":\"s-1\""), "{own}");
+    assert!(
+        !own.contains("plexhub.plugin"),
+        "the pattern filters: {own}"
+    );
+    // A plugin that declares no dependency on CRM sees the hub's events, not CRM's.
+    let other = read_stream(&app, &outsider, "", Duration::from_millis(500)).await;
+    assert!(other.contains("event: plexhub.plugin.installed"), "{other}");
+    assert!(!other.contains("plugin.crm.contact"), "{other}");
+    app.send(
+        Method::GET,
+        "/api/v1/events/stream?pattern=a.%23.b",
+        Some(&crm),
+        &[],
+        None,
+    )
+    .await
+    .assert_error(400, "INVALID_PARAMETER");
+}
+
+mod stream {
+    #[tokio::test]
+    async fn on_sqlite() {
+        let app = super::hub(super::Backend::Sqlite).await.expect("sqlite");
+        super::the_stream_replays_what_the_reader_may_read(app).await;
+    }
+
+    #[tokio::test]
+    async fn on_postgres() {
+        if let Some(app) = super::hub(super::Backend::Postgres).await {
+            super::the_stream_replays_what_the_reader_may_read(app).await;
+        }
+    }
+}
