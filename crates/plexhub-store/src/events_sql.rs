@@ -100,22 +100,41 @@ macro_rules! event_store {
                 let tenant = tenant_id.to_string();
                 let mut tx = self.pool.begin_with($begin).await?;
                 // The same source publishing the same id again gets the first one's position.
+                // Ids these sources published before, found in one query per chunk.
+                let mut stored = std::collections::HashMap::<(&str, &str), i64>::new();
+                for chunk in events.chunks(EVENT_ROWS) {
+                    let pairs: Vec<String> = (0..chunk.len())
+                        .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
+                        .collect();
+                    let sql = format!(
+                        "SELECT source, event_id, seq FROM events WHERE tenant_id = $1 \
+                         AND (source, event_id) IN (VALUES {})",
+                        pairs.join(", ")
+                    );
+                    let mut query = sqlx::query(&sql).bind(&tenant);
+                    for event in chunk {
+                        query = query.bind(&event.source).bind(&event.event_id);
+                    }
+                    for row in query.fetch_all(&mut *tx).await? {
+                        let (source, id): (String, String) =
+                            (row.try_get("source")?, row.try_get("event_id")?);
+                        if let Some(event) = chunk
+                            .iter()
+                            .find(|e| e.source == source && e.event_id == id)
+                        {
+                            stored.insert((&event.source, &event.event_id), row.try_get("seq")?);
+                        }
+                    }
+                }
                 let mut answers = Vec::with_capacity(events.len());
                 let mut fresh = Vec::with_capacity(events.len());
                 for (index, event) in events.iter().enumerate() {
                     let earlier = events[..index].iter().position(|other| {
                         other.source == event.source && other.event_id == event.event_id
                     });
-                    let stored: Option<i64> = sqlx::query_scalar(
-                        "SELECT seq FROM events WHERE tenant_id = $1 AND source = $2 AND event_id = $3",
-                    )
-                    .bind(&tenant)
-                    .bind(&event.source)
-                    .bind(&event.event_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                    let stored = stored.get(&(event.source.as_str(), event.event_id.as_str()));
                     match (stored, earlier) {
-                        (Some(seq), _) => answers.push(Published { seq, duplicate: true, deliveries: 0 }),
+                        (Some(seq), _) => answers.push(Published { seq: *seq, duplicate: true, deliveries: 0 }),
                         (None, Some(first)) => {
                             let mut copy = answers[first];
                             copy.duplicate = true;
@@ -382,27 +401,48 @@ macro_rules! event_store {
                 now_ms: i64,
             ) -> StoreResult<()> {
                 let mut tx = self.pool.begin_with($begin).await?;
+                // Acknowledgements, by subscription, in multi-row deletes.
+                let mut acknowledged = std::collections::BTreeMap::<&str, Vec<&ClaimedDelivery>>::new();
+                for (delivery, outcome) in outcomes {
+                    if *outcome == DeliveryOutcome::Acknowledged {
+                        acknowledged
+                            .entry(delivery.subscription_id.as_str())
+                            .or_default()
+                            .push(delivery);
+                    }
+                }
+                for (subscription, deliveries) in &acknowledged {
+                    let mut done = 0_i64;
+                    for chunk in deliveries.chunks(EVENT_ROWS) {
+                        let pairs: Vec<String> = (0..chunk.len())
+                            .map(|i| format!("(CAST(${} AS BIGINT), ${})", 2 * i + 2, 2 * i + 3))
+                            .collect();
+                        let sql = format!(
+                            "DELETE FROM deliveries WHERE subscription_id = $1 \
+                             AND (seq, lease_token) IN (VALUES {})",
+                            pairs.join(", ")
+                        );
+                        let mut query = sqlx::query(&sql).bind(*subscription);
+                        for delivery in chunk {
+                            query = query.bind(delivery.seq).bind(&delivery.lease_token);
+                        }
+                        let removed = query.execute(&mut *tx).await?.rows_affected();
+                        done += i64::try_from(removed).unwrap_or(0);
+                    }
+                    if done > 0 {
+                        sqlx::query(
+                            "UPDATE subscriptions SET delivered = delivered + $2 WHERE id = $1",
+                        )
+                        .bind(*subscription)
+                        .bind(done)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
                 for (delivery, outcome) in outcomes {
                     match outcome {
-                        DeliveryOutcome::Acknowledged => {
-                            let done = sqlx::query(
-                                "DELETE FROM deliveries WHERE subscription_id = $1 AND seq = $2 \
-                                 AND lease_token = $3",
-                            )
-                            .bind(&delivery.subscription_id)
-                            .bind(delivery.seq)
-                            .bind(&delivery.lease_token)
-                            .execute(&mut *tx)
-                            .await?;
-                            if done.rows_affected() == 1 {
-                                sqlx::query(
-                                    "UPDATE subscriptions SET delivered = delivered + 1 WHERE id = $1",
-                                )
-                                .bind(&delivery.subscription_id)
-                                .execute(&mut *tx)
-                                .await?;
-                            }
-                        }
+                        // Recorded above.
+                        DeliveryOutcome::Acknowledged => {}
                         DeliveryOutcome::Retry { retry_at_ms, error } => {
                             sqlx::query(
                                 "UPDATE deliveries SET attempts = attempts + 1, due_at = $4, \

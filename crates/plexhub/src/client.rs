@@ -110,15 +110,25 @@ impl HubClient {
         Self::answer(response).await
     }
 
-    /// Opens a long-lived request (a watch stream), failing on an error status.
-    pub async fn stream_for(&self, tenant: &str, path: &str) -> anyhow::Result<reqwest::Response> {
+    /// Opens a long-lived request (a watch stream), from `resume` (a `Last-Event-ID`) when
+    /// given, failing on an error status.
+    pub async fn stream_for(
+        &self,
+        tenant: &str,
+        path: &str,
+        resume: Option<&str>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let headers: Vec<(&str, String)> = resume
+            .map(|id| ("last-event-id", id.to_owned()))
+            .into_iter()
+            .collect();
         let response = self
             .send_with(
                 Method::GET,
                 &format!("/api/v1{path}"),
                 Some(tenant),
                 None,
-                &[],
+                &headers,
             )
             .await?;
         if response.status().is_success() {

@@ -150,7 +150,7 @@ fn read_manifest(path: &Path) -> anyhow::Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
-fn print_json(value: &Value) {
+pub(crate) fn print_json(value: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
@@ -180,6 +180,8 @@ pub async fn run(client: &HubClient, command: Command) -> anyhow::Result<()> {
         Command::Deps(command) => crate::deps::run(client, command).await,
         Command::Call(args) => crate::gateway::call(client, args).await,
         Command::Access(command) => crate::gateway::access(client, command).await,
+        Command::Events(command) => crate::events::events(client, command).await,
+        Command::DeadLetters(command) => crate::events::dead_letters(client, command).await,
         Command::Whoami => {
             print_json(&client.call(Method::GET, "/whoami", None).await?);
             Ok(())
@@ -399,28 +401,36 @@ async fn services(client: &HubClient, command: ServicesCommand) -> anyhow::Resul
             print_json(&service);
         }
         ServicesCommand::Watch { tenant } => {
-            follow(client, &tenant, "/services/watch", |id, kind, data| {
-                format!(
-                    "{id}\t{kind}\t{}\t{}",
-                    data["service"]["serviceName"].as_str().unwrap_or("-"),
-                    data["service"]["status"].as_str().unwrap_or("-")
-                )
-            })
+            follow(
+                client,
+                &tenant,
+                "/services/watch",
+                None,
+                |id, kind, data| {
+                    format!(
+                        "{id}\t{kind}\t{}\t{}",
+                        data["service"]["serviceName"].as_str().unwrap_or("-"),
+                        data["service"]["status"].as_str().unwrap_or("-")
+                    )
+                },
+            )
             .await?;
         }
     }
     Ok(())
 }
 
-/// Follows a server-sent event stream, printing one line per event.
-async fn follow(
+/// Follows a server-sent event stream (from `resume`, a `Last-Event-ID`, when given),
+/// printing one line per event.
+pub(crate) async fn follow(
     client: &HubClient,
     tenant: &str,
     path: &str,
+    resume: Option<&str>,
     line: impl Fn(&str, &str, &Value) -> String,
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let mut response = client.stream_for(tenant, path).await?;
+    let mut response = client.stream_for(tenant, path, resume).await?;
     // Once the hub has answered, every later change reaches this stream.
     eprintln!("following {path} of tenant {tenant}; Ctrl-C to stop");
     let mut buffer = String::new();
@@ -516,7 +526,7 @@ pub enum DataCommand {
 }
 
 /// Encodes one path segment.
-fn segment(text: &str) -> String {
+pub(crate) fn segment(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
@@ -609,7 +619,7 @@ async fn data(client: &HubClient, command: DataCommand) -> anyhow::Result<()> {
                 segment(&namespace),
                 segment(&prefix)
             );
-            follow(client, &tenant, &path, |id, kind, data| {
+            follow(client, &tenant, &path, None, |id, kind, data| {
                 format!(
                     "{id}\t{kind}\t{}\t{}",
                     data["key"].as_str().unwrap_or("-"),

@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod demo_command;
 mod deps;
+mod events;
 mod gateway;
 mod serve;
 
@@ -79,6 +80,12 @@ enum Command {
     /// Explain the gateway's access decisions.
     #[command(subcommand)]
     Access(gateway::AccessCommand),
+    /// Publish and follow events; list subscriptions.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// List, retry and drop dead letters.
+    #[command(subcommand)]
+    DeadLetters(events::DeadLettersCommand),
     /// Show who a token belongs to.
     Whoami,
 }

@@ -792,3 +792,80 @@ async fn watch_commands_print_changes_as_they_happen() {
     let fields: Vec<&str> = line.split('\t').collect();
     assert_eq!(fields[1..], ["set", "total", "1"], "{line}");
 }
+
+/// `plexhub events publish` as a plugin, `events subscriptions`, `dead-letters list|retry|drop`
+/// as the admin; errors keep their codes.
+#[tokio::test]
+async fn event_commands_publish_list_and_handle_dead_letters() {
+    let app = crate::helpers::spawn(crate::helpers::Backend::Sqlite)
+        .await
+        .expect("sqlite");
+    app.create_tenant("acme").await;
+    app.publish(&crate::helpers::crm_at("1.0.0")).await;
+    app.publish(&crate::helpers::analytics()).await;
+    let crm = app
+        .install("acme", "plugin-crm", serde_json::json!({"activate": true}))
+        .await;
+    // Analytics at a port nobody listens on, so its deliveries fail.
+    app.install(
+        "acme",
+        "plugin-analytics",
+        serde_json::json!({"activate": true, "baseUrl": "http://127.0.0.1:9"}),
+    )
+    .await;
+
+    let published = plexhub(
+        &app,
+        &crm,
+        &[
+            "events",
+            "publish",
+            "plugin.crm.contact.created",
+            "--data",
+            r#"{"id":"c-9"}"#,
+            "--id",
+            "c-9",
+            "--key",
+            "c-9",
+        ],
+    )
+    .await;
+    let answer: serde_json::Value = serde_json::from_str(succeeded(&published)).expect("json");
+    assert_eq!(answer["events"][0]["id"], "c-9");
+    failed_with(
+        &plexhub(&app, &crm, &["events", "publish", "plugin.analytics.x"]).await,
+        "TOPIC_NOT_OWNED",
+    );
+    let subscriptions = plexhub(
+        &app,
+        ADMIN,
+        &["events", "subscriptions", "--tenant", "acme"],
+    )
+    .await;
+    assert!(
+        succeeded(&subscriptions).contains("plugin.crm.contact.*"),
+        "{}",
+        subscriptions.stdout
+    );
+    let listed = plexhub(&app, ADMIN, &["dead-letters", "list", "--tenant", "acme"]).await;
+    let listed: serde_json::Value = serde_json::from_str(succeeded(&listed)).expect("json");
+    assert!(listed["deadLetters"].is_array());
+    failed_with(
+        &plexhub(
+            &app,
+            ADMIN,
+            &["dead-letters", "retry", "nope", "--tenant", "acme"],
+        )
+        .await,
+        "DEAD_LETTER_NOT_FOUND",
+    );
+    failed_with(
+        &plexhub(
+            &app,
+            ADMIN,
+            &["dead-letters", "drop", "nope", "--tenant", "acme"],
+        )
+        .await,
+        "DEAD_LETTER_NOT_FOUND",
+    );
+}
