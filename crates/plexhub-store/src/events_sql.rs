@@ -23,9 +23,12 @@ pub(crate) const EVENT_COLUMNS: &str =
 /// Implements [`crate::EventStore`] for `$store` (see [`crate::sql::sql_store!`]); `$claim_lock`
 /// is appended to the claim's row selection (`FOR UPDATE SKIP LOCKED` on PostgreSQL), and
 /// write transactions open with `$begin` (`BEGIN IMMEDIATE` on SQLite, so a transaction that
-/// reads first never fails to upgrade its lock while another connection writes).
+/// reads first never fails to upgrade its lock while another connection writes), and claims
+/// and completions run `$relaxed_commit` first (PostgreSQL: `SET LOCAL synchronous_commit =
+/// off`): losing one in a crash only means the event is delivered again, which at-least-once
+/// allows; publishing always waits for a durable commit.
 macro_rules! event_store {
-    ($store:ident, $db:ty, $row:ty, $claim_lock:literal, $begin:literal) => {
+    ($store:ident, $db:ty, $row:ty, $claim_lock:literal, $begin:literal, $relaxed_commit:literal) => {
         use crate::events_sql::{EVENT_COLUMNS, EVENT_ROWS, placeholders};
         use crate::{
             ClaimedDelivery, DeadLetter, DeliveryOutcome, EventStore, NewEvent, Published,
@@ -83,6 +86,14 @@ macro_rules! event_store {
                     })
                 })
                 .collect()
+        }
+
+        /// Lets a transaction commit without waiting for durability, where the backend can.
+        async fn relax(tx: &mut sqlx::Transaction<'_, $db>) -> StoreResult<()> {
+            if !$relaxed_commit.is_empty() {
+                sqlx::query($relaxed_commit).execute(&mut **tx).await?;
+            }
+            Ok(())
         }
 
         fn count(value: i32) -> u32 {
@@ -339,24 +350,27 @@ macro_rules! event_store {
             ) -> StoreResult<Vec<ClaimedDelivery>> {
                 let token = uuid::Uuid::new_v4().to_string();
                 let claim = concat!(
-                    "UPDATE deliveries SET leased_until = $2, lease_token = $3 \
-                     WHERE (subscription_id, seq) IN (\
-                       SELECT d.subscription_id, d.seq FROM deliveries d \
+                    "WITH picked AS (SELECT d.subscription_id, d.seq FROM deliveries d \
                        WHERE d.due_at <= $1 AND d.leased_until <= $1 \
                        AND NOT EXISTS (SELECT 1 FROM deliveries e \
                          WHERE e.subscription_id = d.subscription_id \
                          AND e.partition_key = d.partition_key AND e.seq < d.seq) \
                        ORDER BY d.due_at, d.seq LIMIT $4 ",
                     $claim_lock,
-                    ") AND leased_until <= $1"
+                    ") UPDATE deliveries SET leased_until = $2, lease_token = $3 FROM picked \
+                     WHERE deliveries.subscription_id = picked.subscription_id \
+                     AND deliveries.seq = picked.seq AND deliveries.leased_until <= $1"
                 );
+                let mut tx = self.pool.begin_with($begin).await?;
+                relax(&mut tx).await?;
                 let claimed = sqlx::query(claim)
                     .bind(now_ms)
                     .bind(now_ms.saturating_add(lease_ms))
                     .bind(&token)
                     .bind(i64::from(limit))
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
+                tx.commit().await?;
                 if claimed.rows_affected() == 0 {
                     return Ok(Vec::new());
                 }
@@ -401,6 +415,7 @@ macro_rules! event_store {
                 now_ms: i64,
             ) -> StoreResult<()> {
                 let mut tx = self.pool.begin_with($begin).await?;
+                relax(&mut tx).await?;
                 // Acknowledgements, by subscription, in multi-row deletes.
                 let mut acknowledged = std::collections::BTreeMap::<&str, Vec<&ClaimedDelivery>>::new();
                 for (delivery, outcome) in outcomes {

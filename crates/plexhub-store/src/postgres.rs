@@ -129,5 +129,6 @@ crate::events_sql::event_store!(
     sqlx::Postgres,
     sqlx::postgres::PgRow,
     "FOR UPDATE OF d SKIP LOCKED",
-    "BEGIN"
+    "BEGIN",
+    "SET LOCAL synchronous_commit = off"
 );

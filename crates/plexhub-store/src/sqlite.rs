@@ -43,5 +43,6 @@ crate::events_sql::event_store!(
     sqlx::Sqlite,
     sqlx::sqlite::SqliteRow,
     "",
-    "BEGIN IMMEDIATE"
+    "BEGIN IMMEDIATE",
+    ""
 );

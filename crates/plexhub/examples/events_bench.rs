@@ -5,10 +5,13 @@
 //! (PostgreSQL: `PLEXHUB_BENCH_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`;
 //! a fresh database is created and dropped).
 //!
-//! 1. Throughput: 20 000 events published as fast as 4 publishers can (batches of 100), timed
-//!    until the subscriber has acknowledged the last one.
-//! 2. Latency: 1 000 events/s for 10 s (a batch of 10 every 10 ms); for each event, the time
+//! Each scenario runs on a fresh hub and database:
+//! 1. Latency: 1 000 events/s for 10 s (a batch of 10 every 10 ms); for each event, the time
 //!    from just before its publish request to its arrival at the subscriber.
+//! 2. Throughput: 20 000 events published as fast as 4 publishers can (batches of 100), timed
+//!    until the subscriber has acknowledged the last one.
+//!
+//! Hub, subscriber and publishers share this process (and this machine's cores).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -159,14 +162,19 @@ fn percentile(sorted: &[i64], p: f64) -> f64 {
     sorted[index] as f64 / 1000.0
 }
 
-async fn run(backend: &str, database_url: &str) {
+/// A hub on a fresh database with a subscriber: its URL, the publisher's token, the arrivals.
+async fn fresh(database_url: &str) -> (String, String, Arrivals) {
     let arrivals = Arrivals::default();
     let subscriber = subscriber(arrivals.clone()).await;
     let hub = hub(database_url).await;
     let token = set_up(&hub, &subscriber).await;
-    let http = reqwest::Client::new();
+    (hub, token, arrivals)
+}
 
-    // 1. Throughput.
+/// Publishes as fast as the publishers can; returns (published/s, delivered/s).
+async fn throughput(database_url: &str) -> (f64, f64) {
+    let (hub, token, arrivals) = fresh(database_url).await;
+    let http = reqwest::Client::new();
     let started = Instant::now();
     let publishers: Vec<_> = (0..PUBLISHERS)
         .map(|_| {
@@ -184,20 +192,46 @@ async fn run(backend: &str, database_url: &str) {
     let published_in = started.elapsed();
     wait_for(&arrivals, THROUGHPUT_EVENTS).await;
     let delivered_in = started.elapsed();
-    let publish_rate = THROUGHPUT_EVENTS as f64 / published_in.as_secs_f64();
-    let delivery_rate = THROUGHPUT_EVENTS as f64 / delivered_in.as_secs_f64();
-    arrivals.0.lock().unwrap().clear();
+    (
+        THROUGHPUT_EVENTS as f64 / published_in.as_secs_f64(),
+        THROUGHPUT_EVENTS as f64 / delivered_in.as_secs_f64(),
+    )
+}
 
-    // 2. Latency at 1 000 events/s.
+/// 1 000 events/s for 10 s; returns the sorted publish-to-arrival latencies (µs).
+async fn latency(database_url: &str) -> Vec<i64> {
+    let (hub, token, arrivals) = fresh(database_url).await;
+    let http = reqwest::Client::new();
+    let durations = Arrivals::default();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     for _ in 0..1_000 {
         tick.tick().await;
         let (http, hub, token) = (http.clone(), hub.clone(), token.clone());
-        tokio::spawn(async move { publish(&http, &hub, &token, 10).await });
+        let durations = durations.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            publish(&http, &hub, &token, 10).await;
+            let took = i64::try_from(started.elapsed().as_micros()).unwrap();
+            durations.0.lock().unwrap().push(took);
+        });
     }
     wait_for(&arrivals, 10_000).await;
+    let mut publishes = durations.0.lock().unwrap().clone();
+    publishes.sort_unstable();
+    eprintln!(
+        "publish requests at 1000/s: p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&publishes, 0.5),
+        percentile(&publishes, 0.99)
+    );
     let mut latencies = arrivals.0.lock().unwrap().clone();
     latencies.sort_unstable();
+    latencies
+}
+
+/// Runs both scenarios, each on a fresh database from `database`.
+async fn run(backend: &str, database: impl AsyncFn() -> String) {
+    let latencies = latency(&database().await).await;
+    let (publish_rate, delivery_rate) = throughput(&database().await).await;
     println!(
         "| {backend} | {publish_rate:.0} | {delivery_rate:.0} | {:.1} ms | {:.1} ms | {:.1} ms |",
         percentile(&latencies, 0.5),
@@ -219,23 +253,37 @@ async fn main() {
         "postgres" => {
             let admin_url = std::env::var("PLEXHUB_BENCH_DATABASE_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-            let name = format!("plexhub_bench_{}", uuid::Uuid::new_v4().simple());
+            let names = Mutex::new(Vec::new());
+            let database = async || {
+                let name = format!("plexhub_bench_{}", uuid::Uuid::new_v4().simple());
+                let mut connection = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
+                names.lock().unwrap().push(name.clone());
+                let (base, _) = admin_url.rsplit_once('/').unwrap();
+                format!("{base}/{name}")
+            };
+            run("postgres", database).await;
             let mut connection = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut connection)
-                .await
-                .unwrap();
-            let (base, _) = admin_url.rsplit_once('/').unwrap();
-            run("postgres", &format!("{base}/{name}")).await;
-            sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-                .execute(&mut connection)
-                .await
-                .unwrap();
+            for name in names.lock().unwrap().clone() {
+                let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+                    .execute(&mut connection)
+                    .await;
+            }
         }
         _ => {
             let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-            run("sqlite", &url).await;
+            let count = std::sync::atomic::AtomicUsize::new(0);
+            let database = async || {
+                let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!(
+                    "sqlite://{}",
+                    dir.path().join(format!("bench-{n}.db")).display()
+                )
+            };
+            run("sqlite", database).await;
         }
     }
 }
