@@ -267,7 +267,8 @@ async fn main() {
             };
             run("postgres", database).await;
             let mut connection = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-            for name in names.lock().unwrap().clone() {
+            let created = names.lock().unwrap().clone();
+            for name in created {
                 let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
                     .execute(&mut connection)
                     .await;
