@@ -869,3 +869,35 @@ async fn event_commands_publish_list_and_handle_dead_letters() {
         "DEAD_LETTER_NOT_FOUND",
     );
 }
+
+/// `plexhub demo --once` from nothing: it prints the reports with the seed's pipeline total and
+/// the isolation verdict, and exits 0.
+#[tokio::test]
+async fn demo_once_prints_the_summary_and_exits() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let output = Command::new(env!("CARGO_BIN_EXE_plexhub"))
+        .args(["demo", "--once"])
+        .current_dir(dir.path())
+        .env_remove("PLEXHUB_ADMIN_TOKEN")
+        .env_remove("PLEXHUB_URL")
+        .output()
+        .await
+        .expect("run plexhub demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pipeline = stdout
+        .lines()
+        .find(|line| line.starts_with("pipeline total (USD)"))
+        .unwrap_or_else(|| panic!("no pipeline line: {stdout}"));
+    assert_eq!(pipeline.matches("427,000").count(), 2, "{pipeline}");
+    assert!(stdout.contains("Isolation: OK"), "{stdout}");
+    assert!(stdout.contains("Done in "), "{stdout}");
+    assert!(
+        std::fs::read_dir(dir.path()).expect("dir").next().is_none(),
+        "the demo leaves nothing in the working directory"
+    );
+}
