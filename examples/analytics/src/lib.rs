@@ -225,20 +225,40 @@ async fn compute(client: &Client, report: &Report) -> Result<Value, Failure> {
     }))
 }
 
-/// Forgets the cached results of `reports` in the event's tenant: CRM changed their data.
+/// Drops the cached results of `reports` in the event's tenant that were computed before the
+/// change: a result computed after it already includes it, and a delivery may arrive late
+/// (retries, a busy hub). Both times come from clocks of the same deployment.
 async fn invalidate(
     installations: Installations,
     hub: HubRequest,
+    event: Event,
     reports: &[&str],
 ) -> Result<(), String> {
     let Some(client) = installations.tenant(&hub.tenant_slug) else {
         return Ok(());
     };
+    let changed_at = humantime::parse_rfc3339(&event.time).ok();
     for report in reports {
-        client
-            .data_delete(CACHE_NAMESPACE, report)
+        let cached = client
+            .data_get(CACHE_NAMESPACE, report)
             .await
-            .map_err(|error| format!("cannot drop the cached {report}: {error}"))?;
+            .map_err(|error| format!("cannot read the cached {report}: {error}"))?;
+        let Some(entry) = cached else {
+            continue;
+        };
+        let computed_at = entry.value["generatedAt"]
+            .as_str()
+            .and_then(|time| humantime::parse_rfc3339(time).ok());
+        let stale = match (computed_at, changed_at) {
+            (Some(computed), Some(changed)) => computed <= changed,
+            _ => true,
+        };
+        if stale {
+            client
+                .data_delete(CACHE_NAMESPACE, report)
+                .await
+                .map_err(|error| format!("cannot drop the cached {report}: {error}"))?;
+        }
     }
     Ok(())
 }
@@ -250,14 +270,13 @@ fn events(installations: &Installations) -> Router {
     EventRouter::new()
         .on(
             "plugin.crm.contact.*",
-            move |hub: HubRequest, _event: Event| invalidate(contacts.clone(), hub, &["report-1"]),
-        )
-        .on(
-            "plugin.crm.deal.*",
-            move |hub: HubRequest, _event: Event| {
-                invalidate(deals.clone(), hub, &["report-2", "report-3"])
+            move |hub: HubRequest, event: Event| {
+                invalidate(contacts.clone(), hub, event, &["report-1"])
             },
         )
+        .on("plugin.crm.deal.*", move |hub: HubRequest, event: Event| {
+            invalidate(deals.clone(), hub, event, &["report-2", "report-3"])
+        })
         .into_router("/events")
 }
 
