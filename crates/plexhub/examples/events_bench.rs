@@ -198,8 +198,13 @@ async fn throughput(database_url: &str) -> (f64, f64) {
     )
 }
 
-/// 1 000 events/s for 10 s; returns the sorted publish-to-arrival latencies (µs).
+/// 1 000 events/s (or `BENCH_EVENTS_PER_10MS` × 100) for 10 s; returns the sorted
+/// publish-to-arrival latencies (µs).
 async fn latency(database_url: &str) -> Vec<i64> {
+    let per_tick: usize = std::env::var("BENCH_EVENTS_PER_10MS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10);
     let (hub, token, arrivals) = fresh(database_url).await;
     let http = reqwest::Client::new();
     let durations = Arrivals::default();
@@ -210,12 +215,12 @@ async fn latency(database_url: &str) -> Vec<i64> {
         let durations = durations.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            publish(&http, &hub, &token, 10).await;
+            publish(&http, &hub, &token, per_tick).await;
             let took = i64::try_from(started.elapsed().as_micros()).unwrap();
             durations.0.lock().unwrap().push(took);
         });
     }
-    wait_for(&arrivals, 10_000).await;
+    wait_for(&arrivals, 1_000 * per_tick).await;
     let mut publishes = durations.0.lock().unwrap().clone();
     publishes.sort_unstable();
     eprintln!(
