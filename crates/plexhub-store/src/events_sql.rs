@@ -26,9 +26,11 @@ pub(crate) const EVENT_COLUMNS: &str =
 /// reads first never fails to upgrade its lock while another connection writes), and claims
 /// and completions run `$relaxed_commit` first (PostgreSQL: `SET LOCAL synchronous_commit =
 /// off`): losing one in a crash only means the event is delivered again, which at-least-once
-/// allows; publishing always waits for a durable commit.
+/// allows; publishing always waits for a durable commit. With `$claim_in_one_statement`
+/// (PostgreSQL) a claim is one statement, the UPDATE's `RETURNING` joined in a CTE; SQLite
+/// cannot put an UPDATE in a CTE, so it claims, then reads the claimed rows by lease token.
 macro_rules! event_store {
-    ($store:ident, $db:ty, $row:ty, $claim_lock:literal, $begin:literal, $relaxed_commit:literal) => {
+    ($store:ident, $db:ty, $row:ty, $claim_lock:literal, $begin:literal, $relaxed_commit:literal, $claim_in_one_statement:literal) => {
         use crate::events_sql::{EVENT_COLUMNS, EVENT_ROWS, placeholders};
         use crate::{
             ClaimedDelivery, DeadLetter, DeliveryOutcome, EventStore, NewEvent, Published,
@@ -361,32 +363,47 @@ macro_rules! event_store {
                      WHERE deliveries.subscription_id = picked.subscription_id \
                      AND deliveries.seq = picked.seq AND deliveries.leased_until <= $1"
                 );
-                let mut tx = self.pool.begin_with($begin).await?;
-                relax(&mut tx).await?;
-                let claimed = sqlx::query(claim)
-                    .bind(now_ms)
-                    .bind(now_ms.saturating_add(lease_ms))
-                    .bind(&token)
-                    .bind(i64::from(limit))
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                if claimed.rows_affected() == 0 {
-                    return Ok(Vec::new());
-                }
-                let rows = sqlx::query(
-                    "SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, t.slug, s.plugin_id, \
-                     s.endpoint, s.max_attempts, i.base_url, ev.source, ev.event_id, ev.published_at, \
-                     ev.envelope \
-                     FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
+                let details = "t.slug, s.plugin_id, s.endpoint, s.max_attempts, i.base_url, \
+                     ev.source, ev.event_id, ev.published_at, ev.envelope";
+                let joins = "JOIN subscriptions s ON s.id = d.subscription_id \
                      JOIN installations i ON i.tenant_id = s.tenant_id AND i.plugin_id = s.plugin_id \
                      JOIN events ev ON ev.tenant_id = d.tenant_id AND ev.seq = d.seq \
-                     JOIN tenants t ON t.id = d.tenant_id \
-                     WHERE d.lease_token = $1 ORDER BY d.seq",
-                )
-                .bind(&token)
-                .fetch_all(&self.pool)
-                .await?;
+                     JOIN tenants t ON t.id = d.tenant_id";
+                let rows = if $claim_in_one_statement {
+                    let sql = format!(
+                        "{} RETURNING deliveries.subscription_id, deliveries.seq, \
+                         deliveries.attempts, deliveries.tenant_id) \
+                         SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, {details} \
+                         FROM claimed d {joins} ORDER BY d.seq",
+                        claim.replacen(") UPDATE deliveries", "), claimed AS (UPDATE deliveries", 1)
+                    );
+                    sqlx::query(&sql)
+                        .bind(now_ms)
+                        .bind(now_ms.saturating_add(lease_ms))
+                        .bind(&token)
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await?
+                } else {
+                    let mut tx = self.pool.begin_with($begin).await?;
+                    relax(&mut tx).await?;
+                    let claimed = sqlx::query(claim)
+                        .bind(now_ms)
+                        .bind(now_ms.saturating_add(lease_ms))
+                        .bind(&token)
+                        .bind(i64::from(limit))
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    if claimed.rows_affected() == 0 {
+                        return Ok(Vec::new());
+                    }
+                    let sql = format!(
+                        "SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, {details} \
+                         FROM deliveries d {joins} WHERE d.lease_token = $1 ORDER BY d.seq"
+                    );
+                    sqlx::query(&sql).bind(&token).fetch_all(&self.pool).await?
+                };
                 rows.iter()
                     .map(|row| {
                         Ok(ClaimedDelivery {

@@ -130,5 +130,6 @@ crate::events_sql::event_store!(
     sqlx::postgres::PgRow,
     "FOR UPDATE OF d SKIP LOCKED",
     "BEGIN",
-    "SET LOCAL synchronous_commit = off"
+    "SET LOCAL synchronous_commit = off",
+    true
 );

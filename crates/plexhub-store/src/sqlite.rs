@@ -44,5 +44,6 @@ crate::events_sql::event_store!(
     sqlx::sqlite::SqliteRow,
     "",
     "BEGIN IMMEDIATE",
-    ""
+    "",
+    false
 );
