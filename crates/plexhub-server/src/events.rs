@@ -23,7 +23,7 @@ use crate::state::{AppState, rfc3339};
 /// The `source` of the hub's own events.
 pub const HUB_SOURCE: &str = "plexhub";
 /// Deliveries claimed at a time.
-const CLAIM_BATCH: usize = 256;
+const CLAIM_BATCH: usize = 512;
 /// Outcomes recorded in one transaction at most.
 const COMPLETE_BATCH: usize = 512;
 /// How often the lag of every subscription is published as a metric.

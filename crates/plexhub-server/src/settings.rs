@@ -94,7 +94,7 @@ impl Default for EventSettings {
             retry_max: Duration::from_secs(300),
             delivery_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_millis(500),
-            max_in_flight: 256,
+            max_in_flight: 512,
         }
     }
 }
