@@ -131,6 +131,16 @@ fn tenant_client<'a>(
     })
 }
 
+/// The report `id` and the client of the request's tenant.
+fn report_for<'a>(
+    installations: &'a Installations,
+    hub: &HubRequest,
+    id: &str,
+) -> Result<(&'static Report, &'a Client), Failure> {
+    let report = reports::find(id).ok_or_else(not_found)?;
+    Ok((report, tenant_client(installations, hub)?))
+}
+
 /// CRM's list envelope.
 #[derive(Deserialize)]
 struct CrmList<T> {
@@ -166,8 +176,7 @@ async fn get_report(
     State(installations): State<Installations>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Failure> {
-    let report = reports::find(&id).ok_or_else(not_found)?;
-    let client = tenant_client(&installations, &hub)?;
+    let (report, client) = report_for(&installations, &hub, &id)?;
     let mut data = serde_json::to_value(report).unwrap_or_default();
     data["lastRun"] = cached(client, report).await.unwrap_or(Value::Null);
     Ok(Json(json!({"success": true, "data": data})))
@@ -179,8 +188,7 @@ async fn run_report(
     State(installations): State<Installations>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Failure> {
-    let report = reports::find(&id).ok_or_else(not_found)?;
-    let client = tenant_client(&installations, &hub)?;
+    let (report, client) = report_for(&installations, &hub, &id)?;
     let outcome = compute(client, report).await;
     let result = match outcome {
         Ok(result) => result,

@@ -418,8 +418,12 @@ async fn apply_installs(
     installations: Vec<Installation>,
     now_ms: i64,
 ) -> Result<Vec<(InstallationView, NewCredential)>, ApiError> {
+    // Each installed version's manifest, read once: checked now, applied on activation.
+    let mut manifests = Vec::with_capacity(installations.len());
     for installation in &installations {
-        check_subscriptions(state, installation).await?;
+        let manifest = installed_manifest(state, installation).await?;
+        check_subscriptions(installation, &manifest)?;
+        manifests.push(manifest);
     }
     let mut issued = Vec::with_capacity(installations.len());
     let mut rows = Vec::with_capacity(installations.len());
@@ -447,9 +451,9 @@ async fn apply_installs(
         }
         Err(other) => return Err(other.into()),
     }
-    for (installation, _) in &rows {
+    for ((installation, _), manifest) in rows.iter().zip(&manifests) {
         if installation.state == InstallationState::Active {
-            activate_services(state, tenant, installation).await?;
+            activate_services(state, tenant, installation, manifest).await?;
         }
     }
     state.changed(Change::Tenant { tenant: tenant.id }).await;
@@ -667,11 +671,7 @@ async fn installed_manifest(
 
 /// Refuses an installation whose manifest subscribes to events the plugin may not read: the
 /// hub's, its own, and those of plugins it declares a dependency on are allowed.
-async fn check_subscriptions(
-    state: &AppState,
-    installation: &Installation,
-) -> Result<(), ApiError> {
-    let manifest = installed_manifest(state, installation).await?;
+fn check_subscriptions(installation: &Installation, manifest: &Manifest) -> Result<(), ApiError> {
     for declared in &manifest.events.subscriptions {
         let pattern = Pattern::parse(&declared.pattern)
             .map_err(|_| ApiError::internal(&"a stored manifest's pattern no longer parses"))?;
@@ -691,8 +691,8 @@ async fn activate_services(
     state: &AppState,
     tenant: &Tenant,
     installation: &Installation,
+    manifest: &Manifest,
 ) -> Result<(), ApiError> {
-    let manifest = installed_manifest(state, installation).await?;
     register_manifest_services(state, tenant, installation, &manifest.services).await?;
     let subscriptions: Vec<SubscriptionSpec> = manifest
         .events
@@ -745,7 +745,8 @@ async fn change_state(
     })?;
     if next != installation.state {
         if next == InstallationState::Active {
-            activate_services(state, &tenant, &installation).await?;
+            let manifest = installed_manifest(state, &installation).await?;
+            activate_services(state, &tenant, &installation, &manifest).await?;
         }
         let now = state.clock.now_ms();
         let changed = state
