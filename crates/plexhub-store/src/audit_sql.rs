@@ -13,17 +13,10 @@ macro_rules! audit_store {
             connection: &mut <$db as sqlx::Database>::Connection,
             calls: &[CallRecord],
         ) -> StoreResult<()> {
-            let rows: Vec<String> = (0..calls.len())
-                .map(|i| {
-                    let p = i * 11;
-                    let params: Vec<String> = (1..=11).map(|n| format!("${}", p + n)).collect();
-                    format!("({})", params.join(", "))
-                })
-                .collect();
             let sql = format!(
                 "INSERT INTO gateway_calls (tenant_id, at, caller, target, service, method, \
                  path, endpoint, status, duration_us, request_id) VALUES {}",
-                rows.join(", ")
+                crate::sql::value_rows::<$db>(1, calls.len(), &["$"; 11])
             );
             let mut query = sqlx::query(&sql);
             for call in calls {

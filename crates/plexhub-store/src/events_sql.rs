@@ -3,19 +3,6 @@
 /// Rows per multi-row insert statement.
 pub(crate) const EVENT_ROWS: usize = 64;
 
-/// `($1, $2, …), (…)` for `rows` rows of `columns` parameters.
-pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|row| {
-            let params: Vec<String> = (1..=columns)
-                .map(|n| format!("${}", row * columns + n))
-                .collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Columns of a stored event, as selected by the queries below (alias `ev`).
 pub(crate) const EVENT_COLUMNS: &str =
     "ev.seq, ev.event_id, ev.source, ev.event_type, ev.partition_key, ev.published_at, ev.envelope";
@@ -31,7 +18,8 @@ pub(crate) const EVENT_COLUMNS: &str =
 /// cannot put an UPDATE in a CTE, so it claims, then reads the claimed rows by lease token.
 macro_rules! event_store {
     ($store:ident, $db:ty, $row:ty, $claim_lock:literal, $begin:literal, $relaxed_commit:literal, $claim_in_one_statement:literal) => {
-        use crate::events_sql::{EVENT_COLUMNS, EVENT_ROWS, placeholders};
+        use crate::events_sql::{EVENT_COLUMNS, EVENT_ROWS};
+        use crate::sql::{param, value_rows};
         use crate::{
             ClaimedDelivery, DeadLetter, DeliveryOutcome, EventStore, NewEvent, Published,
             StoredEvent, Subscription, SubscriptionSpec,
@@ -116,13 +104,11 @@ macro_rules! event_store {
                 // Ids these sources published before, found in one query per chunk.
                 let mut stored = std::collections::HashMap::<(&str, &str), i64>::new();
                 for chunk in events.chunks(EVENT_ROWS) {
-                    let pairs: Vec<String> = (0..chunk.len())
-                        .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
-                        .collect();
                     let sql = format!(
-                        "SELECT source, event_id, seq FROM events WHERE tenant_id = $1 \
+                        "SELECT source, event_id, seq FROM events WHERE tenant_id = {} \
                          AND (source, event_id) IN (VALUES {})",
-                        pairs.join(", ")
+                        param::<$db>(1),
+                        value_rows::<$db>(2, chunk.len(), &["$", "$"])
                     );
                     let mut query = sqlx::query(&sql).bind(&tenant);
                     for event in chunk {
@@ -191,7 +177,7 @@ macro_rules! event_store {
                     let sql = format!(
                         "INSERT INTO events (tenant_id, seq, event_id, source, event_type, \
                          partition_key, published_at, envelope) VALUES {}",
-                        placeholders(chunk.len(), 8)
+                        value_rows::<$db>(1, chunk.len(), &["$"; 8])
                     );
                     let mut query = sqlx::query(&sql);
                     for index in chunk {
@@ -238,7 +224,7 @@ macro_rules! event_store {
                     let sql = format!(
                         "INSERT INTO deliveries (subscription_id, tenant_id, seq, partition_key, \
                          due_at) VALUES {}",
-                        placeholders(chunk.len(), 5)
+                        value_rows::<$db>(1, chunk.len(), &["$"; 5])
                     );
                     let mut query = sqlx::query(&sql);
                     for (subscription, index) in chunk {
@@ -446,13 +432,11 @@ macro_rules! event_store {
                 for (subscription, deliveries) in &acknowledged {
                     let mut done = 0_i64;
                     for chunk in deliveries.chunks(EVENT_ROWS) {
-                        let pairs: Vec<String> = (0..chunk.len())
-                            .map(|i| format!("(CAST(${} AS BIGINT), ${})", 2 * i + 2, 2 * i + 3))
-                            .collect();
                         let sql = format!(
-                            "DELETE FROM deliveries WHERE subscription_id = $1 \
+                            "DELETE FROM deliveries WHERE subscription_id = {} \
                              AND (seq, lease_token) IN (VALUES {})",
-                            pairs.join(", ")
+                            param::<$db>(1),
+                            value_rows::<$db>(2, chunk.len(), &["CAST($ AS BIGINT)", "$"])
                         );
                         let mut query = sqlx::query(&sql).bind(*subscription);
                         for delivery in chunk {

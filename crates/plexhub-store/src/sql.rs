@@ -12,6 +12,52 @@ use plexhub_core::version::{Version, VersionRange};
 
 use crate::{CredentialRecord, PublishedVersion, StoreError, StoreResult};
 
+/// How a backend spells bind parameters in generated multi-row statements. SQLite gets
+/// anonymous `?`: sqlx looks up the name of every numbered parameter, and SQLite finds a name
+/// by a linear scan, so a statement with hundreds of `$n` costs quadratic time to bind.
+/// Anonymous parameters are numbered in textual order, so a statement built with [`param`]
+/// and [`value_rows`] must use each parameter once, in ascending order.
+pub(crate) trait ParamStyle {
+    /// Whether parameters are anonymous `?` (numbered by position) rather than `$n`.
+    const ANONYMOUS: bool;
+}
+
+impl ParamStyle for sqlx::Sqlite {
+    const ANONYMOUS: bool = true;
+}
+
+impl ParamStyle for sqlx::Postgres {
+    const ANONYMOUS: bool = false;
+}
+
+/// Bind parameter `n` (1-based) in `D`'s style.
+pub(crate) fn param<D: ParamStyle>(n: usize) -> String {
+    if D::ANONYMOUS {
+        "?".to_owned()
+    } else {
+        format!("${n}")
+    }
+}
+
+/// `(p, p), (p, p)…`: `rows` rows whose columns are `columns` (`$` stands for the parameter,
+/// e.g. `"CAST($ AS BIGINT)"`), numbered from `first`.
+pub(crate) fn value_rows<D: ParamStyle>(first: usize, rows: usize, columns: &[&str]) -> String {
+    let mut sql = String::with_capacity(rows * columns.len() * 8);
+    let mut n = first;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for (index, column) in columns.iter().enumerate() {
+            if index > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&column.replace('$', &param::<D>(n)));
+            n += 1;
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 pub(crate) fn corrupt(table: &'static str, column: &'static str, value: &str) -> StoreError {
     StoreError::Corrupt {
         table,
@@ -670,3 +716,20 @@ macro_rules! sql_store {
 }
 
 pub(crate) use sql_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_rows_number_parameters_in_textual_order() {
+        assert_eq!(
+            value_rows::<sqlx::Postgres>(2, 2, &["CAST($ AS BIGINT)", "$"]),
+            "(CAST($2 AS BIGINT), $3), (CAST($4 AS BIGINT), $5)"
+        );
+        assert_eq!(
+            value_rows::<sqlx::Sqlite>(2, 2, &["CAST($ AS BIGINT)", "$"]),
+            "(CAST(? AS BIGINT), ?), (CAST(? AS BIGINT), ?)"
+        );
+    }
+}
