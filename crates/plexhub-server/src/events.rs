@@ -26,6 +26,9 @@ pub const HUB_SOURCE: &str = "plexhub";
 const CLAIM_BATCH: usize = 512;
 /// Outcomes recorded in one transaction at most.
 const COMPLETE_BATCH: usize = 512;
+/// Least time between two claims while more than three quarters of the deliveries allowed in
+/// flight are: under load, claims come fewer and larger (each scans the queue).
+const CLAIM_GAP: Duration = Duration::from_millis(10);
 /// How often the lag of every subscription is published as a metric.
 const LAG_EVERY: Duration = Duration::from_secs(10);
 
@@ -130,7 +133,13 @@ pub async fn run(state: AppState) {
     let mut lag = tokio::time::interval(LAG_EVERY);
     lag.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let lease_ms = lease_ms(&state);
+    let mut last_claim = tokio::time::Instant::now();
     loop {
+        // Under load (little room left), let completions gather so the claim is larger.
+        if permits.available_permits() < settings.max_in_flight / 4 {
+            tokio::time::sleep_until(last_claim + CLAIM_GAP).await;
+        }
+        last_claim = tokio::time::Instant::now();
         let room = permits.available_permits().min(CLAIM_BATCH);
         let mut full = false;
         if room > 0 {

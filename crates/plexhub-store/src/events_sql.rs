@@ -15,7 +15,7 @@ pub(crate) const EVENT_COLUMNS: &str =
 /// off`): losing one in a crash only means the event is delivered again, which at-least-once
 /// allows; publishing always waits for a durable commit. With `$claim_in_one_statement`
 /// (PostgreSQL) a claim is one statement, the UPDATE's `RETURNING` joined in a CTE; SQLite
-/// cannot put an UPDATE in a CTE, so it claims, then reads the claimed rows by lease token.
+/// cannot put an UPDATE in a CTE, so it claims (returning the keys), then reads those rows.
 macro_rules! event_store {
     ($store:ident, $db:ty, $row:ty, $claim_lock:literal, $begin:literal, $relaxed_commit:literal, $claim_in_one_statement:literal) => {
         use crate::events_sql::{EVENT_COLUMNS, EVENT_ROWS};
@@ -150,6 +150,24 @@ macro_rules! event_store {
                     tx.commit().await?;
                     return Ok(answers);
                 }
+                // The tenant's subscriptions of ACTIVE installations, read before the tenant's row is
+                // locked to reserve positions: concurrent publishers wait on that lock until commit.
+                let subscriptions = sqlx::query(
+                    "SELECT s.id, s.pattern FROM subscriptions s JOIN installations i \
+                     ON i.tenant_id = s.tenant_id AND i.plugin_id = s.plugin_id \
+                     WHERE s.tenant_id = $1 AND i.state = 'ACTIVE'",
+                )
+                .bind(&tenant)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut patterns = Vec::with_capacity(subscriptions.len());
+                for row in &subscriptions {
+                    let id: String = row.try_get("id")?;
+                    let text: String = row.try_get("pattern")?;
+                    let pattern = plexhub_core::events::Pattern::parse(&text)
+                        .map_err(|_| crate::sql::corrupt("subscriptions", "pattern", &text))?;
+                    patterns.push((id, pattern));
+                }
                 let added = i64::try_from(fresh.len()).unwrap_or(i64::MAX);
                 let last: i64 = sqlx::query_scalar(
                     "UPDATE tenants SET event_seq = event_seq + $2 WHERE id = $1 RETURNING event_seq",
@@ -193,23 +211,6 @@ macro_rules! event_store {
                             .bind(&event.envelope);
                     }
                     query.execute(&mut *tx).await?;
-                }
-                // Fan out to the tenant's subscriptions of ACTIVE installations.
-                let subscriptions = sqlx::query(
-                    "SELECT s.id, s.pattern FROM subscriptions s JOIN installations i \
-                     ON i.tenant_id = s.tenant_id AND i.plugin_id = s.plugin_id \
-                     WHERE s.tenant_id = $1 AND i.state = 'ACTIVE'",
-                )
-                .bind(&tenant)
-                .fetch_all(&mut *tx)
-                .await?;
-                let mut patterns = Vec::with_capacity(subscriptions.len());
-                for row in &subscriptions {
-                    let id: String = row.try_get("id")?;
-                    let text: String = row.try_get("pattern")?;
-                    let pattern = plexhub_core::events::Pattern::parse(&text)
-                        .map_err(|_| crate::sql::corrupt("subscriptions", "pattern", &text))?;
-                    patterns.push((id, pattern));
                 }
                 let mut deliveries: Vec<(&str, usize)> = Vec::new();
                 for index in &fresh {
@@ -373,24 +374,34 @@ macro_rules! event_store {
                 } else {
                     let mut tx = self.pool.begin_with($begin).await?;
                     relax(&mut tx).await?;
-                    let claimed = sqlx::query(claim)
+                    let claimed = sqlx::query(&format!("{claim} RETURNING subscription_id, seq"))
                         .bind(now_ms)
                         .bind(now_ms.saturating_add(lease_ms))
                         .bind(&token)
                         .bind(i64::from(limit))
-                        .execute(&mut *tx)
+                        .fetch_all(&mut *tx)
                         .await?;
                     tx.commit().await?;
-                    if claimed.rows_affected() == 0 {
-                        return Ok(Vec::new());
+                    let mut keys = Vec::with_capacity(claimed.len());
+                    for row in &claimed {
+                        keys.push((row.try_get::<String, _>("subscription_id")?, row.try_get::<i64, _>("seq")?));
                     }
-                    let sql = format!(
-                        "SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, {details} \
-                         FROM deliveries d {joins} WHERE d.lease_token = $1 ORDER BY d.seq"
-                    );
-                    sqlx::query(&sql).bind(&token).fetch_all(&self.pool).await?
+                    let mut rows = Vec::with_capacity(keys.len());
+                    for chunk in keys.chunks(EVENT_ROWS) {
+                        let sql = format!(
+                            "SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, {details} \
+                             FROM deliveries d {joins} WHERE (d.subscription_id, d.seq) IN (VALUES {})",
+                            value_rows::<$db>(1, chunk.len(), &["$", "CAST($ AS BIGINT)"])
+                        );
+                        let mut query = sqlx::query(&sql);
+                        for (subscription, seq) in chunk {
+                            query = query.bind(subscription).bind(*seq);
+                        }
+                        rows.extend(query.fetch_all(&self.pool).await?);
+                    }
+                    rows
                 };
-                rows.iter()
+                let mut claimed = rows.iter()
                     .map(|row| {
                         Ok(ClaimedDelivery {
                             subscription_id: row.try_get("subscription_id")?,
@@ -409,7 +420,9 @@ macro_rules! event_store {
                             lease_token: token.clone(),
                         })
                     })
-                    .collect()
+                    .collect::<StoreResult<Vec<_>>>()?;
+                claimed.sort_unstable_by_key(|delivery| delivery.seq);
+                Ok(claimed)
             }
 
             async fn complete_deliveries(

@@ -12,6 +12,7 @@
 //!    until the subscriber has acknowledged the last one.
 //!
 //! Hub, subscriber and publishers share this process (and this machine's cores).
+//! `BENCH_THROUGHPUT_ONLY=1` runs the second scenario alone.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -234,15 +235,26 @@ async fn latency(database_url: &str) -> Vec<i64> {
 }
 
 /// Runs both scenarios, each on a fresh database from `database`.
+/// `BENCH_THROUGHPUT_ONLY=1` skips the latency scenario (to profile the other alone).
 async fn run(backend: &str, database: impl AsyncFn() -> String) {
-    let latencies = latency(&database().await).await;
+    let latencies = if std::env::var_os("BENCH_THROUGHPUT_ONLY").is_some() {
+        None
+    } else {
+        Some(latency(&database().await).await)
+    };
     let (publish_rate, delivery_rate) = throughput(&database().await).await;
-    println!(
-        "| {backend} | {publish_rate:.0} | {delivery_rate:.0} | {:.1} ms | {:.1} ms | {:.1} ms |",
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0),
+    let latency_columns = latencies.map_or_else(
+        || "— | — | —".to_owned(),
+        |latencies| {
+            format!(
+                "{:.1} ms | {:.1} ms | {:.1} ms",
+                percentile(&latencies, 0.5),
+                percentile(&latencies, 0.99),
+                percentile(&latencies, 1.0)
+            )
+        },
     );
+    println!("| {backend} | {publish_rate:.0} | {delivery_rate:.0} | {latency_columns} |");
 }
 
 #[tokio::main]
