@@ -23,15 +23,16 @@ macro_rules! audit_store {
                 query = query
                     .bind(call.tenant_id.to_string())
                     .bind(call.at_ms)
-                    .bind(&call.caller)
-                    .bind(&call.target)
-                    .bind(&call.service)
-                    .bind(&call.method)
-                    .bind(&call.path)
-                    .bind(&call.endpoint)
+                    // Borrowed text is bound without a copy (an owned String is cloned).
+                    .bind(call.caller.as_str())
+                    .bind(call.target.as_deref())
+                    .bind(call.service.as_str())
+                    .bind(call.method.as_str())
+                    .bind(call.path.as_str())
+                    .bind(call.endpoint.as_deref())
                     .bind(i64::from(call.status))
                     .bind(call.duration_us)
-                    .bind(&call.request_id);
+                    .bind(call.request_id.as_str());
             }
             query.execute(&mut *connection).await?;
             Ok(())
