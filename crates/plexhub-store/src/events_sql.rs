@@ -230,8 +230,9 @@ macro_rules! event_store {
                     let mut query = sqlx::query(&sql);
                     for (subscription, index) in chunk {
                         let event = &events[*index];
-                        // Without a partition key, nothing orders an event after another.
-                        let key = event.partition_key.as_ref().unwrap_or(&event.event_id);
+                        // Without a partition key (`''`, which no key can be), nothing orders
+                        // an event after another.
+                        let key = event.partition_key.as_deref().unwrap_or_default();
                         query = query
                             .bind(*subscription)
                             .bind(&tenant)
@@ -341,12 +342,12 @@ macro_rules! event_store {
                 let claim = concat!(
                     "WITH picked AS (SELECT d.subscription_id, d.seq FROM deliveries d \
                        WHERE d.due_at <= $1 AND d.leased_until <= $1 \
-                       AND NOT EXISTS (SELECT 1 FROM deliveries e \
+                       AND (d.partition_key = '' OR NOT EXISTS (SELECT 1 FROM deliveries e \
                          WHERE e.subscription_id = d.subscription_id \
-                         AND e.partition_key = d.partition_key AND e.seq < d.seq) \
+                         AND e.partition_key = d.partition_key AND e.seq < d.seq)) \
                        ORDER BY d.due_at, d.seq LIMIT $4 ",
                     $claim_lock,
-                    ") UPDATE deliveries SET leased_until = $2, lease_token = $3 FROM picked \
+                    ") UPDATE deliveries SET due_at = $2, leased_until = $2, lease_token = $3 FROM picked \
                      WHERE deliveries.subscription_id = picked.subscription_id \
                      AND deliveries.seq = picked.seq AND deliveries.leased_until <= $1"
                 );
@@ -555,7 +556,7 @@ macro_rules! event_store {
                 sqlx::query(
                     "INSERT INTO deliveries (subscription_id, tenant_id, seq, partition_key, due_at) \
                      SELECT dl.subscription_id, dl.tenant_id, dl.seq, \
-                     COALESCE(ev.partition_key, ev.event_id), $3 \
+                     COALESCE(ev.partition_key, ''), $3 \
                      FROM dead_letters dl JOIN events ev ON ev.tenant_id = dl.tenant_id AND ev.seq = dl.seq \
                      WHERE dl.id = $1 AND dl.tenant_id = $2 \
                      ON CONFLICT (subscription_id, seq) DO NOTHING",

@@ -646,7 +646,8 @@ pub struct NewEvent {
     pub source: String,
     /// The event type (topic).
     pub event_type: String,
-    /// Events of one key are delivered in order within a subscription.
+    /// Events of one key are delivered in order within a subscription; events without one (or
+    /// with an empty one) are not ordered.
     pub partition_key: Option<String>,
     /// Publication time, epoch ms.
     pub published_at_ms: i64,

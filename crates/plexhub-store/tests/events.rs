@@ -203,6 +203,29 @@ async fn events_flow_through_the_queue(store: Arc<dyn Store>) {
     );
 }
 
+/// Events without a partition key wait for nothing; a keyed one waits for the older ones of
+/// its key only.
+async fn only_keyed_events_wait(store: Arc<dyn Store>) {
+    let acme = tenant_with_plugins(&store, "acme").await;
+    subscribe(&store, acme, "plugin-analytics", "plugin.crm.#").await;
+    let events = [
+        event("k1", "plugin.crm.deal.updated", Some("d1")),
+        event("u1", "plugin.crm.deal.updated", None),
+        event("k2", "plugin.crm.deal.updated", Some("d1")),
+        event("u2", "plugin.crm.deal.updated", None),
+        event("u3", "plugin.crm.deal.updated", None),
+    ];
+    store.publish_events(acme, &events, NOW).await.unwrap();
+    let claimed = claim(&store, NOW).await;
+    assert_eq!(event_ids(&claimed), ["k1", "u1", "u2", "u3"]);
+    let acknowledged: Vec<_> = claimed
+        .iter()
+        .map(|delivery| (delivery.clone(), DeliveryOutcome::Acknowledged))
+        .collect();
+    store.complete_deliveries(&acknowledged, NOW).await.unwrap();
+    assert_eq!(event_ids(&claim(&store, NOW).await), ["k2"]);
+}
+
 #[tokio::test]
 async fn sqlite_events() {
     common::on_sqlite(events_flow_through_the_queue).await;
@@ -211,4 +234,14 @@ async fn sqlite_events() {
 #[tokio::test]
 async fn postgres_events() {
     common::on_postgres(events_flow_through_the_queue).await;
+}
+
+#[tokio::test]
+async fn sqlite_unkeyed_events() {
+    common::on_sqlite(only_keyed_events_wait).await;
+}
+
+#[tokio::test]
+async fn postgres_unkeyed_events() {
+    common::on_postgres(only_keyed_events_wait).await;
 }
