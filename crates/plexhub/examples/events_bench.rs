@@ -12,7 +12,8 @@
 //!    until the subscriber has acknowledged the last one.
 //!
 //! Hub, subscriber and publishers share this process (and this machine's cores).
-//! `BENCH_THROUGHPUT_ONLY=1` runs the second scenario alone.
+//! `BENCH_THROUGHPUT_ONLY=1` runs the second scenario alone; `BENCH_KEYS=N` gives events one
+//! of N partition keys (default: none).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -132,11 +133,24 @@ async fn set_up(hub: &str, subscriber: &str) -> String {
     bench["credential"]["token"].as_str().unwrap().to_owned()
 }
 
+/// `BENCH_KEYS=N`: events carry one of N partition keys (each key delivered in order);
+/// default none (events are not ordered).
+fn partition_keys() -> Option<usize> {
+    std::env::var("BENCH_KEYS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+}
+
 fn batch(size: usize) -> Value {
     let t = micros_now();
+    let keys = partition_keys();
     Value::Array(
         (0..size)
-            .map(|_| json!({"type": "plugin.bench.tick", "data": {"t": t}}))
+            .map(|i| match keys {
+                Some(keys) => json!({"type": "plugin.bench.tick", "partitionkey": format!("k{}", (t as usize + i) % keys), "data": {"t": t}}),
+                None => json!({"type": "plugin.bench.tick", "data": {"t": t}}),
+            })
             .collect(),
     )
 }
