@@ -90,6 +90,161 @@ macro_rules! event_store {
             u32::try_from(value).unwrap_or(0)
         }
 
+        /// One attempt at [`EventStore::publish_events`].
+        async fn publish_once(
+            pool: &sqlx::Pool<$db>,
+            tenant_id: TenantId,
+            events: &[NewEvent],
+            now_ms: i64,
+        ) -> StoreResult<Vec<Published>> {
+            let tenant = tenant_id.to_string();
+            let mut tx = pool.begin_with($begin).await?;
+            // The same source publishing the same id again gets the first one's position.
+            // Ids these sources published before, found in one query per chunk.
+            let mut stored = std::collections::HashMap::<(&str, &str), i64>::new();
+            for chunk in events.chunks(EVENT_ROWS) {
+                let sql = format!(
+                    "SELECT source, event_id, seq FROM events WHERE tenant_id = {} \
+                     AND (source, event_id) IN (VALUES {})",
+                    param::<$db>(1),
+                    value_rows::<$db>(2, chunk.len(), &["$", "$"])
+                );
+                let mut query = sqlx::query(&sql).bind(&tenant);
+                for event in chunk {
+                    query = query.bind(&event.source).bind(&event.event_id);
+                }
+                for row in query.fetch_all(&mut *tx).await? {
+                    let (source, id): (String, String) =
+                        (row.try_get("source")?, row.try_get("event_id")?);
+                    if let Some(event) = chunk
+                        .iter()
+                        .find(|e| e.source == source && e.event_id == id)
+                    {
+                        stored.insert((&event.source, &event.event_id), row.try_get("seq")?);
+                    }
+                }
+            }
+            let mut answers = Vec::with_capacity(events.len());
+            let mut fresh = Vec::with_capacity(events.len());
+            for (index, event) in events.iter().enumerate() {
+                let earlier = events[..index].iter().position(|other| {
+                    other.source == event.source && other.event_id == event.event_id
+                });
+                let stored = stored.get(&(event.source.as_str(), event.event_id.as_str()));
+                match (stored, earlier) {
+                    (Some(seq), _) => answers.push(Published { seq: *seq, duplicate: true, deliveries: 0 }),
+                    (None, Some(first)) => {
+                        let mut copy = answers[first];
+                        copy.duplicate = true;
+                        copy.deliveries = 0;
+                        answers.push(copy);
+                    }
+                    (None, None) => {
+                        fresh.push(index);
+                        answers.push(Published { seq: 0, duplicate: false, deliveries: 0 });
+                    }
+                }
+            }
+            if fresh.is_empty() {
+                tx.commit().await?;
+                return Ok(answers);
+            }
+            // The tenant's subscriptions of ACTIVE installations, read before the tenant's row is
+            // locked to reserve positions: concurrent publishers wait on that lock until commit.
+            let subscriptions = sqlx::query(
+                "SELECT s.id, s.pattern FROM subscriptions s JOIN installations i \
+                 ON i.tenant_id = s.tenant_id AND i.plugin_id = s.plugin_id \
+                 WHERE s.tenant_id = $1 AND i.state = 'ACTIVE'",
+            )
+            .bind(&tenant)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut patterns = Vec::with_capacity(subscriptions.len());
+            for row in &subscriptions {
+                let id: String = row.try_get("id")?;
+                let text: String = row.try_get("pattern")?;
+                let pattern = plexhub_core::events::Pattern::parse(&text)
+                    .map_err(|_| crate::sql::corrupt("subscriptions", "pattern", &text))?;
+                patterns.push((id, pattern));
+            }
+            let added = i64::try_from(fresh.len()).unwrap_or(i64::MAX);
+            let last: i64 = sqlx::query_scalar(
+                "UPDATE tenants SET event_seq = event_seq + $2 WHERE id = $1 RETURNING event_seq",
+            )
+            .bind(&tenant)
+            .bind(added)
+            .fetch_one(&mut *tx)
+            .await?;
+            let first_seq = last - added + 1;
+            for (offset, index) in fresh.iter().enumerate() {
+                answers[*index].seq = first_seq + i64::try_from(offset).unwrap_or(0);
+            }
+            // Later duplicates within the batch point at their first copy's position.
+            for index in 0..answers.len() {
+                if answers[index].duplicate && answers[index].seq == 0 {
+                    let event = &events[index];
+                    if let Some(first) = events.iter().position(|other| {
+                        other.source == event.source && other.event_id == event.event_id
+                    }) {
+                        answers[index].seq = answers[first].seq;
+                    }
+                }
+            }
+            for chunk in fresh.chunks(EVENT_ROWS) {
+                let sql = format!(
+                    "INSERT INTO events (tenant_id, seq, event_id, source, event_type, \
+                     partition_key, published_at, envelope) VALUES {}",
+                    value_rows::<$db>(1, chunk.len(), &["$"; 8])
+                );
+                let mut query = sqlx::query(&sql);
+                for index in chunk {
+                    let event = &events[*index];
+                    query = query
+                        .bind(&tenant)
+                        .bind(answers[*index].seq)
+                        .bind(&event.event_id)
+                        .bind(&event.source)
+                        .bind(&event.event_type)
+                        .bind(&event.partition_key)
+                        .bind(event.published_at_ms)
+                        .bind(&event.envelope);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            let mut deliveries: Vec<(&str, usize)> = Vec::new();
+            for index in &fresh {
+                for (id, pattern) in &patterns {
+                    if pattern.matches(&events[*index].event_type) {
+                        deliveries.push((id.as_str(), *index));
+                        answers[*index].deliveries += 1;
+                    }
+                }
+            }
+            for chunk in deliveries.chunks(EVENT_ROWS) {
+                let sql = format!(
+                    "INSERT INTO deliveries (subscription_id, tenant_id, seq, partition_key, \
+                     due_at) VALUES {}",
+                    value_rows::<$db>(1, chunk.len(), &["$"; 5])
+                );
+                let mut query = sqlx::query(&sql);
+                for (subscription, index) in chunk {
+                    let event = &events[*index];
+                    // Without a partition key (`''`, which no key can be), nothing orders
+                    // an event after another.
+                    let key = event.partition_key.as_deref().unwrap_or_default();
+                    query = query
+                        .bind(*subscription)
+                        .bind(&tenant)
+                        .bind(answers[*index].seq)
+                        .bind(key)
+                        .bind(now_ms);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(answers)
+        }
+
         #[async_trait]
         impl EventStore for $store {
             async fn publish_events(
@@ -98,152 +253,13 @@ macro_rules! event_store {
                 events: &[NewEvent],
                 now_ms: i64,
             ) -> StoreResult<Vec<Published>> {
-                let tenant = tenant_id.to_string();
-                let mut tx = self.pool.begin_with($begin).await?;
-                // The same source publishing the same id again gets the first one's position.
-                // Ids these sources published before, found in one query per chunk.
-                let mut stored = std::collections::HashMap::<(&str, &str), i64>::new();
-                for chunk in events.chunks(EVENT_ROWS) {
-                    let sql = format!(
-                        "SELECT source, event_id, seq FROM events WHERE tenant_id = {} \
-                         AND (source, event_id) IN (VALUES {})",
-                        param::<$db>(1),
-                        value_rows::<$db>(2, chunk.len(), &["$", "$"])
-                    );
-                    let mut query = sqlx::query(&sql).bind(&tenant);
-                    for event in chunk {
-                        query = query.bind(&event.source).bind(&event.event_id);
-                    }
-                    for row in query.fetch_all(&mut *tx).await? {
-                        let (source, id): (String, String) =
-                            (row.try_get("source")?, row.try_get("event_id")?);
-                        if let Some(event) = chunk
-                            .iter()
-                            .find(|e| e.source == source && e.event_id == id)
-                        {
-                            stored.insert((&event.source, &event.event_id), row.try_get("seq")?);
-                        }
-                    }
+                // Two publishers of one new id can both find it unpublished; the later insert
+                // violates the unique key (PostgreSQL; SQLite writers are serialized), and
+                // publishing again finds the first copy.
+                match publish_once(&self.pool, tenant_id, events, now_ms).await {
+                    Err(StoreError::Duplicate) => publish_once(&self.pool, tenant_id, events, now_ms).await,
+                    published => published,
                 }
-                let mut answers = Vec::with_capacity(events.len());
-                let mut fresh = Vec::with_capacity(events.len());
-                for (index, event) in events.iter().enumerate() {
-                    let earlier = events[..index].iter().position(|other| {
-                        other.source == event.source && other.event_id == event.event_id
-                    });
-                    let stored = stored.get(&(event.source.as_str(), event.event_id.as_str()));
-                    match (stored, earlier) {
-                        (Some(seq), _) => answers.push(Published { seq: *seq, duplicate: true, deliveries: 0 }),
-                        (None, Some(first)) => {
-                            let mut copy = answers[first];
-                            copy.duplicate = true;
-                            copy.deliveries = 0;
-                            answers.push(copy);
-                        }
-                        (None, None) => {
-                            fresh.push(index);
-                            answers.push(Published { seq: 0, duplicate: false, deliveries: 0 });
-                        }
-                    }
-                }
-                if fresh.is_empty() {
-                    tx.commit().await?;
-                    return Ok(answers);
-                }
-                // The tenant's subscriptions of ACTIVE installations, read before the tenant's row is
-                // locked to reserve positions: concurrent publishers wait on that lock until commit.
-                let subscriptions = sqlx::query(
-                    "SELECT s.id, s.pattern FROM subscriptions s JOIN installations i \
-                     ON i.tenant_id = s.tenant_id AND i.plugin_id = s.plugin_id \
-                     WHERE s.tenant_id = $1 AND i.state = 'ACTIVE'",
-                )
-                .bind(&tenant)
-                .fetch_all(&mut *tx)
-                .await?;
-                let mut patterns = Vec::with_capacity(subscriptions.len());
-                for row in &subscriptions {
-                    let id: String = row.try_get("id")?;
-                    let text: String = row.try_get("pattern")?;
-                    let pattern = plexhub_core::events::Pattern::parse(&text)
-                        .map_err(|_| crate::sql::corrupt("subscriptions", "pattern", &text))?;
-                    patterns.push((id, pattern));
-                }
-                let added = i64::try_from(fresh.len()).unwrap_or(i64::MAX);
-                let last: i64 = sqlx::query_scalar(
-                    "UPDATE tenants SET event_seq = event_seq + $2 WHERE id = $1 RETURNING event_seq",
-                )
-                .bind(&tenant)
-                .bind(added)
-                .fetch_one(&mut *tx)
-                .await?;
-                let first_seq = last - added + 1;
-                for (offset, index) in fresh.iter().enumerate() {
-                    answers[*index].seq = first_seq + i64::try_from(offset).unwrap_or(0);
-                }
-                // Later duplicates within the batch point at their first copy's position.
-                for index in 0..answers.len() {
-                    if answers[index].duplicate && answers[index].seq == 0 {
-                        let event = &events[index];
-                        if let Some(first) = events.iter().position(|other| {
-                            other.source == event.source && other.event_id == event.event_id
-                        }) {
-                            answers[index].seq = answers[first].seq;
-                        }
-                    }
-                }
-                for chunk in fresh.chunks(EVENT_ROWS) {
-                    let sql = format!(
-                        "INSERT INTO events (tenant_id, seq, event_id, source, event_type, \
-                         partition_key, published_at, envelope) VALUES {}",
-                        value_rows::<$db>(1, chunk.len(), &["$"; 8])
-                    );
-                    let mut query = sqlx::query(&sql);
-                    for index in chunk {
-                        let event = &events[*index];
-                        query = query
-                            .bind(&tenant)
-                            .bind(answers[*index].seq)
-                            .bind(&event.event_id)
-                            .bind(&event.source)
-                            .bind(&event.event_type)
-                            .bind(&event.partition_key)
-                            .bind(event.published_at_ms)
-                            .bind(&event.envelope);
-                    }
-                    query.execute(&mut *tx).await?;
-                }
-                let mut deliveries: Vec<(&str, usize)> = Vec::new();
-                for index in &fresh {
-                    for (id, pattern) in &patterns {
-                        if pattern.matches(&events[*index].event_type) {
-                            deliveries.push((id.as_str(), *index));
-                            answers[*index].deliveries += 1;
-                        }
-                    }
-                }
-                for chunk in deliveries.chunks(EVENT_ROWS) {
-                    let sql = format!(
-                        "INSERT INTO deliveries (subscription_id, tenant_id, seq, partition_key, \
-                         due_at) VALUES {}",
-                        value_rows::<$db>(1, chunk.len(), &["$"; 5])
-                    );
-                    let mut query = sqlx::query(&sql);
-                    for (subscription, index) in chunk {
-                        let event = &events[*index];
-                        // Without a partition key (`''`, which no key can be), nothing orders
-                        // an event after another.
-                        let key = event.partition_key.as_deref().unwrap_or_default();
-                        query = query
-                            .bind(*subscription)
-                            .bind(&tenant)
-                            .bind(answers[*index].seq)
-                            .bind(key)
-                            .bind(now_ms);
-                    }
-                    query.execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                Ok(answers)
             }
 
             async fn replace_subscriptions(

@@ -226,6 +226,32 @@ async fn only_keyed_events_wait(store: Arc<dyn Store>) {
     assert_eq!(event_ids(&claim(&store, NOW).await), ["k2"]);
 }
 
+/// The same event published concurrently (a publisher retrying while its first request is
+/// still in flight) is stored once and every publish succeeds.
+async fn concurrent_duplicates_are_accepted_once(store: Arc<dyn Store>) {
+    let acme = tenant_with_plugins(&store, "acme").await;
+    subscribe(&store, acme, "plugin-analytics", "plugin.crm.#").await;
+    for round in 0..40 {
+        let id = format!("same-{round}");
+        let publishes: Vec<_> = (0..16)
+            .map(|_| {
+                let (store, event) = (store.clone(), event(&id, "plugin.crm.deal.updated", None));
+                tokio::spawn(async move { store.publish_events(acme, &[event], NOW).await })
+            })
+            .collect();
+        let mut fresh = 0;
+        let mut seqs = Vec::new();
+        for publish in publishes {
+            let published = publish.await.unwrap().expect("every publish succeeds");
+            fresh += usize::from(!published[0].duplicate);
+            seqs.push(published[0].seq);
+        }
+        assert_eq!(fresh, 1, "stored once");
+        seqs.dedup();
+        assert_eq!(seqs.len(), 1, "every answer names the stored position");
+    }
+}
+
 #[tokio::test]
 async fn sqlite_events() {
     common::on_sqlite(events_flow_through_the_queue).await;
@@ -244,4 +270,14 @@ async fn sqlite_unkeyed_events() {
 #[tokio::test]
 async fn postgres_unkeyed_events() {
     common::on_postgres(only_keyed_events_wait).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_duplicates() {
+    common::on_sqlite(concurrent_duplicates_are_accepted_once).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_duplicates() {
+    common::on_postgres(concurrent_duplicates_are_accepted_once).await;
 }
