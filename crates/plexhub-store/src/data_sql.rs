@@ -400,15 +400,9 @@ macro_rules! data_store {
             let mut seq = last - count;
             // 100 rows of 7 parameters stay below SQLite's parameter limit.
             for chunk in written.chunks(100) {
-                let rows: Vec<String> = (0..chunk.len())
-                    .map(|i| {
-                        let p = i * 7;
-                        format!("(${}, ${}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7)
-                    })
-                    .collect();
                 let sql = format!(
                     "INSERT INTO data_events (tenant_id, seq, kind, namespace, key, revision, created_at) VALUES {}",
-                    rows.join(", ")
+                    crate::sql::value_rows::<$db>(1, chunk.len(), &["$"; 7])
                 );
                 let mut query = sqlx::query(&sql);
                 for (write, revision) in chunk {
