@@ -252,32 +252,9 @@ async fn concurrent_duplicates_are_accepted_once(store: Arc<dyn Store>) {
     }
 }
 
-#[tokio::test]
-async fn sqlite_events() {
-    common::on_sqlite(events_flow_through_the_queue).await;
-}
-
-#[tokio::test]
-async fn postgres_events() {
-    common::on_postgres(events_flow_through_the_queue).await;
-}
-
-#[tokio::test]
-async fn sqlite_unkeyed_events() {
-    common::on_sqlite(only_keyed_events_wait).await;
-}
-
-#[tokio::test]
-async fn postgres_unkeyed_events() {
-    common::on_postgres(only_keyed_events_wait).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_concurrent_duplicates() {
-    common::on_sqlite(concurrent_duplicates_are_accepted_once).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_concurrent_duplicates() {
-    common::on_postgres(concurrent_duplicates_are_accepted_once).await;
-}
+common::on_both_backends!(#[tokio::test] sqlite_events, postgres_events => events_flow_through_the_queue);
+common::on_both_backends!(#[tokio::test] sqlite_unkeyed_events, postgres_unkeyed_events => only_keyed_events_wait);
+common::on_both_backends!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    sqlite_concurrent_duplicates, postgres_concurrent_duplicates => concurrent_duplicates_are_accepted_once
+);

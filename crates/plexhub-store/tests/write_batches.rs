@@ -128,12 +128,6 @@ async fn batches_merge_writes_and_keep_every_revision(store: Arc<dyn Store>) {
     assert_eq!(logged(&store, globex).await, [(1, "a".to_owned(), 1)]);
 }
 
-#[tokio::test]
-async fn sqlite_batches() {
-    common::on_sqlite(batches_merge_writes_and_keep_every_revision).await;
-}
-
-#[tokio::test]
-async fn postgres_batches() {
-    common::on_postgres(batches_merge_writes_and_keep_every_revision).await;
-}
+common::on_both_backends!(
+    #[tokio::test] sqlite_batches, postgres_batches => batches_merge_writes_and_keep_every_revision
+);

@@ -110,3 +110,20 @@ fn postgres_url() -> Option<String> {
         }
     }
 }
+
+/// Two tests running `$test` with the given test attribute: `$sqlite` on SQLite, `$postgres`
+/// on a fresh PostgreSQL database.
+macro_rules! on_both_backends {
+    (#[$attribute:meta] $sqlite:ident, $postgres:ident => $test:ident) => {
+        #[$attribute]
+        async fn $sqlite() {
+            common::on_sqlite($test).await;
+        }
+
+        #[$attribute]
+        async fn $postgres() {
+            common::on_postgres($test).await;
+        }
+    };
+}
+pub(crate) use on_both_backends;
