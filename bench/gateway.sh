@@ -1,41 +1,78 @@
 #!/usr/bin/env bash
-# The gateway against nginx and haproxy, with ../shared/bench/proxy.sh: same upstream, same
-# machine, same run. plexhub is measured through its streaming proxy route
-# (GET /api/v1/proxy/crm.contacts/contacts) with authentication, the caller's dependency and
-# grant checks and endpoint matching on: the admin token acts for tenant "bench" and names
-# plugin-analytics as the caller (a plugin credential is random per install, and the harness
-# fixes its headers before setup).
-# Settings: everything ../shared/bench/proxy.sh reads (CONNS, DURATION, REPEATS, TARGETS…);
-# SHARED_BENCH (default ../shared/bench); SIGN (true: every forwarded request carries an
-# Ed25519 X-Plexhub-Signature, as in production; false to measure the gateway without it).
+# The gateway against nginx, haproxy and a bare hyper proxy, all in ONE run of bench/compare.sh
+# (same upstream, same pinning, interleaved), so every ratio the targets name comes from one run:
+#   proxy        GET  /api/v1/proxy/crm.contacts/contacts with a real plugin credential
+#                (authentication, access decision, quota, signature, audit: all on)
+#   call         POST /api/plugin-gateway/call {GET /contacts}, same credential
+#   bare         crates/plexhub-server/examples/bare_proxy.rs: hyper server + pooled client only
+#   proxy-ed25519, proxy-pg, nginx-log   with EXTRA=1: Ed25519 signatures; audit (and everything
+#                else) on PostgreSQL + Redis; nginx with a buffered access log
+# Settings: everything bench/compare.sh reads (CONNS, DURATION, REPEATS, TARGETS…); SCHEME
+# (hmac, the default, or ed25519) for the proxy and call rows; HUB_BIN (default: the release
+# build of this checkout, built first with the bare proxy; set, nothing is built); HUB_FLAGS (extra `serve` flags); EXTRA=1;
+# PG_URL/REDIS_URL for proxy-pg (default the local test servers).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SHARED_BENCH=${SHARED_BENCH:-$REPO/../shared/bench}
-[ -x "$SHARED_BENCH/proxy.sh" ] || { echo "no harness at $SHARED_BENCH/proxy.sh" >&2; exit 1; }
-cargo build --release -p plexhub --manifest-path "$REPO/Cargo.toml" >&2
-
-export ADMIN_TOKEN=bench-admin-token-0123456789
-export REPO
+if [ -z "${HUB_BIN:-}" ]; then
+  cargo build --release -p plexhub --bin plexhub -p plexhub-server --example bare_proxy \
+    --manifest-path "$REPO/Cargo.toml" >&2
+fi
+export HUB_BIN=${HUB_BIN:-$REPO/target/release/plexhub}
+export ADMIN_TOKEN=bench-admin-token-0123456789 REPO
+SCHEME=${SCHEME:-hmac}
+HUB_FLAGS=${HUB_FLAGS:-"--signing-scheme $SCHEME"}
 DATA_DIR=$(mktemp -d /tmp/plexhub-gateway-bench.XXXXXX)
 trap 'rm -rf "$DATA_DIR"' EXIT
 
-SIGN=${SIGN:-true}
-export CANDIDATE="PLEXHUB_ADMIN_TOKEN=$ADMIN_TOKEN exec $REPO/target/release/plexhub --worker-threads \$BENCH_WORKERS serve \
-  --listen 127.0.0.1:{PORT} --data-dir $DATA_DIR --log-level warn --sign-requests $SIGN"
-export CANDIDATE_READY_PATH=/healthz
-export CANDIDATE_SETUP='
+# hub NAME [flags…]: a hub on its own data dir, one event loop per server CPU; the replica
+# registered at setup stays HEALTHY without heartbeats for the whole run.
+hub() {
+  local name=$1; shift
+  mkdir -p "$DATA_DIR/$name"
+  echo "PLEXHUB_ADMIN_TOKEN=$ADMIN_TOKEN exec $HUB_BIN --worker-threads \$BENCH_WORKERS serve \
+    --listen 127.0.0.1:{PORT} --data-dir $DATA_DIR/$name --log-level warn --stale-after 86400 $*"
+}
+
+# A tenant with CRM (at the upstream) and Analytics (granted the read permission) installed;
+# prints Analytics' credential as a header for bench/compare.sh.
+SETUP='
   set -e
   hub=http://127.0.0.1:$CANDIDATE_PORT
   admin() { curl -fsS -H "authorization: Bearer $ADMIN_TOKEN" -H "content-type: application/json" "$@"; }
-  admin -X POST $hub/api/v1/tenants -d "{\"slug\":\"bench\"}"
-  admin -X POST $hub/api/v1/plugins --data-binary @$REPO/examples/manifests/crm.json
-  admin -X POST $hub/api/v1/plugins --data-binary @$REPO/examples/manifests/analytics.json
+  admin -X POST $hub/api/v1/tenants -d "{\"slug\":\"bench\"}" >/dev/null
+  admin -X POST $hub/api/v1/plugins --data-binary @$REPO/examples/manifests/crm.json >/dev/null
+  admin -X POST $hub/api/v1/plugins --data-binary @$REPO/examples/manifests/analytics.json >/dev/null
   admin -X POST $hub/api/v1/tenants/bench/installations \
-    -d "{\"pluginId\":\"plugin-crm\",\"baseUrl\":\"http://$UPSTREAM_ADDR\",\"activate\":true}"
-  admin -X POST $hub/api/v1/tenants/bench/installations \
-    -d "{\"pluginId\":\"plugin-analytics\",\"baseUrl\":\"http://127.0.0.1:9\",\"activate\":true,\"grants\":[\"plugin.crm.contacts.read\"]}"
+    -d "{\"pluginId\":\"plugin-crm\",\"baseUrl\":\"http://$UPSTREAM_ADDR\",\"activate\":true}" >/dev/null
+  token=$(admin -X POST $hub/api/v1/tenants/bench/installations \
+    -d "{\"pluginId\":\"plugin-analytics\",\"baseUrl\":\"http://127.0.0.1:9\",\"activate\":true,\"grants\":[\"plugin.crm.contacts.read\"]}" |
+    python3 -c "import json,sys; print(json.load(sys.stdin)[\"credential\"][\"token\"])")
+  echo "header: Authorization: Bearer $token"
 '
-export CANDIDATE_PATH=/api/v1/proxy/crm.contacts/contacts
-export CANDIDATE_HEADERS="Authorization: Bearer $ADMIN_TOKEN|X-Tenant-Slug: bench|X-Caller-Plugin-ID: plugin-analytics"
-export REQ_PATH=/contacts
-exec "$SHARED_BENCH/proxy.sh"
+export CANDIDATES="proxy call bare"
+export CANDIDATE_proxy CANDIDATE_proxy_SETUP=$SETUP CANDIDATE_proxy_READY_PATH=/healthz
+CANDIDATE_proxy=$(hub proxy "$HUB_FLAGS")
+export CANDIDATE_proxy_PATH=/api/v1/proxy/crm.contacts/contacts
+export CANDIDATE_call CANDIDATE_call_SETUP=$SETUP CANDIDATE_call_READY_PATH=/healthz
+CANDIDATE_call=$(hub call "$HUB_FLAGS")
+export CANDIDATE_call_PATH=/api/plugin-gateway/call
+export CANDIDATE_call_BODY='{"targetPluginId":"plugin-crm","targetServiceName":"crm.contacts","method":"GET","path":"/contacts"}'
+export CANDIDATE_bare="BARE_PROXY_THREADS=\$BENCH_WORKERS exec $REPO/target/release/examples/bare_proxy 127.0.0.1:{PORT} {UPSTREAM}"
+export CANDIDATE_bare_PATH=/contacts
+if [ "${EXTRA:-0}" = 1 ]; then
+  PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+  REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+  PG_DB=plexhub_bench_$$
+  psql "$PG_URL" -qc "CREATE DATABASE $PG_DB" >&2
+  trap 'rm -rf "$DATA_DIR"; psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >&2' EXIT
+  CANDIDATES="$CANDIDATES proxy_ed25519 proxy_pg"
+  export WITH_NGINX_LOG=1
+  export CANDIDATE_proxy_ed25519 CANDIDATE_proxy_ed25519_SETUP=$SETUP CANDIDATE_proxy_ed25519_READY_PATH=/healthz
+  CANDIDATE_proxy_ed25519=$(hub proxy_ed25519 --signing-scheme ed25519)
+  export CANDIDATE_proxy_ed25519_PATH=$CANDIDATE_proxy_PATH
+  export CANDIDATE_proxy_pg CANDIDATE_proxy_pg_SETUP=$SETUP CANDIDATE_proxy_pg_READY_PATH=/healthz
+  CANDIDATE_proxy_pg=$(hub proxy_pg "$HUB_FLAGS" --database-url "${PG_URL%/*}/$PG_DB" --redis-url "$REDIS_URL")
+  export CANDIDATE_proxy_pg_PATH=$CANDIDATE_proxy_PATH
+fi
+export REQ_PATH=/contacts RATIO_TO=${RATIO_TO:-bare}
+"$REPO/bench/compare.sh"

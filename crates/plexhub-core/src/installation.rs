@@ -31,6 +31,8 @@ pub struct Installation {
     pub installed_at_ms: i64,
     /// Last state change, epoch milliseconds.
     pub updated_at_ms: i64,
+    /// How forwarded requests to it are signed; `None`: the hub's default scheme.
+    pub signing: Option<crate::signing::SigningScheme>,
 }
 
 /// Lifecycle state of an installation. Uninstalling removes it.

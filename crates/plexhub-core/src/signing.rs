@@ -1,16 +1,25 @@
-//! Request signing: how a plugin knows a request came through the hub. The hub signs what it
-//! forwards with an Ed25519 key; plugins verify with the public keys the hub publishes at
-//! `GET /.well-known/plexhub-keys`.
+//! Request signing: how a plugin knows a request came through the hub. Two schemes, chosen per
+//! target installation:
 //!
-//! The header is `X-Plexhub-Signature: v1;keyId=<id>;ts=<epoch ms>;sig=<base64url>` and the
-//! signature covers, one per line: `plexhub-v1`, method, path, query (empty when none), tenant
-//! id, calling plugin, request id, timestamp.
+//! - **HMAC-SHA256** (`v2`, the default): each installation has its own secret (32 random
+//!   bytes), shown to it once and readable again only with its own credential. Header:
+//!   `X-Plexhub-Signature: v2;keyId=<id>;ts=<epoch ms>;sig=<base64url>`. While a rotated secret
+//!   is still in its overlap window the request carries one MAC per active secret, newest first:
+//!   `v2;keyId=<new>,<old>;ts=…;sig=<mac new>,<mac old>`, so a plugin holding either accepts it.
+//! - **Ed25519** (`v1`): the hub signs with its own key; plugins verify with the public keys the
+//!   hub publishes at `GET /.well-known/plexhub-keys`. Header
+//!   `v1;keyId=<id>;ts=<epoch ms>;sig=<base64url>`.
+//!
+//! Both cover, one per line: `plexhub-v1` or `plexhub-v2`, method, path, query (empty when
+//! none), tenant id, calling plugin, request id, timestamp.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use hmac::{Hmac, Mac as _};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
 
 /// The header that carries the signature.
 pub const SIGNATURE_HEADER: &str = "x-plexhub-signature";
@@ -38,6 +47,171 @@ impl SignedRequest<'_> {
             "plexhub-v1\n{}\n{}\n{}\n{}\n{}\n{}\n{timestamp_ms}",
             self.method, self.path, self.query, self.tenant_id, self.caller, self.request_id
         )
+    }
+
+    /// Feeds the `v2` message into a MAC, field by field (no message buffer).
+    fn feed(&self, mac: &mut HmacSha256, timestamp: &str) {
+        mac.update(b"plexhub-v2");
+        for field in [
+            self.method,
+            self.path,
+            self.query,
+            self.tenant_id,
+            self.caller,
+            self.request_id,
+            timestamp,
+        ] {
+            mac.update(b"\n");
+            mac.update(field.as_bytes());
+        }
+    }
+}
+
+/// How the hub proves a forwarded request's origin to a target installation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SigningScheme {
+    /// HMAC-SHA256 with the installation's own secret (header `v2`).
+    Hmac,
+    /// Ed25519 with the hub's key (header `v1`).
+    Ed25519,
+}
+
+impl SigningScheme {
+    /// The name used in settings and APIs: `hmac` or `ed25519`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hmac => "hmac",
+            Self::Ed25519 => "ed25519",
+        }
+    }
+
+    /// Reads `hmac` or `ed25519` (case-insensitive).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "hmac" => Some(Self::Hmac),
+            "ed25519" => Some(Self::Ed25519),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SigningScheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// An installation's HMAC signing secret: an id (public, in every signature) and 32 secret
+/// bytes. `Debug` never prints the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningSecret {
+    key_id: String,
+    secret: [u8; 32],
+}
+
+impl std::fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningSecret({}, ***)", self.key_id)
+    }
+}
+
+impl SigningSecret {
+    /// A new secret from the operating system's random source.
+    pub fn generate() -> Self {
+        let id: [u8; 8] = rand::random();
+        Self {
+            key_id: format!(
+                "hs_{}",
+                id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ),
+            secret: rand::random(),
+        }
+    }
+
+    /// A secret from its id and base64url text (as [`SigningSecret::secret_text`] writes it).
+    pub fn from_text(key_id: &str, secret: &str) -> Result<Self, InvalidKey> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(secret.trim())
+            .map_err(|_| InvalidKey)?;
+        let secret: [u8; 32] = bytes.try_into().map_err(|_| InvalidKey)?;
+        if key_id.is_empty()
+            || !key_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(InvalidKey);
+        }
+        Ok(Self {
+            key_id: key_id.to_owned(),
+            secret,
+        })
+    }
+
+    /// The id carried by signatures (`keyId`).
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The secret, base64url: what the installation is given and the store keeps.
+    pub fn secret_text(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.secret)
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC takes keys of any length; 32 bytes cannot be refused.
+        HmacSha256::new_from_slice(&self.secret).expect("HMAC accepts any key length")
+    }
+}
+
+/// Signs requests for one target installation with its active secrets (newest first). The
+/// keyed MAC states are computed once, so a signature costs two SHA-256 passes over the message
+/// per secret and no key schedule.
+#[derive(Clone)]
+pub struct HmacSigner {
+    macs: Vec<HmacSha256>,
+    /// `v2;keyId=<ids>;ts=`, built once.
+    prefix: String,
+}
+
+impl std::fmt::Debug for HmacSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HmacSigner({})", self.prefix)
+    }
+}
+
+impl HmacSigner {
+    /// A signer for `secrets`, newest first; `None` when there is none.
+    pub fn new(secrets: &[SigningSecret]) -> Option<Self> {
+        if secrets.is_empty() {
+            return None;
+        }
+        let ids: Vec<&str> = secrets.iter().map(SigningSecret::key_id).collect();
+        Some(Self {
+            macs: secrets.iter().map(SigningSecret::mac).collect(),
+            prefix: format!("v2;keyId={};ts=", ids.join(",")),
+        })
+    }
+
+    /// The `X-Plexhub-Signature` value for `request` at `timestamp_ms`.
+    pub fn sign(&self, request: &SignedRequest<'_>, timestamp_ms: i64) -> String {
+        let mut digits = itoa::Buffer::new();
+        let timestamp = digits.format(timestamp_ms);
+        let mut header = String::with_capacity(self.prefix.len() + 24 + 44 * self.macs.len());
+        header.push_str(&self.prefix);
+        header.push_str(timestamp);
+        header.push_str(";sig=");
+        for (index, keyed) in self.macs.iter().enumerate() {
+            let mut mac = keyed.clone();
+            request.feed(&mut mac, timestamp);
+            if index > 0 {
+                header.push(',');
+            }
+            URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut header);
+        }
+        header
     }
 }
 
@@ -135,7 +309,7 @@ fn ed25519() -> &'static str {
 /// Why a signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
-    /// No header, or not `v1;keyId=…;ts=…;sig=…`.
+    /// No header, or not `v1;keyId=…;ts=…;sig=…` / `v2;keyId=…;ts=…;sig=…`.
     #[error("the request carries no well-formed X-Plexhub-Signature")]
     Malformed,
     /// The key id is not among the hub's published keys.
@@ -147,6 +321,105 @@ pub enum VerifyError {
     /// The signature does not match the request.
     #[error("the signature does not match the request")]
     Mismatch,
+    /// The same signature was presented before (a replayed request).
+    #[error("the request was already received (replayed)")]
+    Replayed,
+}
+
+/// What a verifier trusts: the hub's public keys (`v1`) and the installation's own secrets
+/// (`v2`).
+#[derive(Debug, Clone, Default)]
+pub struct TrustedKeys {
+    /// The hub's published Ed25519 keys.
+    pub public_keys: Vec<PublicKey>,
+    /// The installation's HMAC secrets.
+    pub secrets: Vec<SigningSecret>,
+}
+
+/// The parts of a signature header.
+struct Parsed<'a> {
+    version: &'a str,
+    key_ids: &'a str,
+    timestamp_text: &'a str,
+    timestamp: i64,
+    signatures: &'a str,
+}
+
+fn parse_header(header: &str) -> Result<Parsed<'_>, VerifyError> {
+    let mut parts = header.split(';');
+    let version = parts.next().ok_or(VerifyError::Malformed)?;
+    if version != "v1" && version != "v2" {
+        return Err(VerifyError::Malformed);
+    }
+    let (mut key_ids, mut timestamp, mut signatures) = (None, None, None);
+    for part in parts {
+        match part.split_once('=') {
+            Some(("keyId", value)) if key_ids.is_none() => key_ids = Some(value),
+            Some(("ts", value)) if timestamp.is_none() => {
+                timestamp = value.parse::<i64>().ok().map(|ts| (value, ts));
+            }
+            Some(("sig", value)) if signatures.is_none() => signatures = Some(value),
+            _ => return Err(VerifyError::Malformed),
+        }
+    }
+    let (Some(key_ids), Some((timestamp_text, timestamp)), Some(signatures)) =
+        (key_ids, timestamp, signatures)
+    else {
+        return Err(VerifyError::Malformed);
+    };
+    Ok(Parsed {
+        version,
+        key_ids,
+        timestamp_text,
+        timestamp,
+        signatures,
+    })
+}
+
+/// Checks a signature header of either scheme (chosen by its version) against the request it
+/// came with, the trusted keys and the time (`max_skew_ms` either way). Returns the signature's
+/// timestamp, for a replay check.
+pub fn verify_any(
+    trusted: &TrustedKeys,
+    header: &str,
+    request: &SignedRequest<'_>,
+    now_ms: i64,
+    max_skew_ms: i64,
+) -> Result<i64, VerifyError> {
+    let parsed = parse_header(header)?;
+    if parsed.version == "v1" {
+        return verify(&trusted.public_keys, header, request, now_ms, max_skew_ms)
+            .map(|()| parsed.timestamp);
+    }
+    let key_ids = parsed.key_ids.split(',');
+    let signatures = parsed.signatures.split(',');
+    if parsed.key_ids.split(',').count() != parsed.signatures.split(',').count() {
+        return Err(VerifyError::Malformed);
+    }
+    let mut known = false;
+    for (key_id, signature) in key_ids.zip(signatures) {
+        let Some(secret) = trusted.secrets.iter().find(|s| s.key_id == key_id) else {
+            continue;
+        };
+        known = true;
+        if (now_ms - parsed.timestamp).abs() > max_skew_ms {
+            return Err(VerifyError::Stale);
+        }
+        let presented = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| VerifyError::Malformed)?;
+        let mut mac = secret.mac();
+        request.feed(&mut mac, parsed.timestamp_text);
+        let expected = mac.finalize().into_bytes();
+        if bool::from(expected.as_slice().ct_eq(&presented)) {
+            return Ok(parsed.timestamp);
+        }
+    }
+    Err(if known {
+        VerifyError::Mismatch
+    } else {
+        VerifyError::UnknownKey
+    })
 }
 
 /// Checks a signature header against the request it came with, the hub's published keys
@@ -281,5 +554,108 @@ mod tests {
         assert_eq!(again.public(), key.public());
         assert_eq!(key.id().len(), 16);
         assert_eq!(HubKey::from_seed_text("short").unwrap_err(), InvalidKey);
+    }
+
+    fn trusting(secrets: &[SigningSecret]) -> TrustedKeys {
+        TrustedKeys {
+            public_keys: Vec::new(),
+            secrets: secrets.to_vec(),
+        }
+    }
+
+    #[test]
+    fn an_hmac_signature_verifies_and_any_change_breaks_it() {
+        let secret = SigningSecret::generate();
+        let signer = HmacSigner::new(std::slice::from_ref(&secret)).unwrap();
+        let header = signer.sign(&REQUEST, 1_000);
+        assert!(header.starts_with(&format!("v2;keyId={};ts=1000;sig=", secret.key_id())));
+        let trusted = trusting(std::slice::from_ref(&secret));
+        assert_eq!(
+            verify_any(&trusted, &header, &REQUEST, 1_500, 60_000),
+            Ok(1_000)
+        );
+        let changed = SignedRequest {
+            path: "/contacts/8",
+            ..REQUEST
+        };
+        assert_eq!(
+            verify_any(&trusted, &header, &changed, 1_500, 60_000),
+            Err(VerifyError::Mismatch)
+        );
+        let forged = header.replace("ts=1000", "ts=1001");
+        assert_eq!(
+            verify_any(&trusted, &forged, &REQUEST, 1_500, 60_000),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify_any(&trusted, &header, &REQUEST, 100_000, 60_000),
+            Err(VerifyError::Stale)
+        );
+        let stranger = trusting(&[SigningSecret::generate()]);
+        assert_eq!(
+            verify_any(&stranger, &header, &REQUEST, 1_500, 60_000),
+            Err(VerifyError::UnknownKey)
+        );
+        // Another installation's secret under this key id does not verify.
+        let impostor =
+            SigningSecret::from_text(secret.key_id(), &SigningSecret::generate().secret_text())
+                .unwrap();
+        assert_eq!(
+            verify_any(&trusting(&[impostor]), &header, &REQUEST, 1_500, 60_000),
+            Err(VerifyError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn during_an_overlap_either_secret_accepts_the_request() {
+        let (new, old) = (SigningSecret::generate(), SigningSecret::generate());
+        let signer = HmacSigner::new(&[new.clone(), old.clone()]).unwrap();
+        let header = signer.sign(&REQUEST, 1_000);
+        assert!(header.contains(&format!("keyId={},{}", new.key_id(), old.key_id())));
+        for holder in [&new, &old] {
+            let trusted = trusting(std::slice::from_ref(holder));
+            assert_eq!(
+                verify_any(&trusted, &header, &REQUEST, 1_000, 60_000),
+                Ok(1_000)
+            );
+        }
+        let unbalanced = header.replacen(",", "", 1);
+        assert_eq!(
+            verify_any(&trusting(&[new]), &unbalanced, &REQUEST, 1_000, 60_000),
+            Err(VerifyError::Malformed)
+        );
+    }
+
+    #[test]
+    fn both_schemes_verify_through_one_entry_point() {
+        let key = HubKey::generate();
+        let trusted = TrustedKeys {
+            public_keys: vec![key.public()],
+            secrets: Vec::new(),
+        };
+        let header = key.sign(&REQUEST, 2_000);
+        assert_eq!(
+            verify_any(&trusted, &header, &REQUEST, 2_000, 60_000),
+            Ok(2_000)
+        );
+        assert_eq!(
+            verify_any(&trusted, "v3;keyId=a;ts=1;sig=b", &REQUEST, 2_000, 60_000),
+            Err(VerifyError::Malformed)
+        );
+    }
+
+    #[test]
+    fn secrets_round_trip_through_their_text_and_never_print() {
+        let secret = SigningSecret::generate();
+        let again = SigningSecret::from_text(secret.key_id(), &secret.secret_text()).unwrap();
+        assert_eq!(again, secret);
+        assert!(!format!("{secret:?}").contains(&secret.secret_text()));
+        assert_eq!(SigningSecret::from_text("id", "short"), Err(InvalidKey));
+        assert_eq!(
+            SigningSecret::from_text("bad id", &secret.secret_text()),
+            Err(InvalidKey)
+        );
+        assert_eq!(SigningScheme::parse("HMAC"), Some(SigningScheme::Hmac));
+        assert_eq!(SigningScheme::parse("rsa"), None);
     }
 }

@@ -205,7 +205,7 @@ pub async fn serve(
     installations: &Installations,
     options: ServeOptions,
 ) -> Result<RunningPlugin, Error> {
-    let verifier = Arc::new(Verifier::fetch(installations.hub_url()).await?);
+    let verifier = Arc::new(Verifier::for_installations(installations).await?);
     let url = match options.public_url {
         Some(url) => url,
         None => format!(

@@ -1,34 +1,48 @@
 //! For the plugin's own server: accept only requests the hub forwarded and signed.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use plexhub_core::signing::{PublicKey, SIGNATURE_HEADER, SignedRequest, VerifyError, verify};
+use plexhub_core::signing::{
+    PublicKey, SIGNATURE_HEADER, SignedRequest, SigningSecret, TrustedKeys, VerifyError, verify_any,
+};
+use serde::Deserialize;
 use serde_json::json;
 
-use crate::client::Error;
+use crate::client::{Client, Error};
 
-/// How far a signature's time may be from this server's clock.
+/// How far a signature's time may be from this server's clock; a signature is also remembered
+/// this long, so that the same request presented twice is refused.
 const MAX_SKEW_MS: i64 = 5 * 60 * 1000;
 
-/// The hub's published keys, checked against incoming requests. Add it to the plugin's router
-/// as an extension so that [`HubRequest`] finds it:
+/// Signatures remembered at most (16 bytes each); past it, the oldest half is forgotten (a
+/// replay of one of those would then be accepted while still within the skew window).
+const MAX_REMEMBERED: usize = 1_000_000;
+/// Expired signatures are forgotten every this many accepted ones.
+const PRUNE_EVERY: usize = 4_096;
+
+/// What the hub's requests are checked against: its published Ed25519 keys (`v1` signatures)
+/// and, for a plugin, its installations' own HMAC secrets (`v2`, the hub's default). A
+/// signature is accepted once: the same one presented again within the skew window is a replay.
+/// Add it to the plugin's router as an extension so that [`HubRequest`] finds it:
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), plexhub_sdk::Error> {
 /// use std::sync::Arc;
 /// use axum::{Extension, Router, routing::get};
-/// use plexhub_sdk::{HubRequest, Verifier};
+/// use plexhub_sdk::{HubRequest, Installations, Verifier};
 ///
 /// async fn contacts(hub: HubRequest) -> String {
 ///     format!("contacts of tenant {} for {}", hub.tenant_slug, hub.caller)
 /// }
 ///
-/// let verifier = Arc::new(Verifier::fetch("http://127.0.0.1:4000").await?);
+/// let installations = Installations::from_env().await?;
+/// let verifier = Arc::new(Verifier::for_installations(&installations).await?);
 /// let app: Router = Router::new()
 ///     .route("/contacts", get(contacts))
 ///     .layer(Extension(verifier));
@@ -38,22 +52,74 @@ const MAX_SKEW_MS: i64 = 5 * 60 * 1000;
 pub struct Verifier {
     hub: String,
     http: reqwest::Client,
-    keys: RwLock<Vec<PublicKey>>,
+    /// The installations whose secrets are trusted (each with its own credential).
+    installations: RwLock<Vec<Client>>,
+    trusted: RwLock<TrustedKeys>,
+    /// Accepted signatures (a keyed hash of the header) and their timestamps, to refuse replays.
+    seen: Mutex<HashMap<u64, i64>>,
+    hasher: std::hash::RandomState,
+}
+
+#[derive(Deserialize)]
+struct OwnSecret {
+    #[serde(rename = "keyId")]
+    key_id: String,
+    secret: String,
+}
+
+#[derive(Deserialize)]
+struct OwnSecrets {
+    secrets: Vec<OwnSecret>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 impl Verifier {
-    /// Reads the hub's keys from `GET /.well-known/plexhub-keys`.
+    /// Trusts the hub's published Ed25519 keys only (`GET /.well-known/plexhub-keys`): for
+    /// installations whose signing scheme is `ed25519`.
     pub async fn fetch(hub_url: &str) -> Result<Self, Error> {
+        Self::with_installations(hub_url, Vec::new()).await
+    }
+
+    /// Trusts the hub's public keys and the HMAC secrets of every installation of the plugin
+    /// (read with each installation's own credential from `GET /api/v1/self/signing-secrets`).
+    pub async fn for_installations(installations: &crate::Installations) -> Result<Self, Error> {
+        let clients = installations
+            .tenants()
+            .filter_map(|tenant| installations.tenant(tenant).cloned())
+            .collect();
+        Self::with_installations(installations.hub_url(), clients).await
+    }
+
+    async fn with_installations(hub_url: &str, installations: Vec<Client>) -> Result<Self, Error> {
         let verifier = Self {
             hub: hub_url.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
-            keys: RwLock::new(Vec::new()),
+            installations: RwLock::new(installations),
+            trusted: RwLock::new(TrustedKeys::default()),
+            seen: Mutex::new(HashMap::new()),
+            hasher: std::hash::RandomState::new(),
         };
         verifier.refresh().await?;
         Ok(verifier)
     }
 
-    /// Reads the keys again (after the hub rotated them).
+    /// Trusts one more installation's secrets (`client` holds its credential): for a plugin
+    /// whose server had to run before it was installed.
+    pub async fn add_installation(&self, client: Client) -> Result<(), Error> {
+        if let Ok(mut installations) = self.installations.write() {
+            installations.push(client);
+        }
+        self.refresh().await
+    }
+
+    /// Reads the keys and secrets again (after the hub rotated them).
     pub async fn refresh(&self) -> Result<(), Error> {
         let answer: serde_json::Value = self
             .http
@@ -63,26 +129,66 @@ impl Verifier {
             .error_for_status()?
             .json()
             .await?;
-        let keys: Vec<PublicKey> =
+        let public_keys: Vec<PublicKey> =
             serde_json::from_value(answer["keys"].clone()).unwrap_or_default();
-        if let Ok(mut current) = self.keys.write() {
-            *current = keys;
+        let installations = self
+            .installations
+            .read()
+            .map(|installations| installations.clone())
+            .unwrap_or_default();
+        let mut secrets = Vec::new();
+        for installation in &installations {
+            let own: OwnSecrets = serde_json::from_value(
+                installation
+                    .send_json(
+                        reqwest::Method::GET,
+                        "/api/v1/self/signing-secrets",
+                        &serde_json::Value::Null,
+                    )
+                    .await?,
+            )
+            .map_err(|error| Error::Unexpected(error.to_string()))?;
+            for secret in own.secrets {
+                let secret = SigningSecret::from_text(&secret.key_id, &secret.secret)
+                    .map_err(|error| Error::Unexpected(error.to_string()))?;
+                secrets.push(secret);
+            }
+        }
+        if let Ok(mut trusted) = self.trusted.write() {
+            *trusted = TrustedKeys {
+                public_keys,
+                secrets,
+            };
         }
         Ok(())
     }
 
-    fn check(&self, header: &str, request: &SignedRequest<'_>) -> Result<(), VerifyError> {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| {
-                i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-            });
-        let keys = self
-            .keys
-            .read()
-            .map(|keys| keys.clone())
-            .unwrap_or_default();
-        verify(&keys, header, request, now_ms, MAX_SKEW_MS)
+    /// Checks a signature header (`v1` or `v2`) against the request it came with, the trusted
+    /// keys, the clock and the signatures already accepted.
+    pub fn check(&self, header: &str, request: &SignedRequest<'_>) -> Result<(), VerifyError> {
+        let now_ms = now_ms();
+        let timestamp = {
+            let trusted = self.trusted.read().map_err(|_| VerifyError::UnknownKey)?;
+            verify_any(&trusted, header, request, now_ms, MAX_SKEW_MS)?
+        };
+        let key = std::hash::BuildHasher::hash_one(&self.hasher, header);
+        let Ok(mut seen) = self.seen.lock() else {
+            return Ok(());
+        };
+        if seen.len() % PRUNE_EVERY == 0 || seen.len() >= MAX_REMEMBERED {
+            // A signature older than the skew window is refused as stale anyway.
+            seen.retain(|_, at| now_ms - *at <= MAX_SKEW_MS);
+            if seen.len() >= MAX_REMEMBERED {
+                let mut times: Vec<i64> = seen.values().copied().collect();
+                let (_, median, _) = times.select_nth_unstable(MAX_REMEMBERED / 2);
+                let median = *median;
+                seen.retain(|_, at| *at > median);
+            }
+        }
+        if seen.insert(key, timestamp).is_some() {
+            return Err(VerifyError::Replayed);
+        }
+        Ok(())
     }
 }
 
@@ -148,7 +254,14 @@ impl<S: Send + Sync> FromRequestParts<S> for HubRequest {
         if outcome == Err(VerifyError::UnknownKey) && verifier.refresh().await.is_ok() {
             outcome = verifier.check(signature, &request);
         }
-        outcome.map_err(|error| Refused("BAD_SIGNATURE", error.to_string()))?;
+        outcome.map_err(|error| {
+            let code = if error == VerifyError::Replayed {
+                "REPLAYED_REQUEST"
+            } else {
+                "BAD_SIGNATURE"
+            };
+            Refused(code, error.to_string())
+        })?;
         Ok(Self {
             tenant_id: request.tenant_id.to_owned(),
             tenant_slug: header(parts, "x-tenant-slug").to_owned(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use plexhub_core::registry::HealthPolicy;
-use plexhub_core::signing::HubKey;
+use plexhub_core::signing::{HmacSigner, HubKey, SignedRequest, SigningSecret};
 use plexhub_sdk::{Client, Error, ErrorCode, HubRequest, Verifier};
 use plexhub_server::{Application, Clock, GatewaySettings, Secret, Settings};
 use serde_json::{Value, json};
@@ -20,6 +20,10 @@ const CRM: &str = include_str!("../../../examples/manifests/crm.json");
 const ANALYTICS: &str = include_str!("../../../examples/manifests/analytics.json");
 
 async fn hub(dir: &tempfile::TempDir) -> String {
+    hub_signing_with(dir, HubKey::generate()).await
+}
+
+async fn hub_signing_with(dir: &tempfile::TempDir, key: HubKey) -> String {
     let settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: Secret::new(format!("sqlite://{}", dir.path().join("hub.db").display())),
@@ -31,7 +35,7 @@ async fn hub(dir: &tempfile::TempDir) -> String {
         sweep_interval: Duration::from_millis(200),
         clock: Clock::system(),
         gateway: GatewaySettings::default(),
-        signing_keys: vec![HubKey::generate()],
+        signing_keys: vec![key],
         events: plexhub_server::EventSettings::default(),
     };
     let app = Application::build(settings).await.unwrap();
@@ -40,8 +44,9 @@ async fn hub(dir: &tempfile::TempDir) -> String {
     url
 }
 
-/// The CRM side: answers only requests the hub signed, with who asked.
-async fn crm_plugin(hub: &str) -> String {
+/// The CRM side: answers only requests the hub signed, with who asked. Its verifier trusts the
+/// hub's public keys at once, and CRM's own secret once [`Verifier::add_installation`] is told.
+async fn crm_plugin(hub: &str) -> (String, Arc<Verifier>) {
     async fn contacts(request: HubRequest) -> Json<Value> {
         Json(json!({
             "tenant": request.tenant_slug,
@@ -52,11 +57,11 @@ async fn crm_plugin(hub: &str) -> String {
     let verifier = Arc::new(Verifier::fetch(hub).await.unwrap());
     let app = Router::new()
         .route("/contacts", get(contacts))
-        .layer(Extension(verifier));
+        .layer(Extension(verifier.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+    (url, verifier)
 }
 
 async fn admin(hub: &str, path: &str, body: Value) -> Value {
@@ -79,7 +84,7 @@ async fn admin(hub: &str, path: &str, body: Value) -> Value {
 async fn a_plugin_calls_another_through_the_hub_and_shares_data() {
     let dir = tempfile::tempdir().unwrap();
     let hub = hub(&dir).await;
-    let crm_url = crm_plugin(&hub).await;
+    let (crm_url, verifier) = crm_plugin(&hub).await;
     admin(&hub, "/api/v1/tenants", json!({"slug": "acme"})).await;
     for manifest in [CRM, ANALYTICS] {
         let manifest: Value = serde_json::from_str(manifest).unwrap();
@@ -101,6 +106,13 @@ async fn a_plugin_calls_another_through_the_hub_and_shares_data() {
     .await;
     let token = analytics["credential"]["token"].as_str().unwrap();
     let client = Client::builder().url(&hub).token(token).build().unwrap();
+    let crm_token = crm["credential"]["token"].as_str().unwrap();
+    let crm_client = Client::builder()
+        .url(&hub)
+        .token(crm_token)
+        .build()
+        .unwrap();
+    verifier.add_installation(crm_client.clone()).await.unwrap();
 
     // Through the gateway, verified by the callee.
     let answer: Value = client.get_json("crm.contacts", "/contacts").await.unwrap();
@@ -169,12 +181,6 @@ async fn a_plugin_calls_another_through_the_hub_and_shares_data() {
     assert!(!client.data_delete("reports", "summary").await.unwrap());
 
     // CRM keeps a second replica registered; removed by an operator, it comes back by itself.
-    let crm_token = crm["credential"]["token"].as_str().unwrap();
-    let crm_client = Client::builder()
-        .url(&hub)
-        .token(crm_token)
-        .build()
-        .unwrap();
     let manifest: Value = serde_json::from_str(CRM).unwrap();
     let services = plexhub_sdk::manifest_services(&manifest);
     assert_eq!(services.len(), 2);
@@ -275,5 +281,89 @@ async fn the_sdk_knows_every_error_code_of_the_hub() {
             "{code} is missing from ErrorCode"
         );
         assert_eq!(parsed.to_string(), code);
+    }
+}
+
+/// The verifier accepts a request the hub signed once, with either scheme, and refuses it
+/// tampered, too old, or presented a second time (a replay).
+#[tokio::test]
+async fn the_verifier_refuses_tampered_stale_and_replayed_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = HubKey::generate();
+    let hub = hub_signing_with(&dir, key.clone()).await;
+    let (crm_url, verifier) = crm_plugin(&hub).await;
+    admin(&hub, "/api/v1/tenants", json!({"slug": "acme"})).await;
+    let manifest: Value = serde_json::from_str(CRM).unwrap();
+    admin(&hub, "/api/v1/plugins", manifest).await;
+    let crm = admin(
+        &hub,
+        "/api/v1/tenants/acme/installations",
+        json!({"pluginId": "plugin-crm", "baseUrl": crm_url, "activate": true}),
+    )
+    .await;
+    let issued = &crm["credential"]["signingSecret"];
+    let secret = SigningSecret::from_text(
+        issued["keyId"].as_str().unwrap(),
+        issued["secret"].as_str().unwrap(),
+    )
+    .unwrap();
+    let client = Client::builder()
+        .url(&hub)
+        .token(crm["credential"]["token"].as_str().unwrap())
+        .build()
+        .unwrap();
+    verifier.add_installation(client).await.unwrap();
+
+    let hmac = HmacSigner::new(&[secret]).unwrap();
+    type Sign = Box<dyn Fn(&SignedRequest<'_>, i64) -> String>;
+    let schemes: [(&str, Sign); 2] = [
+        ("hmac", Box::new(move |request, at| hmac.sign(request, at))),
+        (
+            "ed25519",
+            Box::new(move |request, at| key.sign(request, at)),
+        ),
+    ];
+    let http = reqwest::Client::new();
+    for (scheme, sign) in schemes {
+        let request_id = format!("req-{scheme}");
+        let request = SignedRequest {
+            method: "GET",
+            path: "/contacts",
+            query: "",
+            tenant_id: "5f0c2a54-7d0e-4b7e-9f65-0c1f0c9d7e11",
+            caller: "plugin-analytics",
+            request_id: &request_id,
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let send = |path: String, signature: String| {
+            http.get(format!("{crm_url}{path}"))
+                .header("x-plexhub-signature", signature)
+                .header("x-tenant-id", request.tenant_id)
+                .header("x-tenant-slug", "acme")
+                .header("x-caller-plugin-id", request.caller)
+                .header("x-request-id", request.request_id)
+                .send()
+        };
+        let refusal = |response: reqwest::Response| async move {
+            assert_eq!(response.status(), 401, "{scheme}");
+            let body: Value = response.json().await.unwrap();
+            body["error"]["code"].as_str().unwrap().to_owned()
+        };
+        let fresh = sign(&request, now);
+        let accepted = send("/contacts".into(), fresh.clone()).await.unwrap();
+        assert_eq!(accepted.status(), 200, "{scheme}: a fresh signature");
+        let replayed = send("/contacts".into(), fresh).await.unwrap();
+        assert_eq!(refusal(replayed).await, "REPLAYED_REQUEST", "{scheme}");
+        let tampered = send("/contacts?all=1".into(), sign(&request, now + 1))
+            .await
+            .unwrap();
+        assert_eq!(refusal(tampered).await, "BAD_SIGNATURE", "{scheme}");
+        let stale = send("/contacts".into(), sign(&request, now - 10 * 60 * 1000))
+            .await
+            .unwrap();
+        assert_eq!(refusal(stale).await, "BAD_SIGNATURE", "{scheme}");
     }
 }

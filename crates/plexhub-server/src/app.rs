@@ -65,11 +65,14 @@ impl Application {
         };
         let (writer, write_requests) = Writer::new();
         let (audit, audited_calls) = crate::audit::AuditLog::new();
+        let metrics = Metrics::new();
         let state = AppState::new(Shared {
             store,
             admin_token: Arc::new(settings.admin_token.clone()),
             redis,
-            metrics: Metrics::new(),
+            proxy_metrics: metrics.route("/api/v1/proxy/{serviceName}/{*path}", "proxy"),
+            call_metrics: metrics.route("/api/plugin-gateway/call", "call"),
+            metrics,
             cache: HubCache::new(feed.clone()),
             feed,
             health: settings.health,
@@ -135,7 +138,8 @@ impl Application {
             audit_stop.clone(),
         ));
         let stop = token.clone();
-        let served = axum::serve(self.listener, self.router)
+        let front = crate::front::Front::new(self.state.clone(), self.router);
+        let served = axum::serve(self.listener, tower::make::Shared::new(front))
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 stop.cancel();

@@ -73,7 +73,8 @@ pub fn tenant_header(headers: &HeaderMap) -> Option<&str> {
         .map(|value| value.to_str().unwrap_or("\u{fffd}"))
 }
 
-async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+/// Who the request's bearer credential says is calling (401/403 otherwise).
+pub(crate) async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let token = bearer_token(headers)?;
     let Some(presented) = PresentedCredential::parse(token) else {
         return if tokens_match(token, state.admin_token.expose()) {
@@ -243,6 +244,26 @@ impl TenantScope {
     }
 }
 
+impl TenantScope {
+    /// The scope of `caller`, whose request carries `headers`.
+    pub async fn of(
+        state: &AppState,
+        caller: Caller,
+        headers: &HeaderMap,
+    ) -> Result<Self, ApiError> {
+        let tenant = match &caller {
+            Caller::Plugin(plugin) => plugin.tenant.clone(),
+            Caller::Admin => admin_acting_tenant(state, headers).await?.ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::TenantRequired,
+                    "name the tenant to act for with the X-Tenant-Slug header",
+                )
+            })?,
+        };
+        Ok(Self { tenant, caller })
+    }
+}
+
 impl FromRequestParts<AppState> for TenantScope {
     type Rejection = ApiError;
 
@@ -251,17 +272,6 @@ impl FromRequestParts<AppState> for TenantScope {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        let tenant = match &caller {
-            Caller::Plugin(plugin) => plugin.tenant.clone(),
-            Caller::Admin => admin_acting_tenant(state, &parts.headers)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorCode::TenantRequired,
-                        "name the tenant to act for with the X-Tenant-Slug header",
-                    )
-                })?,
-        };
-        Ok(Self { tenant, caller })
+        Self::of(state, caller, &parts.headers).await
     }
 }

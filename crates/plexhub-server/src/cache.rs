@@ -89,6 +89,15 @@ pub struct CallerProfile {
     pub dependencies: Vec<DependencySpec>,
 }
 
+/// How requests to one target installation are signed, as cached.
+#[derive(Debug)]
+pub struct TargetSigning {
+    /// The HMAC signer of its active secrets; `None`: Ed25519 with the hub's key.
+    pub hmac: Option<plexhub_core::signing::HmacSigner>,
+    /// When the oldest secret in its overlap window expires: the entry is reloaded then.
+    pub valid_until_ms: i64,
+}
+
 /// A shared-data lookup as cached; readers check `expires_at` themselves on every read.
 pub type CachedEntry = Option<Entry>;
 
@@ -113,6 +122,7 @@ pub struct HubCache {
     data: Cache<(TenantId, Namespace, DataKey), Arc<DataEntry>>,
     credentials: Cache<String, Arc<CachedCredential>>,
     callers: Cache<(TenantId, PluginId), Arc<CachedCaller>>,
+    signing: Cache<(TenantId, PluginId), Arc<TargetSigning>>,
     tenants: Cache<String, Arc<Tenant>>,
     generation: AtomicU64,
     feed: ChangeFeed,
@@ -126,6 +136,7 @@ impl HubCache {
             data: bounded(),
             credentials: bounded(),
             callers: bounded(),
+            signing: bounded(),
             tenants: bounded(),
             generation: AtomicU64::new(0),
             feed,
@@ -215,6 +226,26 @@ impl HubCache {
         self.get_or_load(&self.callers, key, load).await
     }
 
+    /// How requests to a target installation are signed, through the cache (dropped on every
+    /// tenant-wide change, which a rotation is); an entry past its `valid_until_ms` is loaded
+    /// again.
+    pub async fn signing<E, F: Future<Output = Result<TargetSigning, E>>>(
+        &self,
+        key: (TenantId, PluginId),
+        now_ms: i64,
+        load: impl FnOnce() -> F,
+    ) -> Result<Arc<TargetSigning>, E> {
+        if self.feed.is_connected()
+            && let Some(hit) = self.signing.get(&key)
+        {
+            if now_ms < hit.valid_until_ms {
+                return Ok(hit);
+            }
+            self.signing.remove(&key);
+        }
+        self.get_or_load(&self.signing, key, load).await
+    }
+
     /// A tenant by slug through the cache (for the admin acting in a tenant). Only found
     /// tenants are remembered, so a tenant created on another hub is seen at once.
     pub async fn tenant<E, F: Future<Output = Result<Option<Tenant>, E>>>(
@@ -279,6 +310,7 @@ impl HubCache {
         self.data.clear();
         self.credentials.clear();
         self.callers.clear();
+        self.signing.clear();
         self.tenants.clear();
     }
 

@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Request, Uri};
 use plexhub_core::events::backoff_ms;
+use plexhub_core::ids::PluginId;
 use plexhub_core::signing::{SIGNATURE_HEADER, SignedRequest};
 use plexhub_core::tenant::TenantId;
 use plexhub_store::feed::{Change, FeedEvent};
@@ -287,7 +288,12 @@ async fn post(state: &AppState, delivery: &ClaimedDelivery) -> Result<(), String
         caller: &delivery.source,
         request_id: &request_id,
     };
-    if let Some(signature) = state.gateway.sign(&signed, state.clock.now_ms()) {
+    let subscriber = PluginId::parse(&delivery.plugin_id)
+        .map_err(|error| format!("cannot sign for {}: {error}", delivery.plugin_id))?;
+    let signing = crate::gateway::target_signing(state, delivery.tenant_id, &subscriber)
+        .await
+        .map_err(|error| format!("cannot sign the delivery: {}", error.message()))?;
+    if let Some(signature) = state.gateway.sign(&signing, &signed, state.clock.now_ms()) {
         request = request.header(SIGNATURE_HEADER, signature);
     }
     let request = request

@@ -21,12 +21,14 @@ use plexhub_core::ids::{PluginId, ServiceName};
 use plexhub_core::installation::InstallationState;
 use plexhub_core::manifest::{HttpMethod, validate_manifest};
 use plexhub_core::registry::ServiceStatus;
-use plexhub_core::signing::{HubKey, PublicKey, SIGNATURE_HEADER, SignedRequest};
+use plexhub_core::signing::{
+    HmacSigner, HubKey, PublicKey, SIGNATURE_HEADER, SignedRequest, SigningScheme, SigningSecret,
+};
 use plexhub_core::tenant::Tenant;
 use plexhub_store::feed::Change;
 use serde_json::json;
 
-use crate::cache::{CachedCaller, CallerProfile, ServiceEntry};
+use crate::cache::{CachedCaller, CallerProfile, ServiceEntry, TargetSigning};
 use crate::error::{ApiError, ErrorCode};
 use crate::request_id::REQUEST_ID_HEADER;
 use crate::resilience::{Breaker, Breakers, FAILURES_TO_OPEN, RetryBudget, Transition};
@@ -80,10 +82,22 @@ impl Gateway {
         &self.client
     }
 
-    /// The signature header for `request` (the first key signs), unless signing is off.
-    pub fn sign(&self, request: &SignedRequest<'_>, now_ms: i64) -> Option<HeaderValue> {
-        let key = self.keys.first().filter(|_| self.settings.sign_requests)?;
-        HeaderValue::from_str(&key.sign(request, now_ms)).ok()
+    /// The signature header for `request` to a target signed as `signing` says (its HMAC
+    /// secrets, or the hub's first Ed25519 key), unless signing is off.
+    pub fn sign(
+        &self,
+        signing: &TargetSigning,
+        request: &SignedRequest<'_>,
+        now_ms: i64,
+    ) -> Option<HeaderValue> {
+        if !self.settings.sign_requests {
+            return None;
+        }
+        let header = match &signing.hmac {
+            Some(signer) => signer.sign(request, now_ms),
+            None => self.keys.first()?.sign(request, now_ms),
+        };
+        HeaderValue::try_from(header).ok()
     }
 
     /// The limits and timeouts.
@@ -98,6 +112,58 @@ pub struct CallContext<'a> {
     pub tenant: &'a Tenant,
     /// The calling plugin.
     pub caller: &'a PluginId,
+}
+
+/// How requests to `target` in `tenant` are signed (cached until a rotation or the end of an
+/// overlap window). An installation from before per-installation secrets gets its first secret
+/// here.
+pub async fn target_signing(
+    state: &AppState,
+    tenant_id: plexhub_core::tenant::TenantId,
+    target: &PluginId,
+) -> Result<Arc<TargetSigning>, ApiError> {
+    let now_ms = state.clock.now_ms();
+    state
+        .cache
+        .signing((tenant_id, target.clone()), now_ms, || async move {
+            let chosen = state.store.installation(tenant_id, target).await?;
+            let scheme = chosen
+                .and_then(|installation| installation.signing)
+                .unwrap_or(state.gateway.settings.signing_scheme);
+            if scheme == SigningScheme::Ed25519 {
+                return Ok(TargetSigning {
+                    hmac: None,
+                    valid_until_ms: i64::MAX,
+                });
+            }
+            let mut secrets = state
+                .store
+                .signing_secrets(tenant_id, target, now_ms)
+                .await?;
+            if secrets.is_empty() {
+                let first = SigningSecret::generate();
+                state
+                    .store
+                    .ensure_signing_secret(tenant_id, target, &first, now_ms)
+                    .await?;
+                secrets = state
+                    .store
+                    .signing_secrets(tenant_id, target, now_ms)
+                    .await?;
+            }
+            let valid_until_ms = secrets
+                .iter()
+                .filter_map(|stored| stored.expires_at_ms)
+                .min()
+                .unwrap_or(i64::MAX);
+            let secrets: Vec<SigningSecret> =
+                secrets.into_iter().map(|stored| stored.secret).collect();
+            Ok::<_, ApiError>(TargetSigning {
+                hmac: HmacSigner::new(&secrets),
+                valid_until_ms,
+            })
+        })
+        .await
 }
 
 /// A replica a call may go to.
@@ -124,6 +190,8 @@ pub struct Authorized {
     pub target_plugin: PluginId,
     /// The matched endpoint template (`GET /contacts/:id`), for audit and metrics.
     pub endpoint: String,
+    /// How the request is signed for the target installation.
+    signing: Arc<TargetSigning>,
 }
 
 /// The calling plugin's installation state, grants and manifest dependencies (cached).
@@ -337,6 +405,7 @@ pub async fn authorize(
         })
         .collect();
     crate::quota::admit(state, call.tenant, call.caller).await?;
+    let signing = target_signing(state, call.tenant.id, &service.plugin_id).await?;
     let timeout = endpoint
         .metadata
         .get("timeoutMs")
@@ -352,6 +421,7 @@ pub async fn authorize(
         timeout,
         target_plugin: service.plugin_id.clone(),
         endpoint: plexhub_core::access::describe_endpoint(endpoint),
+        signing,
     })
 }
 
@@ -487,7 +557,7 @@ pub async fn forward(
             ),
         ));
     }
-    let forwarded = forwarded_headers(state, call, &method, path_and_query, headers);
+    let forwarded = forwarded_headers(call, headers);
     let idempotent = matches!(
         method,
         Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
@@ -523,13 +593,14 @@ pub async fn forward(
         } else {
             body.take().unwrap_or_else(Body::empty)
         };
+        let signature = attempt_signature(state, call, route, &method, path_and_query, &forwarded);
         let result = send_once(
             state,
             route,
             replica,
-            &method,
-            path_and_query,
+            (&method, path_and_query),
             &forwarded,
+            signature,
             this_body,
         )
         .await;
@@ -666,15 +737,9 @@ fn announce_breaker(
     });
 }
 
-/// The headers the plugin receives: the caller's minus what must not cross, plus who calls,
-/// the request id, the trace and the hub's signature.
-fn forwarded_headers(
-    state: &AppState,
-    call: &CallContext<'_>,
-    method: &Method,
-    path_and_query: &str,
-    headers: &HeaderMap,
-) -> HeaderMap {
+/// The headers the plugin receives (but the signature): the caller's minus what must not
+/// cross, plus who calls, the request id and the trace.
+fn forwarded_headers(call: &CallContext<'_>, headers: &HeaderMap) -> HeaderMap {
     let listed = connection_listed(headers);
     let mut forwarded = HeaderMap::with_capacity(headers.len() + 6);
     for (name, value) in headers {
@@ -696,32 +761,40 @@ fn forwarded_headers(
         forwarded.insert(REQUEST_ID_HEADER.clone(), id.clone());
     }
     forwarded.insert("traceparent", traceparent(headers));
-    if let Some(key) = state
-        .gateway
-        .keys
-        .first()
-        .filter(|_| state.gateway.settings.sign_requests)
-    {
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
-        let tenant_id = call.tenant.id.to_string();
-        let signed = SignedRequest {
-            method: method.as_str(),
-            path,
-            query,
-            tenant_id: &tenant_id,
-            caller: call.caller.as_str(),
-            request_id: request_id
-                .and_then(|id| id.to_str().ok())
-                .unwrap_or_default(),
-        };
-        let signature = key.sign(&signed, state.clock.now_ms());
-        if let Ok(value) = HeaderValue::from_str(&signature) {
-            forwarded.insert(SIGNATURE_HEADER, value);
-        }
-    }
     forwarded
+}
+
+/// The signature of one attempt (each attempt is signed anew: a plugin refuses a signature it
+/// has seen, and a retry may reach the same replica).
+fn attempt_signature(
+    state: &AppState,
+    call: &CallContext<'_>,
+    route: &Authorized,
+    method: &Method,
+    path_and_query: &str,
+    forwarded: &HeaderMap,
+) -> Option<HeaderValue> {
+    if !state.gateway.settings.sign_requests {
+        return None;
+    }
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let tenant_id = call.tenant.id.to_string();
+    let signed = SignedRequest {
+        method: method.as_str(),
+        path,
+        query,
+        tenant_id: &tenant_id,
+        caller: call.caller.as_str(),
+        request_id: forwarded
+            .get(&REQUEST_ID_HEADER)
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or_default(),
+    };
+    state
+        .gateway
+        .sign(&route.signing, &signed, state.clock.now_ms())
 }
 
 /// One attempt against one replica.
@@ -729,9 +802,9 @@ async fn send_once(
     state: &AppState,
     route: &Authorized,
     replica: &Replica,
-    method: &Method,
-    path_and_query: &str,
+    (method, path_and_query): (&Method, &str),
     headers: &HeaderMap,
+    signature: Option<HeaderValue>,
     body: Body,
 ) -> Result<Response<Body>, ApiError> {
     let limits = state.gateway.settings;
@@ -740,6 +813,9 @@ async fn send_once(
     let mut outgoing = Request::builder().method(method.clone()).uri(uri);
     if let Some(target) = outgoing.headers_mut() {
         target.clone_from(headers);
+        if let Some(signature) = signature {
+            target.insert(SIGNATURE_HEADER, signature);
+        }
     }
     let max_request = usize::try_from(limits.max_request_bytes).unwrap_or(usize::MAX);
     let outgoing = outgoing
@@ -808,9 +884,12 @@ pub async fn audit(
     status: u16,
 ) {
     let elapsed = attempt.started.elapsed();
-    state
-        .metrics
-        .gateway_call(attempt.kind, status, elapsed.as_secs_f64());
+    let metrics = if attempt.kind == "call" {
+        &state.call_metrics
+    } else {
+        &state.proxy_metrics
+    };
+    metrics.gateway_call(status, elapsed.as_secs_f64());
     let record = plexhub_store::CallRecord {
         tenant_id: call.tenant.id,
         at_ms: state.clock.now_ms(),

@@ -13,6 +13,7 @@ mod dependencies;
 pub mod error;
 mod events;
 mod extract;
+mod front;
 mod gateway;
 mod metrics;
 mod quota;

@@ -36,19 +36,29 @@ fn new_id() -> String {
         .to_string()
 }
 
-/// Middleware: picks the id, stores it on the request, runs the rest with it, echoes it back.
-pub async fn assign(mut request: Request, next: Next) -> Response {
-    let id = request
+/// The request's id: the caller's when it is sane, else a new one.
+pub fn of(request: &Request) -> String {
+    request
         .headers()
         .get(&REQUEST_ID_HEADER)
         .and_then(|value| value.to_str().ok())
         .filter(|id| is_sane(id))
-        .map_or_else(new_id, str::to_owned);
+        .map_or_else(new_id, str::to_owned)
+}
+
+/// Runs `handling` with `id` as the [`current`] request id.
+pub async fn scope<F: Future>(id: String, handling: F) -> F::Output {
+    CURRENT.scope(id, handling).await
+}
+
+/// Middleware: picks the id, stores it on the request, runs the rest with it, echoes it back.
+pub async fn assign(mut request: Request, next: Next) -> Response {
+    let id = of(&request);
     let header = HeaderValue::from_str(&id).expect("sane ids and UUIDs are valid header values");
     request
         .headers_mut()
         .insert(REQUEST_ID_HEADER.clone(), header.clone());
-    let mut response = CURRENT.scope(id, next.run(request)).await;
+    let mut response = scope(id, next.run(request)).await;
     response
         .headers_mut()
         .insert(REQUEST_ID_HEADER.clone(), header);

@@ -111,10 +111,15 @@ pub struct GatewaySettings {
     /// Time for a plugin to answer with its status and headers (504 `UPSTREAM_TIMEOUT`
     /// beyond), unless the endpoint's `metadata.timeoutMs` says otherwise.
     pub request_timeout: Duration,
-    /// Sign every forwarded request (`X-Plexhub-Signature`, Ed25519: about 19 µs of CPU per
-    /// request, see `cargo bench -p plexhub-core --bench signing`). Turn off only where
-    /// plugins are reachable through the hub alone.
+    /// Sign every forwarded request and event delivery (`X-Plexhub-Signature`). Turn off only
+    /// where plugins are reachable through the hub alone.
     pub sign_requests: bool,
+    /// The scheme of installations that did not choose one at install: HMAC-SHA256 with the
+    /// installation's own secret (about 1 µs per request) or Ed25519 with the hub's key (about
+    /// 19 µs); see `cargo bench -p plexhub-core --bench signing`.
+    pub signing_scheme: plexhub_core::signing::SigningScheme,
+    /// How long a rotated-out signing secret still signs (beside the new one).
+    pub signing_overlap: Duration,
     /// Default token bucket per (tenant, calling plugin); `None` = unlimited.
     pub rate_limit_per_caller: Option<plexhub_core::tenant::RateLimit>,
     /// Default token bucket per tenant; `None` = unlimited.
@@ -131,6 +136,8 @@ impl Default for GatewaySettings {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             sign_requests: true,
+            signing_scheme: plexhub_core::signing::SigningScheme::Hmac,
+            signing_overlap: Duration::from_secs(24 * 3600),
             rate_limit_per_caller: None,
             rate_limit_per_tenant: None,
             audit_retention: Duration::from_secs(7 * 24 * 3600),

@@ -62,6 +62,10 @@ pub struct Shared {
     pub gateway: crate::gateway::Gateway,
     /// The gateway's audit log.
     pub audit: crate::audit::AuditLog,
+    /// Metric handles of the proxy route (its hot path records without label lookups).
+    pub proxy_metrics: crate::metrics::RouteMetrics,
+    /// Metric handles of the seed's `/call` route.
+    pub call_metrics: crate::metrics::RouteMetrics,
     /// Limits and timing of the event bus.
     pub events: crate::settings::EventSettings,
     /// Cancelled when the hub shuts down; long-lived responses (watch streams) end with it.

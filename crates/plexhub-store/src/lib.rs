@@ -17,6 +17,7 @@ use plexhub_core::ids::ServiceName;
 use plexhub_core::installation::{BaseUrl, Installation, InstallationState};
 use plexhub_core::manifest::EndpointSpec;
 use plexhub_core::registry::{HealthPolicy, InstanceId, Service, ServiceStatus};
+use plexhub_core::signing::SigningSecret;
 use plexhub_core::tenant::{Tenant, TenantId, TenantSlug};
 use plexhub_core::version::Version;
 
@@ -114,6 +115,28 @@ pub struct CredentialRecord {
     pub last_used_at_ms: Option<i64>,
 }
 
+/// An installation to insert, with its first credential and its first HMAC signing secret.
+#[derive(Debug, Clone)]
+pub struct NewInstallation {
+    /// The installation.
+    pub installation: Installation,
+    /// Its first credential.
+    pub credential: CredentialRecord,
+    /// Its first signing secret.
+    pub signing_secret: SigningSecret,
+}
+
+/// An installation's HMAC signing secret as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSigningSecret {
+    /// The secret and its id.
+    pub secret: SigningSecret,
+    /// Creation time, epoch milliseconds.
+    pub created_at_ms: i64,
+    /// End of its overlap window after a rotation; `None` while it is the current one.
+    pub expires_at_ms: Option<i64>,
+}
+
 /// Tenants.
 #[async_trait]
 pub trait TenantStore: Send + Sync {
@@ -163,9 +186,10 @@ pub trait CatalogStore: Send + Sync {
 /// Installations of catalog plugins per tenant.
 #[async_trait]
 pub trait InstallationStore: Send + Sync {
-    /// Inserts installations, each with its first credential, all in one transaction (all or
-    /// none); [`StoreError::Duplicate`] if one of the plugins is already installed.
-    async fn install(&self, installations: &[(Installation, CredentialRecord)]) -> StoreResult<()>;
+    /// Inserts installations, each with its first credential and signing secret, all in one
+    /// transaction (all or none); [`StoreError::Duplicate`] if one of the plugins is already
+    /// installed.
+    async fn install(&self, installations: &[NewInstallation]) -> StoreResult<()>;
     /// One installation.
     async fn installation(
         &self,
@@ -221,6 +245,34 @@ pub trait CredentialStore: Send + Sync {
     ) -> StoreResult<Option<(CredentialRecord, Tenant)>>;
     /// Records a successful use.
     async fn touch_credential(&self, id: &CredentialId, now_ms: i64) -> StoreResult<()>;
+    /// An installation's signing secrets still valid at `now_ms` (the current one and those in
+    /// their overlap window), newest first.
+    async fn signing_secrets(
+        &self,
+        tenant_id: TenantId,
+        plugin_id: &PluginId,
+        now_ms: i64,
+    ) -> StoreResult<Vec<StoredSigningSecret>>;
+    /// Stores `secret` as the installation's current one unless it has one already (hubs that
+    /// race to create it agree on one); [`StoreError::MissingReference`] if it is not installed.
+    async fn ensure_signing_secret(
+        &self,
+        tenant_id: TenantId,
+        plugin_id: &PluginId,
+        secret: &SigningSecret,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// Makes `secret` the current one; the previous current one stays valid until
+    /// `overlap_until_ms`, and secrets already past their window are deleted. False if the
+    /// installation does not exist.
+    async fn rotate_signing_secret(
+        &self,
+        tenant_id: TenantId,
+        plugin_id: &PluginId,
+        secret: &SigningSecret,
+        now_ms: i64,
+        overlap_until_ms: i64,
+    ) -> StoreResult<bool>;
 }
 
 /// One replica being registered or refreshed.

@@ -7,6 +7,7 @@ use plexhub_core::credential::{CredentialId, SecretHash};
 use plexhub_core::dependency::{Edge, EdgeSource};
 use plexhub_core::ids::PluginId;
 use plexhub_core::installation::{BaseUrl, Installation, InstallationState};
+use plexhub_core::signing::SigningScheme;
 use plexhub_core::tenant::{RateLimits, Tenant, TenantId, TenantSlug, TenantStatus};
 use plexhub_core::version::{Version, VersionRange};
 
@@ -136,6 +137,7 @@ pub(crate) struct InstallationRow {
     pub grants: String,
     pub installed_at: i64,
     pub updated_at: i64,
+    pub signing: Option<String>,
 }
 
 impl InstallationRow {
@@ -152,6 +154,13 @@ impl InstallationRow {
             grants: string_list("grants", &self.grants)?,
             installed_at_ms: self.installed_at,
             updated_at_ms: self.updated_at,
+            signing: self
+                .signing
+                .map(|text| {
+                    SigningScheme::parse(&text)
+                        .ok_or_else(|| corrupt("installations", "signing", &text))
+                })
+                .transpose()?,
         })
     }
 }
@@ -177,7 +186,22 @@ pub(crate) fn credential(
 
 pub(crate) const TENANT_COLUMNS: &str = "id, slug, name, status, created_at, rate_limits";
 pub(crate) const INSTALLATION_COLUMNS: &str = "tenant_id, plugin_id, version, state, base_url, \
-     allowed_origins, grants, installed_at, updated_at";
+     allowed_origins, grants, installed_at, updated_at, signing";
+
+/// An installation's signing secret from its stored columns.
+pub(crate) fn signing_secret(
+    key_id: &str,
+    secret: &str,
+    created_at_ms: i64,
+    expires_at_ms: Option<i64>,
+) -> StoreResult<crate::StoredSigningSecret> {
+    Ok(crate::StoredSigningSecret {
+        secret: plexhub_core::signing::SigningSecret::from_text(key_id, secret)
+            .map_err(|_| corrupt("signing_secrets", "secret", key_id))?,
+        created_at_ms,
+        expires_at_ms,
+    })
+}
 pub(crate) const CREDENTIAL_COLUMNS: &str =
     "id, tenant_id, plugin_id, secret_hash, created_at, last_used_at";
 
@@ -223,8 +247,9 @@ macro_rules! sql_store {
         use crate::sql::{self, CREDENTIAL_COLUMNS, INSTALLATION_COLUMNS, TENANT_COLUMNS};
         use crate::{
             CatalogStore, CredentialRecord, CredentialStore, InstallationStore, PublishOutcome,
-            PublishedVersion, Store, StoreResult, TenantStore,
+            NewInstallation, PublishedVersion, Store, StoreResult, StoredSigningSecret, TenantStore,
         };
+        use plexhub_core::signing::SigningSecret;
 
         fn tenant_from(row: &$row) -> StoreResult<Tenant> {
             sql::tenant(
@@ -257,6 +282,7 @@ macro_rules! sql_store {
                 grants: row.try_get("grants")?,
                 installed_at: row.try_get("installed_at")?,
                 updated_at: row.try_get("updated_at")?,
+                signing: row.try_get("signing")?,
             }
             .parse()
         }
@@ -473,13 +499,13 @@ macro_rules! sql_store {
 
         #[async_trait]
         impl InstallationStore for $store {
-            async fn install(&self, installations: &[(Installation, CredentialRecord)]) -> StoreResult<()> {
+            async fn install(&self, installations: &[NewInstallation]) -> StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
                 let sql = format!(
                     "INSERT INTO installations ({INSTALLATION_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                 );
-                for (installation, credential) in installations {
+                for NewInstallation { installation, credential, signing_secret } in installations {
                     sqlx::query(&sql)
                         .bind(installation.tenant_id.to_string())
                         .bind(installation.plugin_id.as_str())
@@ -490,9 +516,11 @@ macro_rules! sql_store {
                         .bind(sql::list_text(&installation.grants))
                         .bind(installation.installed_at_ms)
                         .bind(installation.updated_at_ms)
+                        .bind(installation.signing.map(|scheme| scheme.as_str()))
                         .execute(&mut *tx)
                         .await?;
                     insert_credential(&mut *tx, credential).await?;
+                    insert_signing_secret(&mut *tx, installation.tenant_id, &installation.plugin_id, signing_secret, installation.installed_at_ms, None).await?;
                 }
                 tx.commit().await?;
                 Ok(())
@@ -619,6 +647,33 @@ macro_rules! sql_store {
             Ok(())
         }
 
+        async fn insert_signing_secret<'c, E>(
+            executor: E,
+            tenant_id: TenantId,
+            plugin_id: &PluginId,
+            secret: &SigningSecret,
+            now_ms: i64,
+            expires_at_ms: Option<i64>,
+        ) -> StoreResult<u64>
+        where
+            E: sqlx::Executor<'c, Database = $db>,
+        {
+            // The partial unique index allows one current secret: a second is not inserted.
+            let inserted = sqlx::query(
+                "INSERT INTO signing_secrets (key_id, tenant_id, plugin_id, secret, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(secret.key_id())
+            .bind(tenant_id.to_string())
+            .bind(plugin_id.as_str())
+            .bind(secret.secret_text())
+            .bind(now_ms)
+            .bind(expires_at_ms)
+            .execute(executor)
+            .await?;
+            Ok(inserted.rows_affected())
+        }
+
         #[async_trait]
         impl CredentialStore for $store {
             async fn add_credential(&self, credential: &CredentialRecord) -> StoreResult<()> {
@@ -689,6 +744,90 @@ macro_rules! sql_store {
                     row.try_get::<Option<&str>, _>("rate_limits")?,
                 )?;
                 Ok(Some((credential, tenant)))
+            }
+
+            async fn signing_secrets(
+                &self,
+                tenant_id: TenantId,
+                plugin_id: &PluginId,
+                now_ms: i64,
+            ) -> StoreResult<Vec<StoredSigningSecret>> {
+                let rows = sqlx::query(
+                    "SELECT key_id, secret, created_at, expires_at FROM signing_secrets \
+                     WHERE tenant_id = $1 AND plugin_id = $2 AND (expires_at IS NULL OR expires_at > $3) \
+                     ORDER BY expires_at IS NOT NULL, created_at DESC, key_id",
+                )
+                .bind(tenant_id.to_string())
+                .bind(plugin_id.as_str())
+                .bind(now_ms)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        sql::signing_secret(
+                            row.try_get::<&str, _>("key_id")?,
+                            row.try_get::<&str, _>("secret")?,
+                            row.try_get::<i64, _>("created_at")?,
+                            row.try_get::<Option<i64>, _>("expires_at")?,
+                        )
+                    })
+                    .collect()
+            }
+
+            async fn ensure_signing_secret(
+                &self,
+                tenant_id: TenantId,
+                plugin_id: &PluginId,
+                secret: &SigningSecret,
+                now_ms: i64,
+            ) -> StoreResult<()> {
+                insert_signing_secret(&self.pool, tenant_id, plugin_id, secret, now_ms, None).await?;
+                Ok(())
+            }
+
+            async fn rotate_signing_secret(
+                &self,
+                tenant_id: TenantId,
+                plugin_id: &PluginId,
+                secret: &SigningSecret,
+                now_ms: i64,
+                overlap_until_ms: i64,
+            ) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                // Locks the installation's row: concurrent rotations of one installation queue.
+                let installed = sqlx::query(
+                    "UPDATE installations SET updated_at = updated_at \
+                     WHERE tenant_id = $1 AND plugin_id = $2",
+                )
+                .bind(tenant_id.to_string())
+                .bind(plugin_id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if installed != 1 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "DELETE FROM signing_secrets WHERE tenant_id = $1 AND plugin_id = $2 \
+                     AND expires_at IS NOT NULL AND expires_at <= $3",
+                )
+                .bind(tenant_id.to_string())
+                .bind(plugin_id.as_str())
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE signing_secrets SET expires_at = $3 \
+                     WHERE tenant_id = $1 AND plugin_id = $2 AND expires_at IS NULL",
+                )
+                .bind(tenant_id.to_string())
+                .bind(plugin_id.as_str())
+                .bind(overlap_until_ms)
+                .execute(&mut *tx)
+                .await?;
+                insert_signing_secret(&mut *tx, tenant_id, plugin_id, secret, now_ms, None).await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn touch_credential(&self, id: &CredentialId, now_ms: i64) -> StoreResult<()> {

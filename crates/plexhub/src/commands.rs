@@ -123,6 +123,15 @@ pub enum CredentialCommand {
         #[arg(long)]
         tenant: String,
     },
+    /// Rotate an installation's HMAC signing secret: the new one signs at once, the old one
+    /// beside it until the overlap window (`--signing-overlap-hours`) ends.
+    RotateSigningSecret {
+        /// Plugin id.
+        plugin_id: String,
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
     /// List an installation's credentials.
     List {
         /// Plugin id.
@@ -325,6 +334,17 @@ fn print_new_credential(credential: &Value) {
         credential["id"].as_str().unwrap_or(""),
         credential["token"].as_str().unwrap_or("")
     );
+    if let Some(secret) = credential.get("signingSecret") {
+        print_signing_secret(secret);
+    }
+}
+
+fn print_signing_secret(secret: &Value) {
+    println!(
+        "signing secret {} (verifies what the hub forwards to it; the plugin reads it again with its credential):\n{}",
+        secret["keyId"].as_str().unwrap_or(""),
+        secret["secret"].as_str().unwrap_or("")
+    );
 }
 
 async fn credential(client: &HubClient, command: CredentialCommand) -> anyhow::Result<()> {
@@ -333,6 +353,17 @@ async fn credential(client: &HubClient, command: CredentialCommand) -> anyhow::R
             let path = format!("/tenants/{tenant}/installations/{plugin_id}/credentials");
             let issued = client.call(Method::POST, &path, None).await?;
             print_new_credential(&issued);
+        }
+        CredentialCommand::RotateSigningSecret { plugin_id, tenant } => {
+            let path = format!("/tenants/{tenant}/installations/{plugin_id}/signing-secret/rotate");
+            let rotated = client.call(Method::POST, &path, None).await?;
+            print_signing_secret(&rotated["signingSecret"]);
+            for old in rotated["stillSigning"].as_array().into_iter().flatten() {
+                println!(
+                    "{} keeps signing beside it until the overlap window ends",
+                    old.as_str().unwrap_or("")
+                );
+            }
         }
         CredentialCommand::List { plugin_id, tenant } => {
             let path = format!("/tenants/{tenant}/installations/{plugin_id}/credentials");

@@ -13,7 +13,7 @@ use figment::providers::{Env, Format as _, Serialized, Toml};
 use std::time::Duration;
 
 use plexhub_core::registry::HealthPolicy;
-use plexhub_core::signing::HubKey;
+use plexhub_core::signing::{HubKey, SigningScheme};
 use plexhub_core::tenant::RateLimit;
 use plexhub_server::{Clock, EventSettings, GatewaySettings, Secret, Settings};
 use serde::{Deserialize, Serialize};
@@ -75,9 +75,14 @@ pub struct ServeConfig {
     /// signs, every one is published (rotate by adding a new first line and restarting)
     /// [default: `<data_dir>/signing-keys`, generated at first start].
     pub signing_keys_file: Option<PathBuf>,
-    /// Sign every forwarded request (Ed25519, about 19 µs of CPU each); turn off only where
-    /// plugins are reachable through the hub alone.
+    /// Sign every forwarded request and event delivery; turn off only where plugins are
+    /// reachable through the hub alone.
     pub sign_requests: bool,
+    /// Scheme of installations that do not choose one at install: `hmac` (each installation's
+    /// own secret, about 1 µs per request) or `ed25519` (the hub's published key, about 19 µs).
+    pub signing_scheme: String,
+    /// Hours a rotated-out signing secret keeps signing beside the new one.
+    pub signing_overlap_hours: u64,
     /// Default gateway quota per (tenant, calling plugin): `RPS` or `RPS/BURST` [default: none].
     #[serde(default, deserialize_with = "number_or_text")]
     pub rate_limit_per_caller: Option<String>,
@@ -119,6 +124,8 @@ impl Default for ServeConfig {
             upstream_timeout_ms: 30_000,
             signing_keys_file: None,
             sign_requests: true,
+            signing_scheme: "hmac".to_owned(),
+            signing_overlap_hours: 24,
             rate_limit_per_caller: None,
             rate_limit_per_tenant: None,
             audit_retention_hours: 168,
@@ -276,6 +283,9 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
             connect_timeout: Duration::from_millis(config.upstream_connect_timeout_ms),
             request_timeout: Duration::from_millis(config.upstream_timeout_ms),
             sign_requests: config.sign_requests,
+            signing_scheme: SigningScheme::parse(&config.signing_scheme)
+                .ok_or_else(|| anyhow::anyhow!("signing_scheme must be hmac or ed25519"))?,
+            signing_overlap: Duration::from_secs(config.signing_overlap_hours.saturating_mul(3600)),
             rate_limit_per_caller: rate_limit(config.rate_limit_per_caller.as_deref())?,
             rate_limit_per_tenant: rate_limit(config.rate_limit_per_tenant.as_deref())?,
             audit_retention: Duration::from_secs(config.audit_retention_hours.saturating_mul(3600)),

@@ -87,6 +87,15 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     sign_requests: Option<bool>,
+    /// Signing scheme of installations that choose none at install: hmac (per-installation
+    /// secret) or ed25519 (the hub's published key) [default: hmac].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_scheme: Option<String>,
+    /// Hours a rotated-out signing secret keeps signing beside the new one [default: 24].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_overlap_hours: Option<u64>,
     /// Default gateway quota per (tenant, calling plugin), `RPS` or `RPS/BURST` [default: none].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -119,7 +119,8 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+/// A panic, as the 500 the caller gets (the cause is logged, never shown).
+pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     let cause = panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use plexhub_core::credential::IssuedCredential;
 use plexhub_core::ids::PluginId;
 use plexhub_core::installation::{BaseUrl, Installation, InstallationState};
+use plexhub_core::signing::SigningSecret;
 use plexhub_core::tenant::{Tenant, TenantId, TenantSlug, TenantStatus};
 use plexhub_core::version::Version;
-use plexhub_store::{CredentialRecord, PublishedVersion, Store};
+use plexhub_store::{CredentialRecord, NewInstallation, PublishedVersion, Store};
 use sqlx::Connection as _;
 
 /// The tests' clock.
@@ -50,6 +51,7 @@ pub async fn tenant_with_plugins(store: &Arc<dyn Store>, slug: &str) -> TenantId
             grants: vec![],
             installed_at_ms: NOW,
             updated_at_ms: NOW,
+            signing: None,
         };
         let credential = CredentialRecord {
             id: issued.id,
@@ -59,7 +61,14 @@ pub async fn tenant_with_plugins(store: &Arc<dyn Store>, slug: &str) -> TenantId
             created_at_ms: NOW,
             last_used_at_ms: None,
         };
-        store.install(&[(installation, credential)]).await.unwrap();
+        store
+            .install(&[NewInstallation {
+                installation,
+                credential,
+                signing_secret: SigningSecret::generate(),
+            }])
+            .await
+            .unwrap();
     }
     tenant.id
 }

@@ -320,6 +320,22 @@ async fn the_readme_walkthrough_works_through_the_cli(app: TestApp) {
     failed_with(&plexhub(&app, &token, &["whoami"]).await, "UNAUTHENTICATED");
     succeeded(&plexhub(&app, &new_token, &["whoami"]).await);
 
+    let rotated = plexhub(
+        &app,
+        ADMIN,
+        &[
+            "credential",
+            "rotate-signing-secret",
+            "plugin-crm",
+            "--tenant",
+            "acme",
+        ],
+    )
+    .await;
+    let printed = succeeded(&rotated);
+    assert!(printed.starts_with("signing secret hs_"), "{printed}");
+    assert!(printed.contains("keeps signing beside it"), "{printed}");
+
     succeeded(&plexhub(&app, ADMIN, &["tenant", "suspend", "acme"]).await);
     failed_with(
         &plexhub(&app, &new_token, &["whoami"]).await,

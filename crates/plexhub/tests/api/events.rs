@@ -41,10 +41,12 @@ struct Received {
     acknowledged: Arc<Mutex<Vec<Value>>>,
 }
 
-/// A subscriber plugin's server: `POST /events`, only for requests the hub signed.
+/// A subscriber plugin's server: `POST /events`, only for requests the hub signed (with the
+/// hub's Ed25519 keys or the HMAC secrets of the installations it was told to trust).
 struct Subscriber {
     base: String,
     received: Received,
+    verifier: Arc<Verifier>,
 }
 
 impl Subscriber {
@@ -94,13 +96,30 @@ impl Subscriber {
         let app = Router::new()
             .route("/events", post(handle))
             .with_state(received.clone())
-            .layer(Extension(verifier));
+            .layer(Extension(verifier.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { base, received }
+        Self {
+            base,
+            received,
+            verifier,
+        }
+    }
+
+    /// Trusts the signing secrets of the installation whose credential is `token`.
+    async fn trust(&self, hub: &str, token: &str) {
+        let client = plexhub_sdk::Client::builder()
+            .url(hub)
+            .token(token)
+            .build()
+            .expect("client");
+        self.verifier
+            .add_installation(client)
+            .await
+            .expect("own signing secrets");
     }
 
     fn acknowledged(&self) -> Vec<Value> {
@@ -128,19 +147,28 @@ fn subscriber_manifest(max_attempts: u32) -> Value {
     manifest
 }
 
-/// A tenant with CRM (the publisher) and Analytics (subscribed, at `subscriber`); returns
-/// CRM's token.
+/// A tenant with CRM (the publisher) and Analytics (subscribed, at `subscriber`, which trusts
+/// its signing secret before activation makes deliveries start); returns CRM's token.
 async fn tenant(app: &TestApp, slug: &str, subscriber: &Subscriber) -> String {
     app.create_tenant(slug).await;
     let crm = app
         .install(slug, "plugin-crm", json!({"activate": true}))
         .await;
-    app.install(
-        slug,
-        "plugin-analytics",
-        json!({"activate": true, "baseUrl": subscriber.base}),
+    let analytics = app
+        .install(
+            slug,
+            "plugin-analytics",
+            json!({"baseUrl": subscriber.base}),
+        )
+        .await;
+    subscriber.trust(&app.base, &analytics).await;
+    app.admin(
+        Method::POST,
+        &format!("/api/v1/tenants/{slug}/installations/plugin-analytics/activate"),
+        None,
     )
-    .await;
+    .await
+    .assert_status(200);
     crm
 }
 
@@ -659,9 +687,12 @@ async fn a_killed_hub_resumes_deliveries(database_url: Option<String>) {
     .json()
     .await
     .expect("json");
+    // Signed with the hub's Ed25519 key (the other tests use the default, HMAC): the
+    // restarted hub reads the same key from its data dir.
     admin(
         installs,
-        json!({"pluginId": "plugin-analytics", "baseUrl": subscriber.base, "activate": true}),
+        json!({"pluginId": "plugin-analytics", "baseUrl": subscriber.base, "activate": true,
+               "signing": "ed25519"}),
     )
     .await
     .expect("install analytics");
@@ -717,7 +748,7 @@ async fn a_killed_hub_resumes_deliveries_on_postgres() {
 }
 
 /// Reads a Server-Sent Events stream for `wait`, returning what arrived.
-async fn read_stream(app: &TestApp, token: &str, query: &str, wait: Duration) -> String {
+pub(crate) async fn read_stream(app: &TestApp, token: &str, query: &str, wait: Duration) -> String {
     let mut response = app
         .http
         .get(format!("{}/api/v1/events/stream{query}", app.base))

@@ -16,7 +16,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use plexhub_core::signing::{PublicKey, SignedRequest, VerifyError, verify};
+use plexhub_core::signing::{SignedRequest, SigningSecret, TrustedKeys, VerifyError, verify_any};
 
 use crate::helpers::{ADMIN, Backend, Options, Reply, TestApp, analytics, crm_at, spawn_with};
 
@@ -225,12 +225,21 @@ async fn the_proxy_forwards_what_it_may_and_refuses_what_it_must(app: TestApp) {
     let trace = headers["traceparent"].as_str().expect("traceparent");
     assert!(trace.starts_with("00-") && trace.len() == 55, "{trace}");
 
-    // The hub's signature replaces the forged one, and verifies with the published keys.
-    let published = app
-        .send(Method::GET, "/.well-known/plexhub-keys", None, &[], None)
+    // The hub's signature replaces the forged one, and verifies with CRM's own secret.
+    let own = app
+        .as_plugin(&crm, Method::GET, "/api/v1/self/signing-secrets")
         .await;
-    let keys: Vec<PublicKey> =
-        serde_json::from_value(published.assert_status(200)["keys"].clone()).expect("keys");
+    let secret = &own.assert_status(200)["secrets"][0];
+    let trusted = TrustedKeys {
+        public_keys: Vec::new(),
+        secrets: vec![
+            SigningSecret::from_text(
+                secret["keyId"].as_str().expect("key id"),
+                secret["secret"].as_str().expect("secret"),
+            )
+            .expect("secret"),
+        ],
+    };
     let signature = headers["x-plexhub-signature"].as_str().expect("signature");
     let signed = SignedRequest {
         method: "GET",
@@ -241,13 +250,13 @@ async fn the_proxy_forwards_what_it_may_and_refuses_what_it_must(app: TestApp) {
         request_id: "req-from-caller-1",
     };
     let now = app.clock.now_ms();
-    assert_eq!(verify(&keys, signature, &signed, now, 60_000), Ok(()));
+    assert!(verify_any(&trusted, signature, &signed, now, 60_000).is_ok());
     let elsewhere = SignedRequest {
         path: "/contacts/1",
         ..signed
     };
     assert_eq!(
-        verify(&keys, signature, &elsewhere, now, 60_000),
+        verify_any(&trusted, signature, &elsewhere, now, 60_000),
         Err(VerifyError::Mismatch)
     );
     let one = proxy(

@@ -16,4 +16,5 @@ mod http;
 mod installations;
 mod operations;
 mod registry;
+mod signing;
 mod tenants;

@@ -18,10 +18,13 @@ use plexhub_core::installation::{
     unmet_dependencies, validate_grant,
 };
 use plexhub_core::manifest::{Manifest, validate_manifest};
+use plexhub_core::signing::{SigningScheme, SigningSecret};
 use plexhub_core::tenant::Tenant;
 use plexhub_core::version::{Version, VersionRange};
 use plexhub_store::feed::Change;
-use plexhub_store::{CredentialRecord, StoreError, SubscriptionSpec};
+use plexhub_store::{
+    CredentialRecord, NewInstallation, StoreError, StoredSigningSecret, SubscriptionSpec,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -45,6 +48,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(deactivate_installation))
         .routes(routes!(issue_credential, list_credentials))
         .routes(routes!(revoke_credential))
+        .routes(routes!(rotate_signing_secret))
 }
 
 /// Body of an install request.
@@ -66,6 +70,9 @@ pub struct InstallRequest {
     /// Activate right away (default false: state INSTALLED).
     #[serde(default)]
     activate: bool,
+    /// How the hub signs what it forwards to this installation: `hmac` (its own secret) or
+    /// `ed25519` (the hub's published key); default: the hub's `--signing-scheme`.
+    signing: Option<String>,
     /// With `?withDependencies=true`: where each plugin the plan must also install is placed,
     /// by plugin id.
     #[serde(default)]
@@ -86,6 +93,8 @@ pub struct DependencyPlacement {
     grants: Vec<String>,
     /// Activate right away (default: as the requested plugin).
     activate: Option<bool>,
+    /// `hmac` or `ed25519` (default: the hub's `--signing-scheme`).
+    signing: Option<String>,
 }
 
 /// Query of an install.
@@ -125,10 +134,12 @@ pub struct InstallationView {
     allowed_origins: Vec<String>,
     grants: Vec<String>,
     installed_at: String,
+    /// How forwarded requests are signed for it: `hmac` or `ed25519`.
+    signing: String,
 }
 
 impl InstallationView {
-    fn new(tenant: &Tenant, installation: &Installation) -> Self {
+    fn new(state: &AppState, tenant: &Tenant, installation: &Installation) -> Self {
         Self {
             tenant: tenant.slug.to_string(),
             plugin_id: installation.plugin_id.to_string(),
@@ -138,6 +149,10 @@ impl InstallationView {
             allowed_origins: installation.allowed_origins.clone(),
             grants: installation.grants.clone(),
             installed_at: rfc3339(installation.installed_at_ms),
+            signing: installation
+                .signing
+                .unwrap_or(state.gateway.settings().signing_scheme)
+                .to_string(),
         }
     }
 }
@@ -150,6 +165,36 @@ pub struct NewCredential {
     /// `phk_<id>.<secret>`; store it now, the hub keeps only a hash.
     token: String,
     created_at: String,
+    /// On install: the installation's HMAC signing secret, which verifies the requests the hub
+    /// forwards to it (readable again only with its own credential).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_secret: Option<SigningSecretView>,
+}
+
+/// An HMAC signing secret, for the installation it belongs to only.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningSecretView {
+    /// The id carried in signatures (`keyId=`).
+    key_id: String,
+    /// 32 bytes, base64url.
+    secret: String,
+    created_at: String,
+    /// End of its overlap window after a rotation; absent while it is the current secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+}
+
+impl SigningSecretView {
+    /// The view of a stored secret.
+    pub fn new(stored: &StoredSigningSecret) -> Self {
+        Self {
+            key_id: stored.secret.key_id().to_owned(),
+            secret: stored.secret.secret_text(),
+            created_at: rfc3339(stored.created_at_ms),
+            expires_at: stored.expires_at_ms.map(rfc3339),
+        }
+    }
 }
 
 /// Result of an install.
@@ -222,11 +267,22 @@ fn new_credential(
     (issued, record)
 }
 
-fn credential_shown_once(issued: IssuedCredential, record: &CredentialRecord) -> NewCredential {
+fn credential_shown_once(
+    issued: IssuedCredential,
+    record: &CredentialRecord,
+    signing_secret: Option<&SigningSecret>,
+) -> NewCredential {
     NewCredential {
         id: issued.id.to_string(),
         token: issued.token,
         created_at: rfc3339(record.created_at_ms),
+        signing_secret: signing_secret.map(|secret| {
+            SigningSecretView::new(&StoredSigningSecret {
+                secret: secret.clone(),
+                created_at_ms: record.created_at_ms,
+                expires_at_ms: None,
+            })
+        }),
     }
 }
 
@@ -262,7 +318,13 @@ async fn install_plugin(
 ) -> Result<(StatusCode, Json<Installed>), ApiError> {
     let tenant = find_tenant(&state, &slug).await?;
     let plugin_id = PluginId::parse(&body.plugin_id).map_err(invalid)?;
-    let root = Placement::parse("", &body.base_url, &body.allowed_origins, &body.grants)?;
+    let root = Placement::parse(
+        "",
+        &body.base_url,
+        &body.allowed_origins,
+        &body.grants,
+        body.signing.as_deref(),
+    )?;
     let requested = body
         .version
         .as_deref()
@@ -357,6 +419,7 @@ struct Placement {
     base_url: BaseUrl,
     allowed_origins: Vec<String>,
     grants: Vec<String>,
+    signing: Option<SigningScheme>,
 }
 
 impl Placement {
@@ -366,8 +429,15 @@ impl Placement {
         base_url: &str,
         allowed_origins: &[String],
         grants: &[String],
+        signing: Option<&str>,
     ) -> Result<Self, ApiError> {
         let fail = |error: &dyn std::fmt::Display| invalid(format!("{at}{error}"));
+        let signing = signing
+            .map(|text| {
+                SigningScheme::parse(text)
+                    .ok_or_else(|| fail(&"signing must be \"hmac\" or \"ed25519\""))
+            })
+            .transpose()?;
         let base_url = BaseUrl::parse(base_url).map_err(|e| fail(&e))?;
         let allowed_origins = allowed_origins
             .iter()
@@ -381,6 +451,7 @@ impl Placement {
             base_url,
             allowed_origins,
             grants: grants.to_vec(),
+            signing,
         })
     }
 
@@ -406,6 +477,7 @@ impl Placement {
             grants: self.grants,
             installed_at_ms: now_ms,
             updated_at_ms: now_ms,
+            signing: self.signing,
         }
     }
 }
@@ -430,7 +502,11 @@ async fn apply_installs(
     for installation in installations {
         let (credential, record) = new_credential(tenant, &installation.plugin_id, now_ms);
         issued.push(credential);
-        rows.push((installation, record));
+        rows.push(NewInstallation {
+            installation,
+            credential: record,
+            signing_secret: SigningSecret::generate(),
+        });
     }
     match state.store.install(&rows).await {
         Ok(()) => {}
@@ -451,24 +527,25 @@ async fn apply_installs(
         }
         Err(other) => return Err(other.into()),
     }
-    for ((installation, _), manifest) in rows.iter().zip(&manifests) {
+    for (NewInstallation { installation, .. }, manifest) in rows.iter().zip(&manifests) {
         if installation.state == InstallationState::Active {
             activate_services(state, tenant, installation, manifest).await?;
         }
     }
     state.changed(Change::Tenant { tenant: tenant.id }).await;
-    for (installation, _) in &rows {
+    for NewInstallation { installation, .. } in &rows {
         announce_lifecycle(state, tenant, installation, "installed").await;
         if installation.state == InstallationState::Active {
             announce_lifecycle(state, tenant, installation, "activated").await;
         }
     }
     let mut answers = Vec::with_capacity(rows.len());
-    for ((installation, record), credential) in rows.iter().zip(issued) {
+    for (row, credential) in rows.iter().zip(issued) {
+        let installation = &row.installation;
         tracing::info!(tenant = %tenant.slug, plugin = %installation.plugin_id, version = %installation.version, "plugin installed");
         answers.push((
-            InstallationView::new(tenant, installation),
-            credential_shown_once(credential, record),
+            InstallationView::new(state, tenant, installation),
+            credential_shown_once(credential, &row.credential, Some(&row.signing_secret)),
         ));
     }
     Ok(answers)
@@ -537,8 +614,13 @@ async fn install_with_dependencies(
                 .remove(step.plugin_id.as_str())
                 .ok_or_else(|| ApiError::internal(&"a placement vanished"))?;
             let at = format!("dependencies.{}.", step.plugin_id);
-            let placement =
-                Placement::parse(&at, &entry.base_url, &entry.allowed_origins, &entry.grants)?;
+            let placement = Placement::parse(
+                &at,
+                &entry.base_url,
+                &entry.allowed_origins,
+                &entry.grants,
+                entry.signing.as_deref(),
+            )?;
             (placement, entry.activate.unwrap_or(body.activate))
         };
         installations.push(placement.installation(
@@ -593,7 +675,7 @@ async fn list_installations(
     Ok(Json(InstallationList {
         installations: installations
             .iter()
-            .map(|i| InstallationView::new(&tenant, i))
+            .map(|i| InstallationView::new(&state, &tenant, i))
             .collect(),
     }))
 }
@@ -608,7 +690,7 @@ async fn get_installation(
     ApiPath((slug, plugin_id)): ApiPath<(String, String)>,
 ) -> Result<Json<InstallationView>, ApiError> {
     let (tenant, installation) = find_installation(&state, &slug, &plugin_id).await?;
-    Ok(Json(InstallationView::new(&tenant, &installation)))
+    Ok(Json(InstallationView::new(&state, &tenant, &installation)))
 }
 
 /// Uninstall a plugin: the installation, its credentials, services and shared data are
@@ -775,7 +857,7 @@ async fn change_state(
         };
         announce_lifecycle(state, &tenant, &installation, action).await;
     }
-    Ok(Json(InstallationView::new(&tenant, &installation)))
+    Ok(Json(InstallationView::new(state, &tenant, &installation)))
 }
 
 /// Activate an installation (INSTALLED or DISABLED → ACTIVE).
@@ -818,7 +900,7 @@ async fn issue_credential(
     match state.store.add_credential(&record).await {
         Ok(()) => Ok((
             StatusCode::CREATED,
-            Json(credential_shown_once(issued, &record)),
+            Json(credential_shown_once(issued, &record, None)),
         )),
         Err(StoreError::MissingReference) => Err(not_installed(&tenant, &plugin_id)),
         Err(other) => Err(other.into()),
@@ -881,4 +963,78 @@ async fn revoke_credential(
     } else {
         Err(not_found())
     }
+}
+
+/// A rotation's result.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotatedSigningSecret {
+    /// The new current secret: give it to the plugin (it can also read it with its own
+    /// credential at `GET /api/v1/self/signing-secrets`).
+    signing_secret: SigningSecretView,
+    /// Older secrets that still sign, beside the new one, until their `expiresAt`.
+    still_signing: Vec<String>,
+}
+
+/// Rotate an installation's HMAC signing secret without downtime: the new secret signs at once;
+/// the previous one keeps signing beside it (one `sig` per secret) until the overlap window
+/// (`--signing-overlap`, default 24 h) ends. Effective on every hub instance within a second.
+#[utoipa::path(post, path = "/api/v1/tenants/{slug}/installations/{pluginId}/signing-secret/rotate",
+    tag = "credentials",
+    responses((status = 200, body = RotatedSigningSecret),
+              (status = 404, description = "TENANT_NOT_FOUND, NOT_INSTALLED", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+async fn rotate_signing_secret(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath((slug, plugin_id)): ApiPath<(String, String)>,
+) -> Result<Json<RotatedSigningSecret>, ApiError> {
+    let (tenant, installation) = find_installation(&state, &slug, &plugin_id).await?;
+    let now = state.clock.now_ms();
+    let overlap_ms =
+        i64::try_from(state.gateway.settings().signing_overlap.as_millis()).unwrap_or(i64::MAX);
+    let next = SigningSecret::generate();
+    let rotated = state
+        .store
+        .rotate_signing_secret(
+            tenant.id,
+            &installation.plugin_id,
+            &next,
+            now,
+            now.saturating_add(overlap_ms),
+        )
+        .await?;
+    if !rotated {
+        return Err(not_installed(&tenant, &plugin_id));
+    }
+    state.changed(Change::Tenant { tenant: tenant.id }).await;
+    let active = state
+        .store
+        .signing_secrets(tenant.id, &installation.plugin_id, now)
+        .await?;
+    let still_signing: Vec<String> = active
+        .iter()
+        .filter(|stored| stored.secret.key_id() != next.key_id())
+        .map(|stored| stored.secret.key_id().to_owned())
+        .collect();
+    tracing::info!(tenant = %tenant.slug, plugin = %installation.plugin_id, key_id = next.key_id(), "signing secret rotated");
+    crate::events::announce(
+        &state,
+        tenant.id,
+        "plexhub.plugin.signing-secret-rotated",
+        json!({
+            "pluginId": installation.plugin_id.as_str(),
+            "keyId": next.key_id(),
+            "stillSigning": still_signing,
+        }),
+    )
+    .await;
+    Ok(Json(RotatedSigningSecret {
+        signing_secret: SigningSecretView::new(&StoredSigningSecret {
+            secret: next,
+            created_at_ms: now,
+            expires_at_ms: None,
+        }),
+        still_signing,
+    }))
 }

@@ -11,7 +11,7 @@ mod events;
 mod installations;
 mod plans;
 mod plugins;
-mod proxy;
+pub(crate) mod proxy;
 mod services;
 mod tenants;
 mod whoami;

@@ -24,7 +24,7 @@ use crate::registry::parse_service_name;
 use crate::state::{AppState, rfc3339};
 
 /// Where the proxy routes live.
-const PREFIX: &str = "/api/v1/proxy/";
+pub const PREFIX: &str = "/api/v1/proxy/";
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -98,7 +98,9 @@ async fn proxy_root(
     forward(scope, state, request).await
 }
 
-async fn forward(
+/// Forwards `request` for the caller of `scope` (both proxy routes, and the front door's hot
+/// path).
+pub(crate) async fn forward(
     scope: TenantScope,
     state: AppState,
     request: Request,

@@ -1,4 +1,5 @@
-//! `GET /api/v1/whoami`: what the presented credential is.
+//! `GET /api/v1/whoami`: what the presented credential is; `GET /api/v1/self/signing-secrets`:
+//! the calling installation's own HMAC signing secrets.
 
 use axum::Json;
 use axum::extract::State;
@@ -8,13 +9,16 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::installations::SigningSecretView;
 use crate::auth::{Caller, admin_acting_tenant};
-use crate::error::{ApiError, ErrorEnvelope};
+use crate::error::{ApiError, ErrorCode, ErrorEnvelope};
 use crate::state::AppState;
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(whoami))
+    OpenApiRouter::new()
+        .routes(routes!(whoami))
+        .routes(routes!(own_signing_secrets))
 }
 
 /// The caller's identity.
@@ -60,5 +64,48 @@ async fn whoami(
             plugin_id: Some(plugin.plugin_id.to_string()),
             credential_id: Some(plugin.credential_id.to_string()),
         },
+    }))
+}
+
+/// The calling installation's signing secrets.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnSigningSecrets {
+    /// How the hub signs what it forwards to this installation: `hmac` or `ed25519`.
+    scheme: String,
+    /// Secrets that verify `v2` signatures, newest first (the current one, and those still in
+    /// their overlap window after a rotation).
+    secrets: Vec<SigningSecretView>,
+}
+
+/// The HMAC secrets that verify what the hub forwards to the calling installation: readable
+/// only with that installation's own credential (the admin gets 403 `FORBIDDEN`).
+#[utoipa::path(get, path = "/api/v1/self/signing-secrets", tag = "identity",
+    responses((status = 200, body = OwnSigningSecrets),
+              (status = 403, description = "FORBIDDEN: not a plugin credential", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+async fn own_signing_secrets(
+    caller: Caller,
+    State(state): State<AppState>,
+) -> Result<Json<OwnSigningSecrets>, ApiError> {
+    let Caller::Plugin(plugin) = caller else {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "signing secrets are readable only with the installation's own credential",
+        ));
+    };
+    let (tenant, plugin_id) = (plugin.tenant.id, &plugin.plugin_id);
+    // Creates the first secret of an installation from before per-installation secrets.
+    let signing = crate::gateway::target_signing(&state, tenant, plugin_id).await?;
+    let now = state.clock.now_ms();
+    let secrets = state.store.signing_secrets(tenant, plugin_id, now).await?;
+    let scheme = if signing.hmac.is_some() {
+        "hmac"
+    } else {
+        "ed25519"
+    };
+    Ok(Json(OwnSigningSecrets {
+        scheme: scheme.to_owned(),
+        secrets: secrets.iter().map(SigningSecretView::new).collect(),
     }))
 }
