@@ -30,11 +30,25 @@ const CAPACITY: usize = 100_000;
 /// A registry lookup as cached: the service (or its absence) and its installation's state.
 pub type CachedService = Option<(Service, InstallationState)>;
 
-/// A cached registry lookup, with the discovery answer rendered once per status window.
+/// A cached registry lookup, with the discovery answer rendered once per status window and the
+/// gateway's view of its replicas made once.
 pub struct ServiceEntry {
     /// What the store said.
     pub found: CachedService,
     rendered: RwLock<Option<Arc<Rendered>>>,
+    replicas: OnceLock<Vec<Arc<Replica>>>,
+}
+
+/// A replica as the gateway forwards to it.
+pub struct Replica {
+    /// Circuit-breaker key: tenant, service and replica id.
+    pub key: String,
+    /// Base URL without a trailing `/`.
+    pub base_url: String,
+    /// The registry's ids, to mark the replica DEGRADED while its breaker is open.
+    pub service_id: String,
+    /// The replica's id.
+    pub instance: plexhub_core::registry::InstanceId,
 }
 
 /// A rendered discovery answer and how long it stays true.
@@ -48,6 +62,28 @@ pub struct Rendered {
 }
 
 impl ServiceEntry {
+    /// The service's replicas as the gateway forwards to them, in the order of its instances
+    /// (empty when the service was not found).
+    pub fn replicas(&self, tenant: TenantId) -> &[Arc<Replica>] {
+        self.replicas.get_or_init(|| {
+            let Some((service, _)) = &self.found else {
+                return Vec::new();
+            };
+            service
+                .instances
+                .iter()
+                .map(|instance| {
+                    Arc::new(Replica {
+                        key: format!("{tenant}/{}/{}", service.name, instance.id),
+                        base_url: instance.base_url.as_str().trim_end_matches('/').to_owned(),
+                        service_id: service.id.clone(),
+                        instance: instance.id.clone(),
+                    })
+                })
+                .collect()
+        })
+    }
+
     /// The answer valid at `now_ms`, rendering it with `render` when missing or outdated.
     pub fn rendered(&self, now_ms: i64, render: impl FnOnce() -> Rendered) -> Arc<Rendered> {
         let current = self.rendered.read().map(|r| r.clone()).unwrap_or_default();
@@ -180,6 +216,7 @@ impl HubCache {
             Ok(ServiceEntry {
                 found: load().await?,
                 rendered: RwLock::new(None),
+                replicas: OnceLock::new(),
             })
         };
         self.get_or_load(&self.services, key, load).await

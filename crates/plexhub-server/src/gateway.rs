@@ -28,7 +28,7 @@ use plexhub_core::tenant::Tenant;
 use plexhub_store::feed::Change;
 use serde_json::json;
 
-use crate::cache::{CachedCaller, CallerProfile, ServiceEntry, TargetSigning};
+use crate::cache::{CachedCaller, CallerProfile, Replica, ServiceEntry, TargetSigning};
 use crate::error::{ApiError, ErrorCode};
 use crate::request_id::REQUEST_ID_HEADER;
 use crate::resilience::{Breaker, Breakers, FAILURES_TO_OPEN, RetryBudget, Transition};
@@ -166,21 +166,10 @@ pub async fn target_signing(
         .await
 }
 
-/// A replica a call may go to.
-pub struct Replica {
-    /// Breaker key: tenant, service and replica id.
-    key: String,
-    /// Base URL without a trailing `/`.
-    base_url: String,
-    /// The registry's ids, to mark the replica DEGRADED while its breaker is open.
-    service_id: String,
-    instance: plexhub_core::registry::InstanceId,
-}
-
 /// A call the gateway allowed: where it may go and how long it may take.
 pub struct Authorized {
     /// Discoverable replicas, best status first, rotated for round robin.
-    replicas: Vec<Replica>,
+    replicas: Vec<Arc<Replica>>,
     /// The tenant and service, to announce registry changes.
     tenant: plexhub_core::tenant::TenantId,
     service: ServiceName,
@@ -378,10 +367,11 @@ pub async fn authorize(
             .health
             .status(instance.reported, instance.last_seen_ms, loaded.now_ms)
     };
-    let mut ranked: Vec<(ServiceStatus, &plexhub_core::registry::Instance)> = service
+    let mut ranked: Vec<(ServiceStatus, usize)> = service
         .instances
         .iter()
-        .map(|instance| (status_of(instance), instance))
+        .enumerate()
+        .map(|(index, instance)| (status_of(instance), index))
         .filter(|(status, _)| status.is_discoverable())
         .collect();
     ranked.sort_by_key(|(status, _)| *status);
@@ -395,14 +385,10 @@ pub async fn authorize(
         let turn = state.gateway.next.fetch_add(1, Ordering::Relaxed) % same;
         ranked[..same].rotate_left(turn);
     }
+    let targets = loaded.service.replicas(call.tenant.id);
     let replicas = ranked
         .into_iter()
-        .map(|(_, instance)| Replica {
-            key: format!("{}/{}/{}", call.tenant.id, service.name, instance.id),
-            base_url: instance.base_url.as_str().trim_end_matches('/').to_owned(),
-            service_id: service.id.clone(),
-            instance: instance.id.clone(),
-        })
+        .map(|(_, index)| targets[index].clone())
         .collect();
     crate::quota::admit(state, call.tenant, call.caller).await?;
     let signing = target_signing(state, call.tenant.id, &service.plugin_id).await?;
@@ -557,7 +543,8 @@ pub async fn forward(
             ),
         ));
     }
-    let forwarded = forwarded_headers(call, headers);
+    // Built for the first attempt; a retry (rare) builds them again.
+    let mut forwarded = Some(forwarded_headers(call, headers));
     let idempotent = matches!(
         method,
         Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
@@ -593,14 +580,20 @@ pub async fn forward(
         } else {
             body.take().unwrap_or_else(Body::empty)
         };
-        let signature = attempt_signature(state, call, route, &method, path_and_query, &forwarded);
+        let mut outgoing = forwarded
+            .take()
+            .unwrap_or_else(|| forwarded_headers(call, headers));
+        if let Some(signature) =
+            attempt_signature(state, call, route, &method, path_and_query, &outgoing)
+        {
+            outgoing.insert(SIGNATURE_HEADER, signature);
+        }
         let result = send_once(
             state,
             route,
             replica,
             (&method, path_and_query),
-            &forwarded,
-            signature,
+            outgoing,
             this_body,
         )
         .await;
@@ -803,8 +796,7 @@ async fn send_once(
     route: &Authorized,
     replica: &Replica,
     (method, path_and_query): (&Method, &str),
-    headers: &HeaderMap,
-    signature: Option<HeaderValue>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response<Body>, ApiError> {
     let limits = state.gateway.settings;
@@ -812,10 +804,7 @@ async fn send_once(
         .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the path cannot be forwarded"))?;
     let mut outgoing = Request::builder().method(method.clone()).uri(uri);
     if let Some(target) = outgoing.headers_mut() {
-        target.clone_from(headers);
-        if let Some(signature) = signature {
-            target.insert(SIGNATURE_HEADER, signature);
-        }
+        *target = headers;
     }
     let max_request = usize::try_from(limits.max_request_bytes).unwrap_or(usize::MAX);
     let outgoing = outgoing

@@ -8,17 +8,24 @@ macro_rules! audit_store {
         /// Rows per multi-row insert statement.
         const CALL_ROWS: usize = 64;
 
-        /// Inserts calls with one statement.
+        /// Inserts `CALL_ROWS` calls or one with one statement.
         async fn insert_calls(
             connection: &mut <$db as sqlx::Database>::Connection,
             calls: &[CallRecord],
         ) -> StoreResult<()> {
-            let sql = format!(
-                "INSERT INTO gateway_calls (tenant_id, at, caller, target, service, method, \
-                 path, endpoint, status, duration_us, request_id) VALUES {}",
-                crate::sql::value_rows::<$db>(1, calls.len(), &["$"; 11])
-            );
-            let mut query = sqlx::query(&sql);
+            // The two statement shapes (a full chunk, one row) are written once.
+            debug_assert!(calls.len() == CALL_ROWS || calls.len() == 1);
+            static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            let shape = if calls.len() == CALL_ROWS { &FULL } else { &ONE };
+            let sql = shape.get_or_init(|| {
+                format!(
+                    "INSERT INTO gateway_calls (tenant_id, at, caller, target, service, method, \
+                     path, endpoint, status, duration_us, request_id) VALUES {}",
+                    crate::sql::value_rows::<$db>(1, calls.len(), &["$"; 11])
+                )
+            });
+            let mut query = sqlx::query(sql);
             for call in calls {
                 query = query
                     .bind(call.tenant_id.to_string())

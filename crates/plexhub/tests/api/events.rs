@@ -634,8 +634,8 @@ async fn two_hubs_deliver_each_event_once() {
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
     assert_eq!(
         counts.len(),
-        100 + 2,
-        "100 events, and Analytics installed and activated"
+        100 + 1,
+        "100 events, and Analytics activated (installed before its subscriptions existed)"
     );
 }
 

@@ -210,6 +210,11 @@ async fn openapi_lists_every_route_and_docs_render_offline() {
         ("/api/v1/dead-letters", "get"),
         ("/api/v1/dead-letters/{id}/retry", "post"),
         ("/api/v1/dead-letters/{id}", "delete"),
+        (
+            "/api/v1/tenants/{slug}/installations/{pluginId}/signing-secret/rotate",
+            "post",
+        ),
+        ("/api/v1/self/signing-secrets", "get"),
     ];
     for (path, method) in expected {
         assert!(

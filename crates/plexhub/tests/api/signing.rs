@@ -249,8 +249,18 @@ async fn a_rotation_overlaps_and_reaches_every_hub() {
     let ids: Vec<&str> = during.iter().map(SigningSecret::key_id).collect();
     assert_eq!(ids, [new.key_id(), old.key_id()]);
 
-    // The overlap (24 h by default) ends: only the new secret signs, on both hubs.
+    // The overlap (24 h by default) ends: only the new secret signs, on both hubs. (CRM's
+    // replica beats once, or a day without heartbeats would make it UNAVAILABLE.)
     clock.advance(24 * 3600 * 1000 + 1);
+    a.send(
+        Method::POST,
+        "/api/v1/services/crm.contacts/instances/default/heartbeat",
+        Some(&crm),
+        &[],
+        None,
+    )
+    .await
+    .assert_status(200);
     for hub in [&a, &b] {
         let seen = call_crm(hub, &analytics).await;
         assert!(
