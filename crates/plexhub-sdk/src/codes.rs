@@ -64,6 +64,8 @@ pub enum ErrorCode {
     EndpointNotFound,
     PermissionDenied,
     UpstreamTimeout,
+    RequestBodyTimeout,
+    MalformedBody,
     UpstreamUnreachable,
     UpstreamFailed,
     UpstreamResponseTooLarge,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::serve::ListenerExt as _;
 use plexhub_store::StoreError;
 use plexhub_store::feed::ChangeFeed;
 use plexhub_store::redis::{RedisError, RedisHandle};
@@ -139,7 +140,11 @@ impl Application {
         ));
         let stop = token.clone();
         let front = crate::front::Front::new(self.state.clone(), self.router);
-        let served = axum::serve(self.listener, tower::make::Shared::new(front))
+        // Answers are written whole: Nagle's algorithm would only delay them.
+        let listener = self.listener.tap_io(|connection| {
+            let _ = connection.set_nodelay(true);
+        });
+        let served = axum::serve(listener, tower::make::Shared::new(front))
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 stop.cancel();

@@ -15,6 +15,14 @@ const BATCH: usize = 2_000;
 const GATHER: Duration = Duration::from_millis(50);
 /// Calls queued before callers wait for the writer.
 const QUEUE: usize = 65_536;
+/// First pause after a failed write; doubled up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest pause between two attempts of a write.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Attempts of a write once the hub is stopping, before its records are given up.
+const RETRIES_WHEN_STOPPING: u32 = 3;
+/// Attempts of a write the database refuses (not a lost connection) before it is split.
+const RETRIES_WHEN_REFUSED: u32 = 4;
 
 /// The sending side, held in the app state.
 #[derive(Clone)]
@@ -66,16 +74,46 @@ pub async fn run(state: AppState, mut calls: mpsc::Receiver<CallRecord>, stop: C
                 }
             }
         }
+        let started = std::time::Instant::now();
         write(&state, &mut batch).await;
+        state
+            .metrics
+            .audit_batch(calls.len(), started.elapsed().as_secs_f64());
     }
 }
 
+/// Writes a batch. While the database cannot be reached the write is retried with backoff and
+/// nothing is dropped (meanwhile the queue fills and calls wait for room). A batch the database
+/// keeps refusing (a record of a tenant deleted meanwhile) is written record by record, and only
+/// the refused records are given up, with a log line. Once the hub is stopping it gives up after
+/// a few attempts and says how many records it lost.
 async fn write(state: &AppState, batch: &mut Vec<CallRecord>) {
     if batch.is_empty() {
         return;
     }
-    if let Err(error) = state.store.record_calls(batch).await {
-        tracing::warn!(%error, lost = batch.len(), "cannot write the gateway audit log");
+    let mut pause = RETRY_FIRST;
+    let mut attempts = 0;
+    while let Err(error) = state.store.record_calls(batch).await {
+        attempts += 1;
+        if state.shutdown.is_cancelled() && attempts >= RETRIES_WHEN_STOPPING {
+            tracing::error!(%error, lost = batch.len(), "cannot write the gateway audit log");
+            break;
+        }
+        if !error.is_unavailable() && attempts >= RETRIES_WHEN_REFUSED {
+            write_one_by_one(state, batch).await;
+            break;
+        }
+        tracing::warn!(%error, queued = batch.len(), "cannot write the gateway audit log; retrying");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_MAX);
     }
     batch.clear();
+}
+
+async fn write_one_by_one(state: &AppState, batch: &[CallRecord]) {
+    for call in batch {
+        if let Err(error) = state.store.record_calls(std::slice::from_ref(call)).await {
+            tracing::error!(%error, tenant = %call.tenant_id, request_id = %call.request_id, "the database refuses an audit record; it is dropped");
+        }
+    }
 }

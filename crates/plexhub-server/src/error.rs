@@ -114,6 +114,10 @@ pub enum ErrorCode {
     PermissionDenied,
     /// The plugin did not answer in time.
     UpstreamTimeout,
+    /// The caller stopped sending its request body (nothing arrived for the body timeout).
+    RequestBodyTimeout,
+    /// The caller's request body is not valid HTTP framing (a broken chunked encoding).
+    MalformedBody,
     /// The plugin could not be connected to.
     UpstreamUnreachable,
     /// The connection to the plugin failed before it answered.
@@ -154,6 +158,8 @@ impl ErrorCode {
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
             EndpointNotFound => StatusCode::NOT_FOUND,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            MalformedBody => StatusCode::BAD_REQUEST,
             UpstreamUnreachable | UpstreamFailed | UpstreamResponseTooLarge => {
                 StatusCode::BAD_GATEWAY
             }

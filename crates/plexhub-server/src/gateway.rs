@@ -29,6 +29,7 @@ use plexhub_store::feed::Change;
 use serde_json::json;
 
 use crate::cache::{CachedCaller, CallerProfile, Replica, ServiceEntry, TargetSigning};
+use crate::caller_body::{BodyFault, FaultCell, WatchedBody};
 use crate::error::{ApiError, ErrorCode};
 use crate::request_id::REQUEST_ID_HEADER;
 use crate::resilience::{Breaker, Breakers, FAILURES_TO_OPEN, RetryBudget, Transition};
@@ -357,6 +358,22 @@ pub async fn authorize(
     let request = loaded.request(state, call, service_name, expected_plugin, method, path)?;
     let decision: Decision<'_> = decide(&request);
     if let Some(denial) = &decision.denial {
+        if matches!(denial, Denial::PluginMismatch)
+            && let (Some((service, _)), Some(requested)) = (&loaded.service.found, expected_plugin)
+        {
+            return Err(ApiError::new(
+                ErrorCode::PluginMismatch,
+                format!(
+                    "Service {service_name} belongs to {}, not {requested}",
+                    service.plugin_id
+                ),
+            )
+            .with_details(json!({
+                "serviceName": service_name.as_str(),
+                "owner": service.plugin_id.as_str(),
+                "requested": requested.as_str(),
+            })));
+        }
         return Err(denial_error(denial, service_name, call.caller));
     }
     let (Some((service, _)), Some(endpoint)) = (&loaded.service.found, decision.endpoint) else {
@@ -602,6 +619,10 @@ pub async fn forward(
                 let status = response.status().as_u16();
                 (!matches!(status, 502..=504), matches!(status, 502 | 503))
             }
+            Err(error) if is_caller_fault(error.code()) => {
+                outcome = Some(result);
+                break;
+            }
             Err(error) => (false, error.code() == ErrorCode::UpstreamUnreachable),
         };
         let transition = breaker.record(healthy, now);
@@ -806,11 +827,25 @@ async fn send_once(
     if let Some(target) = outgoing.headers_mut() {
         *target = headers;
     }
-    let max_request = usize::try_from(limits.max_request_bytes).unwrap_or(usize::MAX);
+    // An empty body (most calls) needs no watching.
+    let fault = Arc::new(FaultCell::default());
+    let body = if hyper::body::Body::size_hint(&body).exact() == Some(0) {
+        body
+    } else {
+        Body::new(WatchedBody::new(
+            body,
+            limits.max_request_bytes,
+            limits.request_body_timeout,
+            fault.clone(),
+        ))
+    };
     let outgoing = outgoing
-        .body(Body::new(Limited::new(body, max_request)))
+        .body(body)
         .map_err(|error| ApiError::internal(&error))?;
     let answer = tokio::time::timeout(route.timeout, state.gateway.client.request(outgoing)).await;
+    if let Some(fault) = fault.get() {
+        return Err(caller_fault(fault, limits));
+    }
     match answer {
         Err(_) => Err(upstream_error(
             ErrorCode::UpstreamTimeout,
@@ -821,18 +856,6 @@ async fn send_once(
             ),
         )),
         Ok(Err(error)) => {
-            let too_large = std::error::Error::source(&error)
-                .and_then(|source| source.downcast_ref::<axum::Error>())
-                .is_some_and(|inner| inner.to_string().contains("length limit"));
-            if too_large {
-                return Err(ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!(
-                        "the request body exceeds {} bytes",
-                        limits.max_request_bytes
-                    ),
-                ));
-            }
             let code = if error.is_connect() {
                 ErrorCode::UpstreamUnreachable
             } else {
@@ -845,6 +868,38 @@ async fn send_once(
         }
         Ok(Ok(response)) => Ok(response.map(Body::new)),
     }
+}
+
+/// The answer to a caller whose own body failed (never the plugin's fault).
+fn caller_fault(fault: BodyFault, limits: GatewaySettings) -> ApiError {
+    match fault {
+        BodyFault::TooLarge => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the request body exceeds {} bytes",
+                limits.max_request_bytes
+            ),
+        ),
+        BodyFault::Malformed => ApiError::new(
+            ErrorCode::MalformedBody,
+            "the request body could not be read (broken framing or connection)",
+        ),
+        BodyFault::Stalled => ApiError::new(
+            ErrorCode::RequestBodyTimeout,
+            format!(
+                "the request body stopped arriving for {} ms",
+                limits.request_body_timeout.as_millis()
+            ),
+        ),
+    }
+}
+
+/// Whether an error is the caller's doing (its body), which says nothing of the plugin.
+fn is_caller_fault(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::PayloadTooLarge | ErrorCode::MalformedBody | ErrorCode::RequestBodyTimeout
+    )
 }
 
 /// A gateway call being served, as the audit log records it.

@@ -8,6 +8,7 @@ mod app;
 mod audit;
 mod auth;
 mod cache;
+mod caller_body;
 mod data;
 mod dependencies;
 pub mod error;

@@ -138,6 +138,8 @@ pub struct Metrics {
     events: Family<EventLabels, Counter>,
     delivery_latency: Histogram,
     lag: Family<SubscriptionLabels, Gauge>,
+    audit_queued: Gauge,
+    audit_write: Histogram,
 }
 
 impl Metrics {
@@ -191,8 +193,24 @@ impl Metrics {
             "Deliveries waiting per subscription",
             lag.clone(),
         );
+        let audit_queued = Gauge::default();
+        registry.register(
+            "audit_queued_calls",
+            "Gateway calls waiting in the audit queue (requests wait while it is full)",
+            audit_queued.clone(),
+        );
+        let audit_write = Histogram::new([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+        ]);
+        registry.register(
+            "audit_write_duration_seconds",
+            "Time to write one batch of the gateway's audit log",
+            audit_write.clone(),
+        );
         Arc::new(Self {
             registry,
+            audit_queued,
+            audit_write,
             requests,
             latency,
             gateway,
@@ -229,6 +247,13 @@ impl Metrics {
                 .collect(),
             gateway: std::array::from_fn(|_| OnceLock::new()),
         }
+    }
+
+    /// The audit queue's depth, and how long the batch just written took.
+    pub fn audit_batch(&self, queued: usize, seconds: f64) {
+        self.audit_queued
+            .set(i64::try_from(queued).unwrap_or(i64::MAX));
+        self.audit_write.observe(seconds);
     }
 
     /// Counts events with an outcome (`published`, `delivered`, `failed`, `dead_lettered`).

@@ -111,6 +111,9 @@ pub struct GatewaySettings {
     /// Time for a plugin to answer with its status and headers (504 `UPSTREAM_TIMEOUT`
     /// beyond), unless the endpoint's `metadata.timeoutMs` says otherwise.
     pub request_timeout: Duration,
+    /// Longest pause in a caller's request body before the gateway gives up on it (408
+    /// `REQUEST_BODY_TIMEOUT`, not the plugin's fault).
+    pub request_body_timeout: Duration,
     /// Sign every forwarded request and event delivery (`X-Plexhub-Signature`). Turn off only
     /// where plugins are reachable through the hub alone.
     pub sign_requests: bool,
@@ -135,6 +138,7 @@ impl Default for GatewaySettings {
             max_response_bytes: 64 * 1024 * 1024,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            request_body_timeout: Duration::from_secs(10),
             sign_requests: true,
             signing_scheme: plexhub_core::signing::SigningScheme::Hmac,
             signing_overlap: Duration::from_secs(24 * 3600),

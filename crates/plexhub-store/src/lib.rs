@@ -61,6 +61,24 @@ pub enum StoreError {
     UnsupportedUrl,
 }
 
+impl StoreError {
+    /// Whether the database could not be reached or its connection broke (the same write may
+    /// succeed later), rather than the database refusing what was written.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+                    | sqlx::Error::WorkerCrashed
+            )
+        )
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         match &error {

@@ -454,6 +454,20 @@ macro_rules! sql_store {
                 now_ms: i64,
             ) -> StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
+                // Concurrent replacements of one plugin's edges queue on its lock row (taken in
+                // a fixed order, so two replacements of several plugins cannot deadlock).
+                let mut locked: Vec<&PluginId> = plugins.iter().collect();
+                locked.sort();
+                locked.dedup();
+                for plugin in locked {
+                    sqlx::query(
+                        "INSERT INTO plugin_dependency_locks (plugin_id) VALUES ($1) \
+                         ON CONFLICT (plugin_id) DO UPDATE SET plugin_id = excluded.plugin_id",
+                    )
+                    .bind(plugin.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 for plugin in plugins {
                     sqlx::query("DELETE FROM plugin_dependencies WHERE plugin_id = $1")
                         .bind(plugin.as_str())

@@ -71,6 +71,8 @@ pub struct ServeConfig {
     pub upstream_connect_timeout_ms: u64,
     /// Milliseconds for a plugin to answer (an endpoint's `metadata.timeoutMs` overrides it).
     pub upstream_timeout_ms: u64,
+    /// Milliseconds a caller's request body may pause before the gateway answers 408.
+    pub request_body_timeout_ms: u64,
     /// File of the keys that sign forwarded requests, one base64url seed per line: the first
     /// signs, every one is published (rotate by adding a new first line and restarting)
     /// [default: `<data_dir>/signing-keys`, generated at first start].
@@ -122,6 +124,7 @@ impl Default for ServeConfig {
             max_response_bytes: 64 * 1024 * 1024,
             upstream_connect_timeout_ms: 5_000,
             upstream_timeout_ms: 30_000,
+            request_body_timeout_ms: 10_000,
             signing_keys_file: None,
             sign_requests: true,
             signing_scheme: "hmac".to_owned(),
@@ -282,6 +285,7 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
             max_response_bytes: config.max_response_bytes,
             connect_timeout: Duration::from_millis(config.upstream_connect_timeout_ms),
             request_timeout: Duration::from_millis(config.upstream_timeout_ms),
+            request_body_timeout: Duration::from_millis(config.request_body_timeout_ms.max(1)),
             sign_requests: config.sign_requests,
             signing_scheme: SigningScheme::parse(&config.signing_scheme)
                 .ok_or_else(|| anyhow::anyhow!("signing_scheme must be hmac or ed25519"))?,

@@ -77,6 +77,11 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     upstream_timeout_ms: Option<u64>,
+    /// Milliseconds a caller's request body may pause before the gateway answers 408
+    /// REQUEST_BODY_TIMEOUT [default: 10000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_body_timeout_ms: Option<u64>,
     /// File of request-signing keys, one per line, the first signs [default:
     /// <data-dir>/signing-keys, generated].
     #[arg(long)]

@@ -457,7 +457,13 @@ async fn the_seed_call_route_wraps_the_answer(app: TestApp) {
     assert_flat(&call(&app, &analytics, other).await, 403, "CALLER_MISMATCH");
     let mut wrong = request.clone();
     wrong["targetPluginId"] = json!("plugin-erp");
-    assert_flat(&call(&app, &analytics, wrong).await, 400, "PLUGIN_MISMATCH");
+    let mismatch = call(&app, &analytics, wrong).await;
+    assert_flat(&mismatch, 400, "PLUGIN_MISMATCH");
+    assert_eq!(
+        mismatch.body["error"], "Service crm.contacts belongs to plugin-crm, not plugin-erp",
+        "the contract's message"
+    );
+    assert_eq!(mismatch.body["owner"], "plugin-crm", "{}", mismatch.body);
     let mut write = request.clone();
     write["method"] = json!("POST");
     write["path"] = json!("/contacts");
@@ -1056,4 +1062,168 @@ async fn a_circuit_opened_by_one_hub_spares_the_replica_on_the_other() {
         .await
         .assert_error(503, "SERVICE_UNAVAILABLE");
     assert_eq!(plugin.hits.load(Ordering::SeqCst), seen);
+}
+
+/// Sends `head` (a request line and headers, without the blank line) and `body` on a fresh
+/// connection, then waits for the answer; returns its status and how long it took.
+async fn raw_exchange(app: &TestApp, head: &str, body: &[u8]) -> (u16, Duration) {
+    let address = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let started = tokio::time::Instant::now();
+    stream
+        .write_all(format!("{head}\r\nHost: {address}\r\n\r\n").as_bytes())
+        .await
+        .expect("write head");
+    stream.write_all(body).await.expect("write body");
+    let mut answer = vec![0; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("an answer within 5 s")
+        .expect("read");
+    let status = String::from_utf8_lossy(&answer[..read])
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, started.elapsed())
+}
+
+/// A caller's broken body is the caller's fault: 413 (also chunked), 400 for broken framing,
+/// 408 when it stops arriving; none of them opens the plugin's circuit breaker. The seed's
+/// `/call` sets framing itself and refuses an oversize body before sending anything.
+async fn a_callers_broken_body_never_counts_against_the_plugin(app: TestApp) {
+    let plugin = upstream().await;
+    app.create_tenant("acme").await;
+    app.publish(&crm_at("1.0.0")).await;
+    app.publish(&analytics()).await;
+    app.install(
+        "acme",
+        "plugin-crm",
+        json!({"baseUrl": plugin.base, "activate": true}),
+    )
+    .await;
+    let grants = json!(["plugin.crm.contacts.read", "plugin.crm.contacts.write"]);
+    let analytics = app
+        .install(
+            "acme",
+            "plugin-analytics",
+            json!({"activate": true, "grants": grants}),
+        )
+        .await;
+    let url = format!("{}/api/v1/proxy/crm.contacts/contacts/1", app.base);
+    // Ten oversize chunked bodies: more than the five failures that open a breaker.
+    for _ in 0..10 {
+        // A streamed body has no Content-Length: it goes chunked.
+        let chunks = futures::stream::iter((0..40).map(|_| {
+            Ok::<_, std::io::Error>(hyper::body::Frame::data(Bytes::from(vec![b'z'; 1_000])))
+        }));
+        let answer = app
+            .http
+            .put(&url)
+            .bearer_auth(&analytics)
+            .body(reqwest::Body::wrap(http_body_util::StreamBody::new(chunks)))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(answer.status(), 413);
+        let body: Value = answer.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "PAYLOAD_TOO_LARGE");
+    }
+    let auth = format!("Authorization: Bearer {analytics}");
+    for _ in 0..6 {
+        let (status, _) = raw_exchange(
+            &app,
+            &format!("PUT /api/v1/proxy/crm.contacts/contacts/1 HTTP/1.1\r\n{auth}\r\nTransfer-Encoding: chunked"),
+            b"zz-not-a-size\r\nabc\r\n0\r\n\r\n",
+        )
+        .await;
+        assert_eq!(status, 400, "broken chunked framing");
+    }
+    let (status, took) = raw_exchange(
+        &app,
+        &format!(
+            "PUT /api/v1/proxy/crm.contacts/contacts/1 HTTP/1.1\r\n{auth}\r\nContent-Length: 100"
+        ),
+        b"only ten b",
+    )
+    .await;
+    assert_eq!(status, 408, "a body that stops arriving");
+    assert!(took < Duration::from_secs(3), "answered after {took:?}");
+    // The plugin is as healthy as ever.
+    proxy(&app, &analytics, Method::GET, "/crm.contacts/contacts", &[])
+        .await
+        .assert_status(200);
+
+    // /call: framing headers from `headers` are the hub's business: a wrong Content-Length
+    // neither cuts the body nor hangs the plugin.
+    for length in ["0", "99999"] {
+        let reply = app
+            .send(
+                Method::POST,
+                CALL,
+                Some(&analytics),
+                &[],
+                Some(&json!({
+                    "targetPluginId": "plugin-crm", "targetServiceName": "crm.contacts",
+                    "method": "GET", "path": "/contacts",
+                    "headers": {"Content-Length": length}, "body": {"filter": "ada"},
+                })),
+            )
+            .await;
+        let seen = &reply.assert_status(200)["data"];
+        assert_eq!(
+            seen["body"], r#"{"filter":"ada"}"#,
+            "Content-Length {length}: {seen}"
+        );
+    }
+    let before = plugin.hits.load(Ordering::SeqCst);
+    let reply = app
+        .send(
+            Method::POST,
+            CALL,
+            Some(&analytics),
+            &[],
+            Some(&json!({
+                "targetPluginId": "plugin-crm", "targetServiceName": "crm.contacts",
+                "method": "GET", "path": "/contacts",
+                "headers": {"Content-Length": "0"}, "body": {"filter": "x".repeat(40_000)},
+            })),
+        )
+        .await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    assert_eq!(reply.body["code"], "PAYLOAD_TOO_LARGE", "{}", reply.body);
+    assert_eq!(
+        plugin.hits.load(Ordering::SeqCst),
+        before,
+        "nothing was sent"
+    );
+}
+
+async fn small_limits(backend: Backend) -> Option<TestApp> {
+    let gateway = plexhub_server::GatewaySettings {
+        max_request_bytes: 30_000,
+        request_body_timeout: Duration::from_millis(300),
+        ..plexhub_server::GatewaySettings::default()
+    };
+    let options = Options {
+        gateway: Some(gateway),
+        max_body_bytes: Some(1024 * 1024),
+        ..Options::default()
+    };
+    spawn_with(backend, options).await
+}
+
+#[tokio::test]
+async fn a_callers_broken_body_is_its_own_fault_on_sqlite() {
+    let app = small_limits(Backend::Sqlite).await.expect("sqlite");
+    a_callers_broken_body_never_counts_against_the_plugin(app).await;
+}
+
+#[tokio::test]
+async fn a_callers_broken_body_is_its_own_fault_on_postgres() {
+    if let Some(app) = small_limits(Backend::Postgres).await {
+        a_callers_broken_body_never_counts_against_the_plugin(app).await;
+    }
 }

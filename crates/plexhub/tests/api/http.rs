@@ -157,3 +157,59 @@ async fn request_ids_are_echoed_when_sane_and_generated_otherwise() {
         "errors carry ids too"
     );
 }
+
+/// A NUL character cannot be stored by PostgreSQL: it is refused at the edge, with the field's
+/// name, on both backends alike (query and path parameters, and anywhere in a JSON body).
+async fn a_nul_character_is_refused_with_its_field(app: TestApp) {
+    app.create_tenant("acme").await;
+    let json_type = Some("application/json");
+    let body = br#"{"slug":"globex","name":"Glo\u0000bex"}"#.to_vec();
+    let reply = raw(&app, Method::POST, "/api/v1/tenants", json_type, body).await;
+    reply.assert_error(400, "INVALID_BODY");
+    assert_eq!(reply.body["error"]["details"]["field"], "$.name");
+    // An escaped backslash before u0000 is text, not a NUL.
+    let body = br#"{"slug":"initech","name":"\\u0000"}"#.to_vec();
+    raw(&app, Method::POST, "/api/v1/tenants", json_type, body)
+        .await
+        .assert_status(201);
+
+    let acting = [("x-tenant-slug", "acme")];
+    for (path, field) in [
+        ("/api/v1/data/reports?prefix=a%00", "prefix"),
+        ("/api/v1/data/reports?cursor=%00", "cursor"),
+        ("/api/v1/calls?caller=x%00y", "caller"),
+        ("/api/v1/calls?target=%00", "target"),
+        ("/api/v1/dead-letters?subscription=%00", "subscription"),
+    ] {
+        let reply = app
+            .send(Method::GET, path, Some(ADMIN), &acting, None)
+            .await;
+        reply.assert_error(400, "INVALID_PARAMETER");
+        assert_eq!(reply.body["error"]["details"]["field"], field, "{path}");
+    }
+    let reply = app
+        .send(
+            Method::DELETE,
+            "/api/v1/dead-letters/a%00b",
+            Some(ADMIN),
+            &acting,
+            None,
+        )
+        .await;
+    reply.assert_error(400, "INVALID_PARAMETER");
+    assert_eq!(reply.body["error"]["details"]["field"], "id");
+    // The seed routes answer in their flat shape.
+    let reply = app
+        .send(
+            Method::POST,
+            "/api/plugin-gateway/services/s%00/heartbeat",
+            Some(ADMIN),
+            &acting,
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.body["code"], "INVALID_PARAMETER", "{}", reply.body);
+}
+
+crate::on_both_backends!(a_nul_character_is_refused_with_its_field);

@@ -156,6 +156,12 @@ async fn call_plugin(
     for (name, value) in &request.headers {
         let header = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| invalid(format!("headers.{name} is not a header name")))?;
+        // The hub frames the body it sends itself: a caller's Content-Length would contradict
+        // it (hanging the plugin, or cutting the body). Transfer-Encoding, Connection, Host, TE,
+        // Upgrade and other hop-by-hop headers are dropped by the gateway for every route.
+        if header == axum::http::header::CONTENT_LENGTH {
+            continue;
+        }
         let value = text_of(value)
             .and_then(|text| HeaderValue::from_str(&text).ok())
             .ok_or_else(|| invalid(format!("headers.{name} must be a header value")))?;
@@ -163,8 +169,18 @@ async fn call_plugin(
     }
     let body = match request.body.filter(|body| !body.is_null()) {
         Some(body) => {
+            let text = body.to_string();
+            let limit = state.gateway.settings().max_request_bytes;
+            if text.len() as u64 > limit {
+                let error = ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("body exceeds {limit} bytes (--max-request-bytes); nothing was sent"),
+                );
+                gateway::audit(&state, &call, &attempt, Some(&route), 413).await;
+                return Err(error);
+            }
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            Body::from(body.to_string())
+            Body::from(text)
         }
         None => Body::empty(),
     };
