@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::serve::ListenerExt as _;
 use plexhub_store::StoreError;
 use plexhub_store::feed::ChangeFeed;
 use plexhub_store::redis::{RedisError, RedisHandle};
@@ -46,6 +45,7 @@ pub struct Application {
     local_addr: SocketAddr,
     state: AppState,
     sweep_interval: Duration,
+    connection_limits: crate::connections::ConnectionLimits,
     write_requests: mpsc::Receiver<WriteRequest>,
     audited_calls: mpsc::Receiver<plexhub_store::CallRecord>,
 }
@@ -103,6 +103,7 @@ impl Application {
             local_addr,
             state,
             sweep_interval: settings.sweep_interval,
+            connection_limits: settings.connections,
             write_requests,
             audited_calls,
         })
@@ -140,16 +141,11 @@ impl Application {
         ));
         let stop = token.clone();
         let front = crate::front::Front::new(self.state.clone(), self.router);
-        // Answers are written whole: Nagle's algorithm would only delay them.
-        let listener = self.listener.tap_io(|connection| {
-            let _ = connection.set_nodelay(true);
-        });
-        let served = axum::serve(listener, tower::make::Shared::new(front))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                stop.cancel();
-            })
-            .await;
+        crate::connections::serve(self.listener, front, self.connection_limits, async move {
+            shutdown.await;
+            stop.cancel();
+        })
+        .await;
         token.cancel();
         for job in jobs {
             let _ = job.await;
@@ -157,6 +153,6 @@ impl Application {
         writer.abort();
         audit_stop.cancel();
         let _ = audit.await;
-        served
+        Ok(())
     }
 }

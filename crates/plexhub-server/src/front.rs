@@ -87,6 +87,16 @@ async fn serve_proxy(state: AppState, method: usize, mut request: Request) -> Re
         Ok(Err(error)) => error.into_response(),
         Err(panic) => crate::routes::panic_response(panic),
     };
+    let status = response.status();
+    if status.is_server_error() {
+        // What the router's trace layer logs for its routes.
+        tracing::error!(
+            status = status.as_u16(),
+            request_id = ?id_header,
+            latency_ms = started.elapsed().as_millis(),
+            "response failed"
+        );
+    }
     response
         .headers_mut()
         .insert(REQUEST_ID_HEADER.clone(), id_header);

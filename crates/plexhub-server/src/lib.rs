@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod cache;
 mod caller_body;
+mod connections;
 mod data;
 mod dependencies;
 pub mod error;
@@ -29,5 +30,6 @@ mod watch;
 mod writer;
 
 pub use app::{Application, StartError};
+pub use connections::ConnectionLimits;
 pub use settings::{EventSettings, GatewaySettings, Secret, Settings};
 pub use state::Clock;

@@ -64,6 +64,8 @@ pub struct Settings {
     pub signing_keys: Vec<plexhub_core::signing::HubKey>,
     /// Limits, retention and delivery timing of the event bus.
     pub events: EventSettings,
+    /// Header deadline and connection cap of client connections.
+    pub connections: crate::connections::ConnectionLimits,
 }
 
 /// Limits, retention and delivery timing of the event bus.

@@ -79,6 +79,7 @@ async fn hub(database_url: &str) -> String {
         gateway: GatewaySettings::default(),
         signing_keys: vec![HubKey::generate()],
         events: EventSettings::default(),
+        connections: plexhub_server::ConnectionLimits::default(),
     };
     let app = Application::build(settings).await.unwrap();
     let url = format!("http://{}", app.local_addr());

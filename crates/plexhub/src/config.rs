@@ -15,7 +15,7 @@ use std::time::Duration;
 use plexhub_core::registry::HealthPolicy;
 use plexhub_core::signing::{HubKey, SigningScheme};
 use plexhub_core::tenant::RateLimit;
-use plexhub_server::{Clock, EventSettings, GatewaySettings, Secret, Settings};
+use plexhub_server::{Clock, ConnectionLimits, EventSettings, GatewaySettings, Secret, Settings};
 use serde::{Deserialize, Serialize};
 
 /// Where state lives by default, relative to the working directory.
@@ -57,6 +57,10 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Largest shared-data value (serialised JSON) in bytes.
     pub max_value_bytes: usize,
+    /// Milliseconds a client has to send a request's headers (also the idle keep-alive timeout).
+    pub header_read_timeout_ms: u64,
+    /// Client connections served at once; more wait to be accepted.
+    pub max_connections: usize,
     /// Seconds between the heartbeats plugins are asked to send; 3 missed → DEGRADED.
     pub heartbeat_interval: u64,
     /// Seconds without a heartbeat after which a service is UNAVAILABLE.
@@ -114,8 +118,10 @@ impl Default for ServeConfig {
             redis_url: None,
             admin_token: None,
             log_format: LogFormat::Text,
-            log_level: "info,sqlx=warn".to_owned(),
+            log_level: "warn,plexhub=info,plexhub_server=info,plexhub_store=info".to_owned(),
             max_body_bytes: 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            max_connections: 10_000,
             max_value_bytes: 256 * 1024,
             heartbeat_interval: 15,
             stale_after: 300,
@@ -302,6 +308,10 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
             retry_max: Duration::from_millis(config.event_retry_max_ms.max(1)),
             delivery_timeout: Duration::from_millis(config.event_delivery_timeout_ms.max(1)),
             ..EventSettings::default()
+        },
+        connections: ConnectionLimits {
+            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms.max(1)),
+            max_connections: config.max_connections.max(1),
         },
     };
     Ok((settings, generated.then_some(token)))

@@ -36,7 +36,7 @@ pub struct ServeArgs {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     log_format: Option<LogFormat>,
-    /// Log filter, e.g. `debug` [default: `info,sqlx=warn`].
+    /// Log filter, e.g. `debug` [default: `warn,plexhub=info,plexhub_server=info,plexhub_store=info`].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     log_level: Option<String>,
@@ -48,6 +48,15 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_value_bytes: Option<usize>,
+    /// Milliseconds a client has to send a request's headers, also the idle keep-alive
+    /// timeout; a slower client is disconnected [default: 10000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header_read_timeout_ms: Option<u64>,
+    /// Client connections served at once; more wait to be accepted [default: 10000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<usize>,
     /// Seconds between plugin heartbeats; 3 missed make a service DEGRADED [default: 15].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

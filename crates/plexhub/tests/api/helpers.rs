@@ -129,6 +129,8 @@ pub struct Options {
     pub signing_keys: Option<Vec<plexhub_core::signing::HubKey>>,
     /// Event bus timing (default: retries after 20 ms, doubling up to 200 ms; 2 s to answer).
     pub events: Option<plexhub_server::EventSettings>,
+    /// Header deadline and connection cap (default: the hub's defaults).
+    pub connections: Option<plexhub_server::ConnectionLimits>,
 }
 
 /// Starts a hub on `backend`, or returns `None` when PostgreSQL is not configured (laptop).
@@ -174,6 +176,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
             poll_interval: Duration::from_millis(50),
             ..plexhub_server::EventSettings::default()
         }),
+        connections: options.connections.unwrap_or_default(),
     };
     let app = Application::build(settings).await.expect("hub starts");
     let address = app.local_addr();

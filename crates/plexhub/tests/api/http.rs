@@ -213,3 +213,68 @@ async fn a_nul_character_is_refused_with_its_field(app: TestApp) {
 }
 
 crate::on_both_backends!(a_nul_character_is_refused_with_its_field);
+
+/// A client that never finishes its headers is disconnected after the header deadline, and the
+/// hub serves at most `max_connections` clients at once (the next waits to be accepted).
+#[tokio::test]
+async fn slow_clients_are_cut_off_and_connections_are_capped() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let options = Options {
+        connections: Some(plexhub_server::ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_millis(600),
+            max_connections: 2,
+        }),
+        ..Options::default()
+    };
+    let app = spawn_with(Backend::Sqlite, options).await.expect("sqlite");
+    let address = app.base.trim_start_matches("http://").to_owned();
+
+    let mut slow = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 256];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(3), slow.read(&mut buffer))
+        .await
+        .expect("closed within the deadline");
+    assert!(matches!(read, Ok(0) | Err(_)) || buffer.starts_with(b"HTTP/1.1 408"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+
+    // Two connections held (each sends a request slowly enough to stay open): a third client
+    // waits until one of them is gone.
+    let hold = || async {
+        let mut held = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect");
+        held.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buffer = [0u8; 512];
+        let read = held.read(&mut buffer).await.expect("answer");
+        assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
+        held
+    };
+    let first = hold().await;
+    let _second = hold().await;
+    let waiting = reqwest::Client::new()
+        .get(format!("{}/healthz", app.base))
+        .timeout(std::time::Duration::from_millis(150))
+        .send()
+        .await;
+    assert!(
+        waiting.is_err(),
+        "a third connection is not served while two are open"
+    );
+    drop(first);
+    let served = reqwest::Client::new()
+        .get(format!("{}/healthz", app.base))
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await
+        .expect("served once a connection closed");
+    assert_eq!(served.status(), 200);
+}
