@@ -78,6 +78,7 @@ impl Application {
             feed,
             health: settings.health,
             max_value_bytes: settings.max_value_bytes,
+            max_body_bytes: settings.max_body_bytes,
             writer,
             clock: settings.clock.clone(),
             gateway: crate::gateway::Gateway::new(settings.gateway, settings.signing_keys.clone()),

@@ -1,13 +1,15 @@
-//! The hub's front door: the gateway's proxy route, its hot path, is served here directly; every
-//! other request goes through the router and its middleware stack.
+//! The hub's front door: the gateway's two routes, its hot paths (the proxy and the seed's
+//! `POST /api/plugin-gateway/call`), are served here directly; every other request goes through
+//! the router and its middleware stack.
 //!
 //! Why by hand: each generic layer around the router (request id, trace span, panic guard, body
 //! limit, error flattening, authentication, metrics) boxes and clones per request, and together
 //! they cost the proxy more than its own work (`bench/gateway.sh`, the profiles in
 //! `docs/OPERATIONS.md`). This path does the same things once, inline: the request id (kept or
-//! made, echoed, visible to error bodies), authentication, the tenant scope, the forward, metrics
-//! through handles made once, and a panic turned into a 500. The route stays in the router too
-//! (its OpenAPI entry, and the `Router::oneshot` handler tests), with the same handler.
+//! made, echoed, visible to error bodies), authentication, the tenant scope, the body limit and
+//! the seed's flat error shape for `/call`, the handler, metrics through handles made once, and a
+//! panic turned into a 500. The routes stay in the router too (their OpenAPI entries, and the
+//! `Router::oneshot` handler tests), with the same handlers.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,16 +19,20 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::body::Body;
+use axum::extract::{FromRequest as _, Request, State};
+use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt as _;
+use http_body_util::Limited;
 use tower::Service;
 
 use crate::auth::{self, TenantScope};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorReport, render_flat};
+use crate::extract::ApiJson;
 use crate::metrics::HOT_METHODS;
 use crate::request_id::{self, REQUEST_ID_HEADER};
+use crate::routes::compat::call;
 use crate::routes::v1::proxy;
 use crate::state::AppState;
 
@@ -57,11 +63,19 @@ impl Service<Request> for Front {
         let hot_method = HOT_METHODS
             .iter()
             .position(|method| method == request.method());
-        match hot_method {
-            Some(method) if request.uri().path().starts_with(proxy::PREFIX) => {
-                Box::pin(serve_proxy(self.state.clone(), method, request).map(Ok))
+        let path = request.uri().path();
+        let hot = match hot_method {
+            Some(method) if path.starts_with(proxy::PREFIX) => Some((Hot::Proxy, method)),
+            Some(method) if request.method() == Method::POST && path == CALL_PATH => {
+                Some((Hot::Call, method))
             }
-            _ => {
+            _ => None,
+        };
+        match hot {
+            Some((route, method)) => {
+                Box::pin(serve_hot(self.state.clone(), route, method, request).map(Ok))
+            }
+            None => {
                 let mut router = self.router.clone();
                 Box::pin(async move { router.call(request).await })
             }
@@ -69,8 +83,20 @@ impl Service<Request> for Front {
     }
 }
 
-/// The proxy route with what the router's layers would do around it.
-async fn serve_proxy(state: AppState, method: usize, mut request: Request) -> Response {
+/// The seed's call route.
+const CALL_PATH: &str = "/api/plugin-gateway/call";
+
+/// The routes served here.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hot {
+    /// `/api/v1/proxy/{serviceName}/{*path}`.
+    Proxy,
+    /// `POST /api/plugin-gateway/call`, whose errors take the seed's flat shape.
+    Call,
+}
+
+/// A hot route with what the router's layers would do around it.
+async fn serve_hot(state: AppState, route: Hot, method: usize, mut request: Request) -> Response {
     let started = Instant::now();
     let id = request_id::of(&request);
     let id_header = HeaderValue::from_str(&id).expect("sane ids and UUIDs are valid headers");
@@ -79,7 +105,7 @@ async fn serve_proxy(state: AppState, method: usize, mut request: Request) -> Re
         .insert(REQUEST_ID_HEADER.clone(), id_header.clone());
     let answer = request_id::scope(
         id,
-        AssertUnwindSafe(authenticated_proxy(&state, request)).catch_unwind(),
+        AssertUnwindSafe(authenticated(&state, route, request)).catch_unwind(),
     )
     .await;
     let mut response = match answer {
@@ -87,6 +113,11 @@ async fn serve_proxy(state: AppState, method: usize, mut request: Request) -> Re
         Ok(Err(error)) => error.into_response(),
         Err(panic) => crate::routes::panic_response(panic),
     };
+    if route == Hot::Call
+        && let Some(report) = response.extensions().get::<ErrorReport>()
+    {
+        response = render_flat(report);
+    }
     let status = response.status();
     if status.is_server_error() {
         // What the router's trace layer logs for its routes.
@@ -100,7 +131,11 @@ async fn serve_proxy(state: AppState, method: usize, mut request: Request) -> Re
     response
         .headers_mut()
         .insert(REQUEST_ID_HEADER.clone(), id_header);
-    state.proxy_metrics.request(
+    let metrics = match route {
+        Hot::Proxy => &state.proxy_metrics,
+        Hot::Call => &state.call_metrics,
+    };
+    metrics.request(
         method,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
@@ -108,8 +143,23 @@ async fn serve_proxy(state: AppState, method: usize, mut request: Request) -> Re
     response
 }
 
-async fn authenticated_proxy(state: &AppState, request: Request) -> Result<Response, ApiError> {
+async fn authenticated(
+    state: &AppState,
+    route: Hot,
+    request: Request,
+) -> Result<Response, ApiError> {
     let caller = auth::identify(state, request.headers()).await?;
     let scope = TenantScope::of(state, caller, request.headers()).await?;
-    proxy::forward(scope, state.clone(), request).await
+    match route {
+        Hot::Proxy => proxy::forward(scope, state.clone(), request).await,
+        Hot::Call => {
+            let headers = request.headers().clone();
+            let (parts, body) = request.into_parts();
+            // The body limit the router's layer would apply.
+            let body = Body::new(Limited::new(body, state.max_body_bytes));
+            let ApiJson(call) =
+                ApiJson::from_request(Request::from_parts(parts, body), state).await?;
+            call::call_plugin(scope, State(state.clone()), headers, ApiJson(call)).await
+        }
+    }
 }

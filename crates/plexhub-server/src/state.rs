@@ -54,6 +54,8 @@ pub struct Shared {
     pub health: HealthPolicy,
     /// Largest shared-data value, in bytes.
     pub max_value_bytes: usize,
+    /// Largest request body the hub parses itself, in bytes.
+    pub max_body_bytes: usize,
     /// Group-commit writer of shared data.
     pub writer: Writer,
     /// Time source of every stored timestamp.

@@ -18,7 +18,7 @@ use crate::request_id::REQUEST_ID_HEADER;
 use crate::state::AppState;
 use crate::{auth, metrics, request_id};
 
-mod compat;
+pub(crate) mod compat;
 mod ops;
 pub(crate) mod v1;
 

@@ -117,6 +117,21 @@ async fn oversize_bodies_get_413_at_the_configured_limit() {
     )
     .await
     .assert_error(413, "PAYLOAD_TOO_LARGE");
+    // The seed's /call too (served by the front door's hot path), in the seed's flat shape.
+    app.create_tenant("acme").await;
+    let call = json!({"targetPluginId": "plugin-crm", "padding": "x".repeat(8000)});
+    let reply = app
+        .send(
+            Method::POST,
+            "/api/plugin-gateway/call",
+            Some(ADMIN),
+            &[("x-tenant-slug", "acme")],
+            Some(&call),
+        )
+        .await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    assert_eq!(reply.body["code"], "PAYLOAD_TOO_LARGE", "{}", reply.body);
+    assert!(reply.body["error"].is_string(), "flat: {}", reply.body);
     let default = spawn(Backend::Sqlite).await.expect("sqlite");
     let manifest = json!({"id": "plugin-big", "padding": "y".repeat(1024 * 1024 + 10)});
     default

@@ -66,7 +66,8 @@ fn text_of(value: &Value) -> Option<String> {
     }
 }
 
-/// Call another plugin's endpoint; the answer's status is the plugin's, its body the original's
+/// Call another plugin's endpoint (also served by the front door's hot path); the answer's
+/// status is the plugin's, its body the original's
 /// envelope `{status, headers, data, metadata:{targetPlugin, targetService, duration, timestamp}}`.
 #[utoipa::path(post, path = "/api/plugin-gateway/call", tag = "gateway (seed-compatible)",
     request_body = CallRequest,
@@ -77,7 +78,7 @@ fn text_of(value: &Value) -> Option<String> {
         (status = 502, description = "UPSTREAM_UNREACHABLE, UPSTREAM_FAILED, UPSTREAM_RESPONSE_TOO_LARGE"),
         (status = 503, description = "SERVICE_UNAVAILABLE"), (status = 504, description = "UPSTREAM_TIMEOUT")),
     security(("bearer" = [])))]
-async fn call_plugin(
+pub(crate) async fn call_plugin(
     scope: TenantScope,
     State(state): State<AppState>,
     headers_in: HeaderMap,

@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::error::{ErrorReport, render_flat};
 use crate::state::AppState;
 
-mod call;
+pub(crate) mod call;
 mod data;
 mod dependencies;
 mod registry;
