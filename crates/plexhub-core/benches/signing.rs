@@ -1,4 +1,5 @@
-//! What signing a forwarded request costs the gateway (one Ed25519 signature per request).
+//! What signing a forwarded request costs the gateway: one HMAC-SHA256 per active secret of the
+//! target installation (the default), or one Ed25519 signature.
 //! Run: `cargo bench -p plexhub-core --bench signing`.
 
 #![allow(missing_docs)]
@@ -6,7 +7,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use plexhub_core::signing::{HubKey, SignedRequest, verify};
+use plexhub_core::signing::{
+    HmacSigner, HubKey, SignedRequest, SigningSecret, TrustedKeys, verify, verify_any,
+};
 
 fn signing(c: &mut Criterion) {
     let key = HubKey::generate();
@@ -18,6 +21,31 @@ fn signing(c: &mut Criterion) {
         caller: "plugin-analytics",
         request_id: "9b2f0d1e-3c4a-4b5c-8d6e-7f8091a2b3c4",
     };
+    let secrets = [SigningSecret::generate(), SigningSecret::generate()];
+    let one = HmacSigner::new(&secrets[..1]).expect("a signer");
+    let overlap = HmacSigner::new(&secrets).expect("a signer");
+    c.bench_function("sign_request_hmac", |b| {
+        b.iter(|| one.sign(black_box(&request), black_box(1_800_000_000_000)));
+    });
+    c.bench_function("sign_request_hmac_during_rotation", |b| {
+        b.iter(|| overlap.sign(black_box(&request), black_box(1_800_000_000_000)));
+    });
+    let header = one.sign(&request, 1_800_000_000_000);
+    let trusted = TrustedKeys {
+        public_keys: Vec::new(),
+        secrets: secrets[..1].to_vec(),
+    };
+    c.bench_function("verify_request_hmac", |b| {
+        b.iter(|| {
+            verify_any(
+                &trusted,
+                black_box(&header),
+                &request,
+                1_800_000_000_000,
+                60_000,
+            )
+        });
+    });
     c.bench_function("sign_request", |b| {
         b.iter(|| key.sign(black_box(&request), black_box(1_800_000_000_000)));
     });

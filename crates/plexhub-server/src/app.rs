@@ -41,13 +41,13 @@ pub enum StartError {
 /// A hub bound to its listener, ready to serve.
 pub struct Application {
     listener: TcpListener,
-    router: Router,
+    pub(crate) router: Router,
     local_addr: SocketAddr,
-    state: AppState,
+    pub(crate) state: AppState,
     sweep_interval: Duration,
     connection_limits: crate::connections::ConnectionLimits,
     write_requests: mpsc::Receiver<WriteRequest>,
-    audited_calls: mpsc::Receiver<plexhub_store::CallRecord>,
+    pub(crate) audited_calls: mpsc::Receiver<plexhub_store::CallRecord>,
 }
 
 impl Application {

@@ -560,8 +560,6 @@ pub async fn forward(
             ),
         ));
     }
-    // Built for the first attempt; a retry (rare) builds them again.
-    let mut forwarded = Some(forwarded_headers(call, headers));
     let idempotent = matches!(
         method,
         Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
@@ -597,14 +595,7 @@ pub async fn forward(
         } else {
             body.take().unwrap_or_else(Body::empty)
         };
-        let mut outgoing = forwarded
-            .take()
-            .unwrap_or_else(|| forwarded_headers(call, headers));
-        if let Some(signature) =
-            attempt_signature(state, call, route, &method, path_and_query, &outgoing)
-        {
-            outgoing.insert(SIGNATURE_HEADER, signature);
-        }
+        let outgoing = outgoing_headers(state, call, route, &method, path_and_query, headers);
         let result = send_once(
             state,
             route,
@@ -778,8 +769,37 @@ fn forwarded_headers(call: &CallContext<'_>, headers: &HeaderMap) -> HeaderMap {
     forwarded
 }
 
-/// The signature of one attempt (each attempt is signed anew: a plugin refuses a signature it
-/// has seen, and a retry may reach the same replica).
+/// The headers of one attempt, signed: what the plugin receives.
+pub(crate) fn outgoing_headers(
+    state: &AppState,
+    call: &CallContext<'_>,
+    route: &Authorized,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+) -> HeaderMap {
+    let mut outgoing = forwarded_headers(call, headers);
+    sign_attempt(state, call, route, method, path_and_query, &mut outgoing);
+    outgoing
+}
+
+/// Signs one attempt (each attempt is signed anew: a plugin refuses a signature it has seen,
+/// and a retry may reach the same replica).
+fn sign_attempt(
+    state: &AppState,
+    call: &CallContext<'_>,
+    route: &Authorized,
+    method: &Method,
+    path_and_query: &str,
+    forwarded: &mut HeaderMap,
+) {
+    if let Some(signature) =
+        attempt_signature(state, call, route, method, path_and_query, forwarded)
+    {
+        forwarded.insert(SIGNATURE_HEADER, signature);
+    }
+}
+
 fn attempt_signature(
     state: &AppState,
     call: &CallContext<'_>,

@@ -7,6 +7,8 @@
 mod app;
 mod audit;
 mod auth;
+#[cfg(feature = "bench")]
+pub mod bench;
 mod cache;
 mod caller_body;
 mod connections;

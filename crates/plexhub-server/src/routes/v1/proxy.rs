@@ -7,9 +7,10 @@ use std::time::Instant;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
-use plexhub_core::ids::PluginId;
+use plexhub_core::ids::{PluginId, ServiceName};
 use plexhub_store::CallQuery;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -98,14 +99,28 @@ async fn proxy_root(
     forward(scope, state, request).await
 }
 
-/// Forwards `request` for the caller of `scope` (both proxy routes, and the front door's hot
-/// path).
-pub(crate) async fn forward(
-    scope: TenantScope,
-    state: AppState,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let (parts, body) = request.into_parts();
+/// A proxied call that passed the access decision: who calls, what was asked, where it goes.
+pub(crate) struct Admitted<'a> {
+    /// The calling plugin.
+    pub caller: PluginId,
+    /// The service and path asked for, as the audit log records them.
+    pub service: ServiceName,
+    /// The path on the service (percent-encoding kept) and its query.
+    pub path_and_query: String,
+    /// The request id.
+    pub request_id: &'a str,
+    /// Where it may go.
+    pub route: gateway::Authorized,
+}
+
+/// Parses and decides a proxied call (the path is `PREFIX` + service + path on the service); a
+/// refusal is audited here.
+pub(crate) async fn admit<'a>(
+    scope: &TenantScope,
+    state: &AppState,
+    parts: &'a Parts,
+    started: Instant,
+) -> Result<Admitted<'a>, ApiError> {
     // The raw path (percent-encoding kept): what the target will see, and what access checks.
     let rest = parts.uri.path().strip_prefix(PREFIX).unwrap_or_default();
     let (service, path) = match rest.find('/') {
@@ -114,7 +129,7 @@ pub(crate) async fn forward(
     };
     let service =
         parse_service_name(service).map_err(|_| crate::registry::service_not_found(&service))?;
-    let caller = calling_plugin(&scope, named_caller(&parts.headers))?;
+    let caller = calling_plugin(scope, named_caller(&parts.headers))?;
     let call = CallContext {
         tenant: &scope.tenant,
         caller: &caller,
@@ -124,19 +139,19 @@ pub(crate) async fn forward(
         .get(&crate::request_id::REQUEST_ID_HEADER)
         .and_then(|id| id.to_str().ok())
         .unwrap_or_default();
-    let attempt = Attempt {
-        kind: "proxy",
-        service: service.as_str(),
-        method: &parts.method,
-        path,
-        request_id,
-        started: Instant::now(),
-    };
-    let route = match gateway::authorize(&state, &call, &service, None, &parts.method, path).await {
+    let route = match gateway::authorize(state, &call, &service, None, &parts.method, path).await {
         Ok(route) => route,
         Err(error) => {
+            let attempt = Attempt {
+                kind: "proxy",
+                service: service.as_str(),
+                method: &parts.method,
+                path,
+                request_id,
+                started,
+            };
             let status = error.code().status().as_u16();
-            gateway::audit(&state, &call, &attempt, None, status).await;
+            gateway::audit(state, &call, &attempt, None, status).await;
             return Err(error);
         }
     };
@@ -144,12 +159,47 @@ pub(crate) async fn forward(
         Some(query) => format!("{path}?{query}"),
         None => path.to_owned(),
     };
+    Ok(Admitted {
+        caller,
+        service,
+        path_and_query,
+        request_id,
+        route,
+    })
+}
+
+/// Forwards `request` for the caller of `scope` (both proxy routes, and the front door's hot
+/// path).
+pub(crate) async fn forward(
+    scope: TenantScope,
+    state: AppState,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let admitted = admit(&scope, &state, &parts, started).await?;
+    let call = CallContext {
+        tenant: &scope.tenant,
+        caller: &admitted.caller,
+    };
+    let path = admitted
+        .path_and_query
+        .split_once('?')
+        .map_or(admitted.path_and_query.as_str(), |(path, _)| path);
+    let attempt = Attempt {
+        kind: "proxy",
+        service: admitted.service.as_str(),
+        method: &parts.method,
+        path,
+        request_id: admitted.request_id,
+        started,
+    };
     let answer = gateway::forward(
         &state,
         &call,
-        &route,
+        &admitted.route,
         parts.method.clone(),
-        &path_and_query,
+        &admitted.path_and_query,
         &parts.headers,
         Body::new(body),
     )
@@ -158,7 +208,7 @@ pub(crate) async fn forward(
         Ok(response) => response.status().as_u16(),
         Err(error) => error.code().status().as_u16(),
     };
-    gateway::audit(&state, &call, &attempt, Some(&route), status).await;
+    gateway::audit(&state, &call, &attempt, Some(&admitted.route), status).await;
     answer
 }
 
