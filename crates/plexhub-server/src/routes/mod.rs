@@ -72,12 +72,13 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let (ops, ops_openapi) = ops::router().split_for_parts();
     openapi.merge(compat_openapi);
     openapi.merge(ops_openapi);
+    let document = completed_document(&openapi);
 
     Router::new()
         .merge(native)
         .merge(compat)
         .merge(ops)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", document))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(
@@ -97,6 +98,97 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(middleware::from_fn(request_id::assign))
         .with_state(state)
+}
+
+/// The document as served: every path template's placeholders declared as path parameters
+/// (the handlers take them through `ApiPath` tuples, which utoipa cannot describe), axum's
+/// catch-all `{*path}` written as OpenAPI's `{path}`, and every response described.
+fn completed_document(openapi: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut document = serde_json::to_value(openapi).unwrap_or_default();
+    let Some(paths) = document
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return document;
+    };
+    let templates: Vec<String> = paths.keys().cloned().collect();
+    // One handler may serve several methods: its operation id gets the method to stay unique.
+    let mut operation_ids = std::collections::HashSet::new();
+    for template in templates {
+        let Some(mut item) = paths.remove(&template) else {
+            continue;
+        };
+        let names: Vec<String> = template
+            .split('{')
+            .skip(1)
+            .filter_map(|rest| rest.split_once('}'))
+            .map(|(name, _)| name.trim_start_matches('*').to_owned())
+            .collect();
+        if let Some(operations) = item.as_object_mut() {
+            for (method, operation) in operations.iter_mut() {
+                let Some(operation) = operation.as_object_mut() else {
+                    continue;
+                };
+                describe_responses(operation);
+                if let Some(id) = operation.get("operationId").and_then(|id| id.as_str()) {
+                    let id = id.to_owned();
+                    if !operation_ids.insert(id.clone()) {
+                        let unique = format!("{id}_{method}");
+                        operation_ids.insert(unique.clone());
+                        operation.insert("operationId".into(), unique.into());
+                    }
+                }
+                let parameters = operation
+                    .entry("parameters")
+                    .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+                let Some(parameters) = parameters.as_array_mut() else {
+                    continue;
+                };
+                for name in &names {
+                    let declared = parameters
+                        .iter()
+                        .any(|p| p["name"] == name.as_str() && p["in"] == "path");
+                    if !declared {
+                        parameters.push(serde_json::json!({
+                            "name": name, "in": "path", "required": true,
+                            "schema": {"type": "string"},
+                        }));
+                    }
+                }
+            }
+        }
+        paths.insert(template.replace("{*", "{"), item);
+    }
+    document
+}
+
+/// Every response of `operation` gets a description (OpenAPI requires one): its status's reason
+/// phrase when the annotation gave none.
+fn describe_responses(operation: &mut serde_json::Map<String, serde_json::Value>) {
+    let Some(responses) = operation
+        .get_mut("responses")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for (status, response) in responses.iter_mut() {
+        let Some(response) = response.as_object_mut() else {
+            continue;
+        };
+        let missing = response
+            .get("description")
+            .and_then(serde_json::Value::as_str)
+            .is_none_or(str::is_empty);
+        if missing {
+            let reason = status
+                .parse::<u16>()
+                .ok()
+                .and_then(|code| axum::http::StatusCode::from_u16(code).ok())
+                .and_then(|code| code.canonical_reason())
+                .unwrap_or("response");
+            response.insert("description".into(), reason.into());
+        }
+    }
 }
 
 fn request_span(request: &Request) -> tracing::Span {

@@ -71,6 +71,7 @@ pub struct KeyList {
 
 /// Listing filter.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct OwnerFilter {
     /// Only keys of this owner.

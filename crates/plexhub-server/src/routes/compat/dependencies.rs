@@ -112,6 +112,7 @@ pub struct DependentList {
 
 /// `?recursive=true` (only that exact text) lists transitive dependencies too.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RecursiveFilter {
     recursive: Option<String>,
 }

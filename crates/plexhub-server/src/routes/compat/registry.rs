@@ -86,6 +86,7 @@ pub struct ServiceList {
 
 /// Filters of the listing.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct ListFilter {
     /// Only this plugin's services.
@@ -96,6 +97,7 @@ pub struct ListFilter {
 
 /// Discovery filter.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DiscoverFilter {
     /// An npm range the service version must satisfy.
     version: Option<String>,

@@ -218,6 +218,7 @@ async fn batch_get(
 
 /// Listing parameters.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ListParams {
     /// Only keys starting with this.
@@ -442,6 +443,7 @@ async fn transaction(
 
 /// Watch filter.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WatchFilter {
     /// Only keys starting with this.

@@ -99,6 +99,7 @@ pub struct DependencyPlacement {
 
 /// Query of an install.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct InstallOptions {
     /// Install what the plan says the plugin needs, first, all or nothing.
@@ -108,6 +109,7 @@ pub struct InstallOptions {
 
 /// Query of an uninstall.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UninstallOptions {
     /// Remove the installed plugins that require this one first.
     #[serde(default)]

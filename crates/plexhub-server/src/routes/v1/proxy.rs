@@ -214,6 +214,7 @@ pub(crate) async fn forward(
 
 /// What to explain.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExplainQuery {
     /// The calling plugin (a plugin credential may only ask about itself).
     caller: Option<String>,
@@ -248,6 +249,7 @@ async fn explain_access(
 
 /// Filters of the audit log.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CallFilter {
     /// Tenant slug.

@@ -39,6 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Paging and filters of the service list.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServicePaging {
     /// Page size, 1-500 (default 100).

@@ -81,6 +81,7 @@ pub struct UpdateTenant {
 
 /// Paging of `GET /api/v1/tenants`.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPaging {
     /// Page size, 1-500 (default 50).
