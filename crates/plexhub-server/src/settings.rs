@@ -120,7 +120,7 @@ pub struct GatewaySettings {
     /// where plugins are reachable through the hub alone.
     pub sign_requests: bool,
     /// The scheme of installations that did not choose one at install: HMAC-SHA256 with the
-    /// installation's own secret (about 1 µs per request) or Ed25519 with the hub's key (about
+    /// installation's own secret (about 0.4 µs per request) or Ed25519 with the hub's key (about
     /// 19 µs); see `cargo bench -p plexhub-core --bench signing`.
     pub signing_scheme: plexhub_core::signing::SigningScheme,
     /// How long a rotated-out signing secret still signs (beside the new one).

@@ -14,7 +14,7 @@ use plexhub_core::ids::ServiceName;
 use plexhub_core::tenant::TenantId;
 use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{OnceCell, broadcast};
+use tokio::sync::{OnceCell, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// The Redis channel all hub instances share.
@@ -23,6 +23,11 @@ const CHANNEL: &str = "plexhub:changes";
 const LOCAL_CAPACITY: usize = 4096;
 /// How long publishing to Redis may take before the change is only delivered locally.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Changes waiting to be published to Redis before a writer waits for room.
+const OUTBOX_CAPACITY: usize = 16_384;
+/// After a failed publish, how long queued changes are dropped instead of tried (the other
+/// instances' subscriptions are down too, and they clear their caches when they reconnect).
+const PUBLISH_BACKOFF: Duration = Duration::from_millis(250);
 /// Pause between attempts to re-subscribe after the Redis connection dropped.
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 
@@ -92,6 +97,8 @@ struct RedisLink {
     client: redis::Client,
     publisher: OnceCell<redis::aio::ConnectionManager>,
     origin: String,
+    /// Encoded changes for the publishing task: a write never waits on Redis itself.
+    outbox: mpsc::Sender<String>,
 }
 
 /// A handle on the feed; cheap to clone.
@@ -115,16 +122,20 @@ impl ChangeFeed {
     /// A feed shared with other instances through Redis. Follows the channel in a background
     /// task until `shutdown` is cancelled, reconnecting after failures.
     pub fn with_redis(client: redis::Client, shutdown: CancellationToken) -> Self {
+        let (outbox, queued) = mpsc::channel(OUTBOX_CAPACITY);
+        let link = Arc::new(RedisLink {
+            client,
+            publisher: OnceCell::new(),
+            origin: uuid::Uuid::new_v4().to_string(),
+            outbox,
+        });
         let feed = Self {
             local: broadcast::channel(LOCAL_CAPACITY).0,
-            redis: Some(Arc::new(RedisLink {
-                client,
-                publisher: OnceCell::new(),
-                origin: uuid::Uuid::new_v4().to_string(),
-            })),
+            redis: Some(link.clone()),
             connected: Arc::new(AtomicBool::new(false)),
         };
         tokio::spawn(feed.clone().follow_redis(shutdown));
+        tokio::spawn(publish_queued(link, queued));
         feed
     }
 
@@ -138,9 +149,10 @@ impl ChangeFeed {
         self.local.subscribe()
     }
 
-    /// Delivers a change to this instance's subscribers at once and to other instances through
-    /// Redis. A Redis failure is logged: the other instances will have lost their subscription
-    /// too and distrust their caches.
+    /// Delivers a change to this instance's subscribers at once, and queues it for the other
+    /// instances (a task publishes it to Redis): a write waits on Redis only when the queue is
+    /// full. A Redis failure is logged: the other instances will have lost their subscription
+    /// too and distrust their caches until they reconnect.
     pub async fn publish(&self, change: Change) {
         let _ = self.local.send(FeedEvent::Change(change.clone()));
         let Some(link) = &self.redis else { return };
@@ -154,20 +166,8 @@ impl ChangeFeed {
                 return;
             }
         };
-        let attempt = async {
-            let publisher = link
-                .publisher
-                .get_or_try_init(|| redis::aio::ConnectionManager::new(link.client.clone()))
-                .await?;
-            publisher
-                .clone()
-                .publish::<_, _, ()>(CHANNEL, payload)
-                .await
-        };
-        match tokio::time::timeout(PUBLISH_TIMEOUT, attempt).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "cannot publish a change to Redis"),
-            Err(_) => tracing::warn!("publishing a change to Redis timed out"),
+        if link.outbox.send(payload).await.is_err() {
+            tracing::warn!("the change feed's publisher has stopped");
         }
     }
 
@@ -220,6 +220,48 @@ impl ChangeFeed {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(RECONNECT_DELAY) => {}
+            }
+        }
+    }
+}
+
+/// Publishes queued changes to Redis in order. After a failure, what is queued in the next
+/// [`PUBLISH_BACKOFF`] is dropped (logged) rather than tried one timeout at a time.
+async fn publish_queued(link: Arc<RedisLink>, mut queued: mpsc::Receiver<String>) {
+    let mut failing_until: Option<tokio::time::Instant> = None;
+    let mut dropped = 0_u64;
+    while let Some(payload) = queued.recv().await {
+        if let Some(until) = failing_until {
+            if tokio::time::Instant::now() < until {
+                dropped += 1;
+                continue;
+            }
+            failing_until = None;
+        }
+        let attempt = async {
+            let publisher = link
+                .publisher
+                .get_or_try_init(|| redis::aio::ConnectionManager::new(link.client.clone()))
+                .await?;
+            publisher
+                .clone()
+                .publish::<_, _, ()>(CHANNEL, payload)
+                .await
+        };
+        let failure = match tokio::time::timeout(PUBLISH_TIMEOUT, attempt).await {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(_) => Some("timed out".to_owned()),
+        };
+        match failure {
+            None if dropped > 0 => {
+                tracing::warn!(dropped, "changes were not published while Redis failed");
+                dropped = 0;
+            }
+            None => {}
+            Some(error) => {
+                tracing::warn!(%error, "cannot publish a change to Redis");
+                failing_until = Some(tokio::time::Instant::now() + PUBLISH_BACKOFF);
             }
         }
     }

@@ -293,3 +293,55 @@ async fn slow_clients_are_cut_off_and_connections_are_capped() {
         .expect("served once a connection closed");
     assert_eq!(served.status(), 200);
 }
+
+/// Requests malformed below HTTP's grammar are answered by the HTTP library before the hub
+/// sees them: the status is right (400, 414, 431), the body empty (documented in
+/// docs/OPERATIONS.md), and the connection is not left hanging.
+#[tokio::test]
+async fn malformed_requests_get_the_right_status_from_the_http_layer() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let app = spawn(Backend::Sqlite).await.expect("sqlite");
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let long_uri = format!("/healthz?{}", "a".repeat(70 * 1024));
+    let big_header = format!("X-Big: {}\r\n", "b".repeat(8 * 1024)).repeat(60);
+    let cases: [(Vec<u8>, &[u16]); 4] = [
+        (b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), &[400]),
+        (
+            format!("GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n").into_bytes(),
+            &[400],
+        ),
+        (
+            format!("GET {long_uri} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes(),
+            &[414, 431],
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nHost: x\r\n{big_header}\r\n").into_bytes(),
+            &[431],
+        ),
+    ];
+    for (request, expected) in cases {
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect");
+        let _ = stream.write_all(&request).await;
+        let mut answer = vec![0; 1024];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(3), stream.read(&mut answer))
+                .await
+                .expect("answered within 3 s")
+                .unwrap_or(0);
+        answer.truncate(read);
+        let text = String::from_utf8_lossy(&answer);
+        let status: u16 = text
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            expected.contains(&status),
+            "expected {expected:?}, got {status} for {:?}…",
+            String::from_utf8_lossy(&request[..40.min(request.len())])
+        );
+    }
+}

@@ -298,3 +298,64 @@ async fn the_openapi_document_is_valid() {
         String::from_utf8_lossy(&validator.stderr)
     );
 }
+
+/// A Redis that accepts connections and never answers (frozen, or a network black hole):
+/// writes do not wait for their change to be published (before, each waited its 1 s publish
+/// timeout), and reads bypass the caches they can no longer trust.
+#[tokio::test]
+async fn writes_do_not_wait_on_a_frozen_redis() {
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = black_hole.local_addr().expect("address");
+    let held = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let holder = held.clone();
+    tokio::spawn(async move {
+        while let Ok((connection, _)) = black_hole.accept().await {
+            holder.lock().await.push(connection);
+        }
+    });
+    let app = spawn_with(
+        Backend::Sqlite,
+        Options {
+            redis_url: Some(format!("redis://{address}/")),
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("starts while Redis hangs");
+    app.create_tenant("acme").await;
+    app.publish(&crate::helpers::crm_at("1.0.0")).await;
+    app.publish(&crate::helpers::analytics()).await;
+    app.install("acme", "plugin-crm", json!({})).await;
+    app.install("acme", "plugin-analytics", json!({})).await;
+    let acting = [("x-tenant-slug", "acme")];
+    for n in 0..5 {
+        let started = std::time::Instant::now();
+        let reply = app
+            .send(
+                Method::PUT,
+                "/api/v1/data/reports/total",
+                Some(crate::helpers::ADMIN),
+                &acting,
+                Some(&json!({"value": n, "ownerId": "plugin-analytics"})),
+            )
+            .await;
+        assert!(reply.status.is_success(), "{}", reply.body);
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(500),
+            "write {n} took {:?}",
+            started.elapsed()
+        );
+        let read = app
+            .send(
+                Method::GET,
+                "/api/v1/data/reports/total",
+                Some(crate::helpers::ADMIN),
+                &acting,
+                None,
+            )
+            .await;
+        assert_eq!(read.assert_status(200)["value"], n, "never a stale read");
+    }
+}
