@@ -308,7 +308,7 @@ async fn malformed_requests_get_the_right_status_from_the_http_layer() {
     let cases: [(Vec<u8>, &[u16]); 4] = [
         (b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), &[400]),
         (
-            format!("GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n").into_bytes(),
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n".to_vec(),
             &[400],
         ),
         (
