@@ -31,7 +31,7 @@ pub struct ConnectionLimits {
 impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
-            header_read_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
         }
     }
@@ -39,6 +39,58 @@ impl Default for ConnectionLimits {
 
 /// Pause after a failed accept (out of file descriptors, say) before the next.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+/// What is read of a request body its handler did not read, at most…
+const DRAIN_LIMIT: usize = 1024 * 1024;
+/// …and for at most this long.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// A request body that, when its handler drops it unread (a request refused before its body
+/// mattered), is read to its end in the background, within [`DRAIN_LIMIT`] and [`DRAIN_TIME`]:
+/// unread bytes left on a closing connection make the kernel reset it, and the client would
+/// lose the answer it was sent.
+struct DrainedBody(Option<Incoming>);
+
+impl hyper::body::Body for DrainedBody {
+    type Data = axum::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        match self.0.as_mut() {
+            Some(body) => std::pin::Pin::new(body).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(hyper::body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.0.as_ref().map_or_else(
+            || hyper::body::SizeHint::with_exact(0),
+            hyper::body::Body::size_hint,
+        )
+    }
+}
+
+impl Drop for DrainedBody {
+    fn drop(&mut self) {
+        let Some(body) = self.0.take() else { return };
+        if hyper::body::Body::is_end_stream(&body) {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let limited = http_body_util::Limited::new(body, DRAIN_LIMIT);
+                let _ = tokio::time::timeout(DRAIN_TIME, http_body_util::BodyExt::collect(limited))
+                    .await;
+            });
+        }
+    }
+}
 
 /// Serves `front` on `listener` until `shutdown` completes, then lets every connection finish
 /// what it is doing.
@@ -80,7 +132,7 @@ pub async fn serve(
         let front = front.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let mut front = front.clone();
-            front.call(request.map(Body::new))
+            front.call(request.map(|body| Body::new(DrainedBody(Some(body)))))
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {

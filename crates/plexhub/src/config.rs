@@ -120,7 +120,7 @@ impl Default for ServeConfig {
             log_format: LogFormat::Text,
             log_level: "warn,plexhub=info,plexhub_server=info,plexhub_store=info".to_owned(),
             max_body_bytes: 1024 * 1024,
-            header_read_timeout_ms: 10_000,
+            header_read_timeout_ms: 30_000,
             max_connections: 10_000,
             max_value_bytes: 256 * 1024,
             heartbeat_interval: 15,

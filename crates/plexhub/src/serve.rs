@@ -49,7 +49,7 @@ pub struct ServeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     max_value_bytes: Option<usize>,
     /// Milliseconds a client has to send a request's headers, also the idle keep-alive
-    /// timeout; a slower client is disconnected [default: 10000].
+    /// timeout; a slower client is disconnected [default: 30000].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     header_read_timeout_ms: Option<u64>,

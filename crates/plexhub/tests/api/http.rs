@@ -345,3 +345,41 @@ async fn malformed_requests_get_the_right_status_from_the_http_layer() {
         );
     }
 }
+
+/// A request refused before its body is read (no credential here) leaves its connection usable
+/// for the next request: the hub reads the unread body in the background. (It closed the
+/// connection instead, without saying so: a client's next request on it, as Python's
+/// `requests` pools do, got "connection closed without response".)
+#[tokio::test]
+async fn a_refused_request_keeps_its_connection_usable() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let app = spawn(Backend::Sqlite).await.expect("sqlite");
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let body = r#"{"slug":"acme"}"#;
+    let refused = format!(
+        "POST /api/v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut answers = String::new();
+    for request in [refused.as_str(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"] {
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = vec![0; 4096];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer))
+                .await
+                .expect("answered within 5 s")
+                .unwrap_or(0);
+        answers.push_str(&String::from_utf8_lossy(&answer[..read]));
+        answers.push('|');
+    }
+    let parts: Vec<&str> = answers.split('|').collect();
+    assert!(parts[0].starts_with("HTTP/1.1 401"), "{answers}");
+    assert!(
+        parts[1].starts_with("HTTP/1.1 200"),
+        "the next request on the connection is answered: {answers}"
+    );
+}
