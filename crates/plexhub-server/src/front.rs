@@ -30,7 +30,7 @@ use tower::Service;
 use crate::auth::{self, TenantScope};
 use crate::error::{ApiError, ErrorReport, render_flat};
 use crate::extract::ApiJson;
-use crate::metrics::HOT_METHODS;
+use crate::metrics::{ACCESS_LOG, HOT_METHODS};
 use crate::request_id::{self, REQUEST_ID_HEADER};
 use crate::routes::compat::call;
 use crate::routes::v1::proxy;
@@ -103,9 +103,11 @@ async fn serve_hot(state: AppState, route: Hot, method: usize, mut request: Requ
     request
         .headers_mut()
         .insert(REQUEST_ID_HEADER.clone(), id_header.clone());
+    let mut who = tracing::enabled!(target: ACCESS_LOG, tracing::Level::DEBUG)
+        .then(|| (String::new(), String::new()));
     let answer = request_id::scope(
         id,
-        AssertUnwindSafe(authenticated(&state, route, request)).catch_unwind(),
+        AssertUnwindSafe(authenticated(&state, route, request, &mut who)).catch_unwind(),
     )
     .await;
     let mut response = match answer {
@@ -131,6 +133,22 @@ async fn serve_hot(state: AppState, route: Hot, method: usize, mut request: Requ
     response
         .headers_mut()
         .insert(REQUEST_ID_HEADER.clone(), id_header);
+    if let Some((tenant, caller)) = who {
+        tracing::debug!(
+            target: ACCESS_LOG,
+            method = HOT_METHODS[method].as_str(),
+            route = match route {
+                Hot::Proxy => "/api/v1/proxy/{serviceName}/{*path}",
+                Hot::Call => CALL_PATH,
+            },
+            status = status.as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            request_id = ?response.headers().get(&REQUEST_ID_HEADER),
+            tenant,
+            caller,
+            "request"
+        );
+    }
     let metrics = match route {
         Hot::Proxy => &state.proxy_metrics,
         Hot::Call => &state.call_metrics,
@@ -147,8 +165,12 @@ async fn authenticated(
     state: &AppState,
     route: Hot,
     request: Request,
+    who: &mut Option<(String, String)>,
 ) -> Result<Response, ApiError> {
     let caller = auth::identify(state, request.headers()).await?;
+    if let Some(who) = who.as_mut() {
+        *who = crate::metrics::who_is(Some(&caller), request.headers());
+    }
     let scope = TenantScope::of(state, caller, request.headers()).await?;
     match route {
         Hot::Proxy => proxy::forward(scope, state.clone(), request).await,

@@ -61,6 +61,36 @@ fn status_class(status: u16) -> &'static str {
     }
 }
 
+/// The access log's target: one line per request at DEBUG (`--log-level …,plexhub::access=debug`).
+pub const ACCESS_LOG: &str = "plexhub::access";
+
+/// The tenant (slug) and the caller (`admin` or the plugin) of an authenticated request.
+fn who(request: &Request) -> (String, String) {
+    who_is(
+        request.extensions().get::<crate::auth::Caller>(),
+        request.headers(),
+    )
+}
+
+/// The tenant (slug) and the caller (`admin` or the plugin) of `caller`.
+pub fn who_is(
+    caller: Option<&crate::auth::Caller>,
+    headers: &axum::http::HeaderMap,
+) -> (String, String) {
+    match caller {
+        Some(crate::auth::Caller::Plugin(plugin)) => {
+            (plugin.tenant.slug.to_string(), plugin.plugin_id.to_string())
+        }
+        Some(crate::auth::Caller::Admin) => (
+            crate::auth::tenant_header(headers)
+                .unwrap_or_default()
+                .to_owned(),
+            "admin".to_owned(),
+        ),
+        None => (String::new(), String::new()),
+    }
+}
+
 /// Methods a hot route serves, in the order of [`RouteMetrics`]' handles.
 pub const HOT_METHODS: [Method; 5] = [
     Method::GET,
@@ -292,6 +322,9 @@ impl Metrics {
 /// Route-layer middleware: records every routed request.
 pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
+    // Who calls, for the access log (only when its level is on: no work per request otherwise).
+    let access =
+        tracing::enabled!(target: ACCESS_LOG, tracing::Level::DEBUG).then(|| who(&request));
     let method = request.method().as_str().to_owned();
     let route = request
         .extensions()
@@ -299,6 +332,18 @@ pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next:
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
     let response = next.run(request).await;
+    if let Some((tenant, caller)) = access {
+        tracing::debug!(
+            target: ACCESS_LOG,
+            %method,
+            %route,
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            tenant,
+            caller,
+            "request"
+        );
+    }
     let status = response.status().as_str().to_owned();
     metrics
         .latency

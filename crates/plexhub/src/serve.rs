@@ -145,9 +145,13 @@ pub struct ServeArgs {
     event_delivery_timeout_ms: Option<u64>,
 }
 
+/// The log filter: `RUST_LOG` when it is set (tracing-subscriber's syntax), else `level`.
 fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
-    let filter =
-        EnvFilter::try_new(level).with_context(|| format!("invalid log level {level:?}"))?;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(from_env) if !from_env.trim().is_empty() => EnvFilter::try_new(&from_env)
+            .with_context(|| format!("invalid RUST_LOG {from_env:?}"))?,
+        _ => EnvFilter::try_new(level).with_context(|| format!("invalid log level {level:?}"))?,
+    };
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Text => builder.init(),

@@ -917,3 +917,181 @@ async fn demo_once_prints_the_summary_and_exits() {
         "the demo leaves nothing in the working directory"
     );
 }
+
+/// Logs operators can use, and never a secret: `RUST_LOG` overrides `--log-level`; with
+/// `--log-format json` every line is a JSON object, and the access log (`plexhub::access` at
+/// DEBUG) gives tenant, caller, route, status and duration per request. Through a whole flow at
+/// DEBUG for every crate, the captured output never contains the admin token, a credential or a
+/// signing secret.
+#[tokio::test]
+async fn logs_are_json_follow_rust_log_and_never_hold_a_secret() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_plexhub"));
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--log-level",
+            "error",
+        ])
+        .current_dir(dir.path())
+        .env("PLEXHUB_ADMIN_TOKEN", ADMIN)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PLEXHUB_") && name != "PLEXHUB_ADMIN_TOKEN" {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command.spawn().expect("spawn serve");
+    let captured = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (address_tx, address_rx) = tokio::sync::oneshot::channel::<String>();
+    let mut address_tx = Some(address_tx);
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let sink = captured.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = out.next_line().await {
+            if let Some(address) = line.strip_prefix("plexhub listening on ")
+                && let Some(tx) = address_tx.take()
+            {
+                let _ = tx.send(address.to_owned());
+            }
+            let mut all = sink.lock().expect("lock");
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+    let mut err = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let sink = captured.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = err.next_line().await {
+            let mut all = sink.lock().expect("lock");
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+    let address = tokio::time::timeout(Duration::from_secs(60), address_rx)
+        .await
+        .expect("serve starts")
+        .expect("an address");
+
+    let http = reqwest::Client::new();
+    let admin = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
+        let mut request = http
+            .request(method, format!("{address}{path}"))
+            .bearer_auth(ADMIN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send()
+    };
+    admin(
+        reqwest::Method::POST,
+        "/api/v1/tenants",
+        Some(serde_json::json!({"slug": "acme"})),
+    )
+    .await
+    .expect("tenant");
+    for manifest in [crate::helpers::crm_at("1.0.0"), crate::helpers::analytics()] {
+        admin(reqwest::Method::POST, "/api/v1/plugins", Some(manifest))
+            .await
+            .expect("publish");
+    }
+    let mut secrets = vec![ADMIN.to_owned()];
+    for body in [
+        serde_json::json!({"pluginId": "plugin-crm", "baseUrl": "http://127.0.0.1:9", "activate": true}),
+        serde_json::json!({"pluginId": "plugin-analytics", "baseUrl": "http://127.0.0.1:9", "activate": true,
+               "grants": ["plugin.crm.contacts.read"]}),
+    ] {
+        let installed: serde_json::Value = admin(
+            reqwest::Method::POST,
+            "/api/v1/tenants/acme/installations",
+            Some(body),
+        )
+        .await
+        .expect("install")
+        .json()
+        .await
+        .expect("json");
+        let token = installed["credential"]["token"].as_str().expect("token");
+        secrets.push(token.to_owned());
+        secrets.push(token.split_once('.').expect("id.secret").1.to_owned());
+        secrets.push(
+            installed["credential"]["signingSecret"]["secret"]
+                .as_str()
+                .expect("signing secret")
+                .to_owned(),
+        );
+    }
+    let analytics = secrets[4].clone();
+    for path in [
+        "/api/v1/proxy/crm.contacts/contacts",
+        "/api/v1/whoami",
+        "/api/v1/self/signing-secrets",
+    ] {
+        let _ = http
+            .get(format!("{address}{path}"))
+            .bearer_auth(&analytics)
+            .send()
+            .await
+            .expect("call");
+    }
+    let rotated: serde_json::Value = admin(
+        reqwest::Method::POST,
+        "/api/v1/tenants/acme/installations/plugin-crm/signing-secret/rotate",
+        None,
+    )
+    .await
+    .expect("rotate")
+    .json()
+    .await
+    .expect("json");
+    secrets.push(
+        rotated["signingSecret"]["secret"]
+            .as_str()
+            .expect("secret")
+            .to_owned(),
+    );
+    let _ = http
+        .get(format!("{address}/api/v1/whoami"))
+        .bearer_auth("phk_wrong.guess")
+        .send()
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = child.kill().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let logs = captured.lock().expect("lock").clone();
+
+    let json_lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|line| !line.starts_with("plexhub listening on "))
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).expect("every log line is a JSON object"))
+        .collect();
+    assert!(
+        json_lines.len() > 20,
+        "RUST_LOG=debug overrides --log-level error: {logs}"
+    );
+    let access = json_lines
+        .iter()
+        .find(|line| {
+            line["target"] == "plexhub::access"
+                && line["fields"]["route"] == "/api/v1/proxy/{serviceName}/{*path}"
+        })
+        .unwrap_or_else(|| panic!("an access line for the proxy call in {logs}"));
+    assert_eq!(access["fields"]["tenant"], "acme");
+    assert_eq!(access["fields"]["caller"], "plugin-analytics");
+    assert!(access["fields"]["status"].is_u64() && access["fields"]["duration_ms"].is_f64());
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret was logged ({}…)",
+            &secret[..6]
+        );
+    }
+}
