@@ -383,3 +383,58 @@ async fn a_refused_request_keeps_its_connection_usable() {
         "the next request on the connection is answered: {answers}"
     );
 }
+
+/// Every seed-compatible route answers errors in the original's flat shape, which its SDK reads
+/// (`error` a string, `code` beside it): without a credential, and with a malformed body.
+#[tokio::test]
+async fn every_seed_route_error_is_flat_with_a_code() {
+    let app = spawn(Backend::Sqlite).await.expect("sqlite");
+    let document = app
+        .send(Method::GET, "/openapi.json", None, &[], None)
+        .await;
+    let paths = document.body["paths"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let mut checked = 0;
+    for (template, operations) in &paths {
+        if !template.starts_with("/api/plugin-gateway/") {
+            continue;
+        }
+        let path = template
+            .replace("{pluginId}", "plugin-crm")
+            .replace("{serviceName}", "crm.contacts")
+            .replace("{serviceId}", "svc-1")
+            .replace("{namespace}", "ns")
+            .replace("{key}", "k");
+        for method in operations
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let Ok(method) = Method::from_bytes(method.to_uppercase().as_bytes()) else {
+                continue;
+            };
+            for token in [None, Some(ADMIN)] {
+                let mut request = app
+                    .http
+                    .request(method.clone(), format!("{}{path}", app.base))
+                    .header("content-type", "application/json")
+                    .body("{");
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                let response = request.send().await.expect("send");
+                let status = response.status();
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                assert!(status.is_client_error(), "{method} {path}: {status} {body}");
+                assert!(
+                    body["error"].is_string() && body["code"].is_string(),
+                    "{method} {path} ({status}): not flat: {body}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 20, "checked {checked} answers");
+}
