@@ -30,6 +30,14 @@ const OUTBOX_CAPACITY: usize = 16_384;
 const PUBLISH_BACKOFF: Duration = Duration::from_millis(250);
 /// Pause between attempts to re-subscribe after the Redis connection dropped.
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
+/// Every instance publishes a beat this often, so that followers can tell a silent channel
+/// from a dead (or frozen) Redis.
+const BEAT_EVERY: Duration = Duration::from_millis(100);
+/// A subscription that hears nothing (not even a beat) for this long counts as lost: caches are
+/// bypassed until it is back. It bounds how long a frozen Redis can leave a stale cache trusted.
+const SILENCE_LIMIT: Duration = Duration::from_millis(500);
+/// What a beat carries (not a change).
+const BEAT: &str = "beat";
 
 /// Something that changed; the cache keys it invalidates follow from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,8 +142,9 @@ impl ChangeFeed {
             redis: Some(link.clone()),
             connected: Arc::new(AtomicBool::new(false)),
         };
-        tokio::spawn(feed.clone().follow_redis(shutdown));
-        tokio::spawn(publish_queued(link, queued));
+        tokio::spawn(feed.clone().follow_redis(shutdown.clone()));
+        tokio::spawn(publish_queued(link.clone(), queued));
+        tokio::spawn(beat(link, shutdown));
         feed
     }
 
@@ -189,32 +198,43 @@ impl ChangeFeed {
             return;
         };
         while !shutdown.is_cancelled() {
-            match link.client.get_async_pubsub().await {
-                Ok(mut pubsub) => match pubsub.subscribe(CHANNEL).await {
-                    Ok(()) => {
-                        self.set_connected(true);
-                        let mut messages = pubsub.on_message();
-                        loop {
-                            let message = tokio::select! {
-                                () = shutdown.cancelled() => return,
-                                message = messages.next() => message,
-                            };
-                            let Some(message) = message else { break };
-                            let Ok(payload) = message.get_payload::<String>() else {
-                                continue;
-                            };
-                            match serde_json::from_str::<Envelope>(&payload) {
-                                Ok(envelope) if envelope.origin != link.origin => {
-                                    let _ = self.local.send(FeedEvent::Change(envelope.change));
-                                }
-                                Ok(_) => {}
-                                Err(error) => tracing::warn!(%error, "ignoring a malformed change"),
+            let subscribed = tokio::time::timeout(SILENCE_LIMIT, async {
+                let mut pubsub = link.client.get_async_pubsub().await?;
+                pubsub.subscribe(CHANNEL).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            })
+            .await;
+            match subscribed {
+                Err(_) => tracing::debug!("Redis did not answer the subscription in time"),
+                Ok(Err(error)) => tracing::debug!(%error, "cannot subscribe to the change feed"),
+                Ok(Ok(mut pubsub)) => {
+                    self.set_connected(true);
+                    let mut messages = pubsub.on_message();
+                    loop {
+                        let message = tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            message = tokio::time::timeout(SILENCE_LIMIT, messages.next()) => message,
+                        };
+                        let Ok(message) = message else {
+                            tracing::warn!("the change feed went silent (no beat for 500 ms)");
+                            break;
+                        };
+                        let Some(message) = message else { break };
+                        let Ok(payload) = message.get_payload::<String>() else {
+                            continue;
+                        };
+                        if payload == BEAT {
+                            continue;
+                        }
+                        match serde_json::from_str::<Envelope>(&payload) {
+                            Ok(envelope) if envelope.origin != link.origin => {
+                                let _ = self.local.send(FeedEvent::Change(envelope.change));
                             }
+                            Ok(_) => {}
+                            Err(error) => tracing::warn!(%error, "ignoring a malformed change"),
                         }
                     }
-                    Err(error) => tracing::warn!(%error, "cannot subscribe to the change feed"),
-                },
-                Err(error) => tracing::debug!(%error, "cannot reach Redis for the change feed"),
+                }
             }
             self.set_connected(false);
             tokio::select! {
@@ -264,5 +284,20 @@ async fn publish_queued(link: Arc<RedisLink>, mut queued: mpsc::Receiver<String>
                 failing_until = Some(tokio::time::Instant::now() + PUBLISH_BACKOFF);
             }
         }
+    }
+}
+
+/// Publishes a beat every [`BEAT_EVERY`] (through the outbox, behind the changes) until
+/// `shutdown`.
+async fn beat(link: Arc<RedisLink>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(BEAT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        // A full outbox means Redis is failing already: the beat is not needed then.
+        let _ = link.outbox.try_send(BEAT.to_owned());
     }
 }
