@@ -307,24 +307,15 @@ pub fn render_flat(report: &ErrorReport) -> Response {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Database(sqlx) if is_unreachable(&sqlx) => {
-                tracing::error!(cause = %sqlx, "database unavailable");
-                ApiError::new(
-                    ErrorCode::ServiceUnavailable,
-                    "the database is unavailable; retry later",
-                )
-            }
-            other => ApiError::internal(&other),
+        if error.is_unavailable() {
+            tracing::error!(cause = %error, "database unavailable");
+            return ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "the database is unavailable; retry later",
+            );
         }
+        ApiError::internal(&error)
     }
-}
-
-fn is_unreachable(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-    )
 }
 
 impl From<JsonRejection> for ApiError {

@@ -21,7 +21,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{FromRequest as _, Request, State};
-use axum::http::{HeaderValue, Method};
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt as _;
 use http_body_util::Limited;
@@ -96,43 +96,35 @@ enum Hot {
 }
 
 /// A hot route with what the router's layers would do around it.
-async fn serve_hot(state: AppState, route: Hot, method: usize, mut request: Request) -> Response {
+async fn serve_hot(state: AppState, route: Hot, method: usize, request: Request) -> Response {
     let started = Instant::now();
-    let id = request_id::of(&request);
-    let id_header = HeaderValue::from_str(&id).expect("sane ids and UUIDs are valid headers");
-    request
-        .headers_mut()
-        .insert(REQUEST_ID_HEADER.clone(), id_header.clone());
     let mut who = tracing::enabled!(target: ACCESS_LOG, tracing::Level::DEBUG)
         .then(|| (String::new(), String::new()));
-    let answer = request_id::scope(
-        id,
-        AssertUnwindSafe(authenticated(&state, route, request, &mut who)).catch_unwind(),
-    )
+    let response = request_id::with_id(request, |request| async {
+        let answer = AssertUnwindSafe(authenticated(&state, route, request, &mut who))
+            .catch_unwind()
+            .await;
+        let response = match answer {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => error.into_response(),
+            Err(panic) => crate::routes::panic_response(panic),
+        };
+        match response.extensions().get::<ErrorReport>() {
+            Some(report) if route == Hot::Call => render_flat(report),
+            _ => response,
+        }
+    })
     .await;
-    let mut response = match answer {
-        Ok(Ok(response)) => response,
-        Ok(Err(error)) => error.into_response(),
-        Err(panic) => crate::routes::panic_response(panic),
-    };
-    if route == Hot::Call
-        && let Some(report) = response.extensions().get::<ErrorReport>()
-    {
-        response = render_flat(report);
-    }
     let status = response.status();
     if status.is_server_error() {
         // What the router's trace layer logs for its routes.
         tracing::error!(
             status = status.as_u16(),
-            request_id = ?id_header,
+            request_id = ?response.headers().get(&REQUEST_ID_HEADER),
             latency_ms = started.elapsed().as_millis(),
             "response failed"
         );
     }
-    response
-        .headers_mut()
-        .insert(REQUEST_ID_HEADER.clone(), id_header);
     if let Some((tenant, caller)) = who {
         tracing::debug!(
             target: ACCESS_LOG,

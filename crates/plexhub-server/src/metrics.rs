@@ -250,16 +250,6 @@ impl Metrics {
         })
     }
 
-    /// Observes one gateway call.
-    pub fn gateway_call(&self, route: &'static str, status: u16, seconds: f64) {
-        self.gateway
-            .get_or_create(&GatewayLabels {
-                route,
-                status_class: status_class(status),
-            })
-            .observe(seconds);
-    }
-
     /// Handles of one route's series, for a hot path: recording a request then touches no
     /// label map and allocates nothing. The series are the same as [`record`]'s.
     pub fn route(

@@ -37,7 +37,7 @@ fn new_id() -> String {
 }
 
 /// The request's id: the caller's when it is sane, else a new one.
-pub fn of(request: &Request) -> String {
+fn of(request: &Request) -> String {
     request
         .headers()
         .get(&REQUEST_ID_HEADER)
@@ -46,23 +46,28 @@ pub fn of(request: &Request) -> String {
         .map_or_else(new_id, str::to_owned)
 }
 
-/// Runs `handling` with `id` as the [`current`] request id.
-pub async fn scope<F: Future>(id: String, handling: F) -> F::Output {
-    CURRENT.scope(id, handling).await
-}
-
-/// Middleware: picks the id, stores it on the request, runs the rest with it, echoes it back.
-pub async fn assign(mut request: Request, next: Next) -> Response {
+/// Picks the request's id, stores it on the request, runs `handle` with it as the [`current`]
+/// id, and echoes it on the answer (the router's middleware, and the front door's hot paths).
+pub async fn with_id<F, Fut>(mut request: Request, handle: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let id = of(&request);
     let header = HeaderValue::from_str(&id).expect("sane ids and UUIDs are valid header values");
     request
         .headers_mut()
         .insert(REQUEST_ID_HEADER.clone(), header.clone());
-    let mut response = scope(id, next.run(request)).await;
+    let mut response = CURRENT.scope(id, handle(request)).await;
     response
         .headers_mut()
         .insert(REQUEST_ID_HEADER.clone(), header);
     response
+}
+
+/// Middleware: [`with_id`] around the rest of the stack.
+pub async fn assign(request: Request, next: Next) -> Response {
+    with_id(request, |request| next.run(request)).await
 }
 
 #[cfg(test)]

@@ -62,18 +62,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the database could not be reached or its connection broke (the same write may
-    /// succeed later), rather than the database refusing what was written.
+    /// Whether the database could not be reached (the same request may succeed later), rather
+    /// than the database refusing what was asked: the server answers 503 for it, and the audit
+    /// log retries it without end.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
             Self::Database(
-                sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Io(_)
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::Protocol(_)
-                    | sqlx::Error::WorkerCrashed
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
             )
         )
     }

@@ -116,6 +116,12 @@ pub async fn upstream() -> Upstream {
 /// Tenant `acme`: CRM (at `crm_url`) and Analytics, both ACTIVE, Analytics granted the read
 /// permissions. Returns (crm token, analytics token).
 pub async fn acme(app: &TestApp, crm_url: &str) -> (String, String) {
+    let grants = json!(["plugin.crm.contacts.read", "plugin.crm.deals.read"]);
+    acme_granting(app, crm_url, grants).await
+}
+
+/// [`acme`] with Analytics granted `grants`.
+async fn acme_granting(app: &TestApp, crm_url: &str, grants: Value) -> (String, String) {
     app.create_tenant("acme").await;
     app.publish(&crm_at("1.0.0")).await;
     app.publish(&analytics()).await;
@@ -126,7 +132,6 @@ pub async fn acme(app: &TestApp, crm_url: &str) -> (String, String) {
             json!({"baseUrl": crm_url, "activate": true}),
         )
         .await;
-    let grants = json!(["plugin.crm.contacts.read", "plugin.crm.deals.read"]);
     let analytics = app
         .install(
             "acme",
@@ -1095,23 +1100,8 @@ async fn raw_exchange(app: &TestApp, head: &str, body: &[u8]) -> (u16, Duration)
 /// `/call` sets framing itself and refuses an oversize body before sending anything.
 async fn a_callers_broken_body_never_counts_against_the_plugin(app: TestApp) {
     let plugin = upstream().await;
-    app.create_tenant("acme").await;
-    app.publish(&crm_at("1.0.0")).await;
-    app.publish(&analytics()).await;
-    app.install(
-        "acme",
-        "plugin-crm",
-        json!({"baseUrl": plugin.base, "activate": true}),
-    )
-    .await;
     let grants = json!(["plugin.crm.contacts.read", "plugin.crm.contacts.write"]);
-    let analytics = app
-        .install(
-            "acme",
-            "plugin-analytics",
-            json!({"activate": true, "grants": grants}),
-        )
-        .await;
+    let (_, analytics) = acme_granting(&app, &plugin.base, grants).await;
     let url = format!("{}/api/v1/proxy/crm.contacts/contacts/1", app.base);
     // Ten oversize chunked bodies: more than the five failures that open a breaker.
     for _ in 0..10 {
