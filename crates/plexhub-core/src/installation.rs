@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::ids::PluginId;
-use crate::manifest::DependencySpec;
+use crate::manifest::{DependencySpec, Manifest};
 use crate::tenant::TenantId;
 use crate::version::{Version, VersionRange};
 
@@ -286,6 +286,41 @@ pub fn unmet_dependencies(
         .collect()
 }
 
+/// What grants may name for a plugin with `dependencies`: the permissions required by the
+/// endpoints of the services it depends on, over `candidates` (catalog manifests of the plugins
+/// depended on; those outside a dependency's range are ignored). Sorted, without duplicates.
+pub fn grantable_permissions<'a>(
+    dependencies: &[DependencySpec],
+    candidates: impl IntoIterator<Item = &'a Manifest>,
+) -> Vec<String> {
+    let mut grantable = std::collections::BTreeSet::new();
+    for manifest in candidates {
+        for dependency in dependencies.iter().filter(|dependency| {
+            dependency.plugin_id == manifest.id && dependency.range.satisfies(&manifest.version)
+        }) {
+            let services = manifest.services.iter().filter(|service| {
+                dependency
+                    .service_name
+                    .as_ref()
+                    .is_none_or(|name| *name == service.name)
+            });
+            for endpoint in services.flat_map(|service| &service.endpoints) {
+                grantable.extend(endpoint.permissions.iter().cloned());
+            }
+        }
+    }
+    grantable.into_iter().collect()
+}
+
+/// The grants of `grants` that are not in `grantable` (see [`grantable_permissions`]).
+pub fn ungrantable<'a>(grants: &'a [String], grantable: &[String]) -> Vec<&'a str> {
+    grants
+        .iter()
+        .filter(|grant| grantable.binary_search(grant).is_err())
+        .map(String::as_str)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,5 +407,72 @@ mod tests {
         assert_eq!(unmet[0].installed_version, None);
         assert_eq!(unmet[0].reason.as_deref(), Some("needs data"));
         assert_eq!(unmet[1].installed_version.as_deref(), Some("2.0.0"));
+    }
+
+    fn manifest(id: &str, version: &str, services: serde_json::Value) -> Manifest {
+        crate::manifest::validate_manifest(&serde_json::json!({
+            "id": id, "name": id, "version": version, "description": "a plugin",
+            "author": "someone", "license": "MIT", "api": { "services": services },
+        }))
+        .expect("valid manifest")
+    }
+
+    fn service(name: &str, permission: &str) -> serde_json::Value {
+        serde_json::json!({ "name": name, "version": "1.0.0", "endpoints": [
+            { "method": "GET", "path": "/items", "permissions": [permission] },
+        ]})
+    }
+
+    #[test]
+    fn grantable_permissions_come_from_the_depended_services_in_range() {
+        let crm_1 = manifest(
+            "plugin-crm",
+            "1.0.0",
+            serde_json::json!([
+                service("crm.contacts", "plugin.crm.contacts.read"),
+                service("crm.deals", "plugin.crm.deals.read"),
+            ]),
+        );
+        let crm_2 = manifest(
+            "plugin-crm",
+            "2.0.0",
+            serde_json::json!([service("crm.contacts", "plugin.crm.v2.read")]),
+        );
+        let other = manifest(
+            "plugin-other",
+            "1.0.0",
+            serde_json::json!([service("other.things", "plugin.other.read")]),
+        );
+        let depends_on_contacts = DependencySpec {
+            plugin_id: PluginId::parse("plugin-crm").expect("valid"),
+            service_name: Some(crate::ids::ServiceName::parse("crm.contacts").expect("valid")),
+            range: VersionRange::parse("^1.0.0").expect("valid"),
+            required: true,
+            reason: None,
+        };
+        let grantable = grantable_permissions(
+            std::slice::from_ref(&depends_on_contacts),
+            [&crm_1, &crm_2, &other],
+        );
+        assert_eq!(grantable, vec!["plugin.crm.contacts.read".to_owned()]);
+        let whole_plugin = DependencySpec {
+            service_name: None,
+            range: VersionRange::parse(">=1.0.0").expect("valid"),
+            ..depends_on_contacts
+        };
+        let grantable = grantable_permissions(&[whole_plugin], [&crm_1, &crm_2, &other]);
+        assert_eq!(
+            grantable,
+            [
+                "plugin.crm.contacts.read",
+                "plugin.crm.deals.read",
+                "plugin.crm.v2.read"
+            ]
+        );
+        let grants = vec![
+            "plugin.crm.deals.read".to_owned(),
+            "plugin.other.read".to_owned(),
+        ];
+        assert_eq!(ungrantable(&grants, &grantable), ["plugin.other.read"]);
     }
 }

@@ -24,6 +24,13 @@ impl TenantId {
     }
 }
 
+impl TenantId {
+    /// The hyphenated lowercase form written into `buffer`, without allocating.
+    pub fn encode<'a>(&self, buffer: &'a mut [u8; 36]) -> &'a str {
+        self.0.as_hyphenated().encode_lower(buffer)
+    }
+}
+
 impl fmt::Display for TenantId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.as_hyphenated().fmt(f)

@@ -62,6 +62,9 @@ pub enum ErrorCode {
     NotInstalled,
     /// The installation's state does not allow the requested lifecycle action.
     InvalidTransition,
+    /// A grant names a permission no endpoint of the plugin's dependencies requires;
+    /// `details.grantable` lists those that do.
+    UnknownGrant,
     /// A dependency declared in the manifest is missing or installed at a wrong version.
     DependencyUnmet,
     /// A batch of registered dependencies breaks a rule; every problem is in `details.errors`.
@@ -166,9 +169,8 @@ impl ErrorCode {
             ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             TenantRequired | InvalidSlug | MalformedJson | InvalidBody | InvalidParameter
-            | InvalidManifest | OriginNotAllowed | InvalidName | InvalidDependencies => {
-                StatusCode::BAD_REQUEST
-            }
+            | InvalidManifest | OriginNotAllowed | InvalidName | InvalidDependencies
+            | UnknownGrant => StatusCode::BAD_REQUEST,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             TenantNotFound | NotFound | PluginNotFound | VersionNotFound | NotInstalled

@@ -471,6 +471,21 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// Whether a plugin's answer header must not reach the caller: hop-by-hop headers (those a
+/// `Connection` header lists are found by the caller of this), cookies, and the hub's own
+/// `x-plexhub-*` headers (`X-Plexhub-Error` cannot be forged by a plugin).
+fn dropped_response_header(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    HOP_BY_HOP.contains(&name) || name == "set-cookie" || name.starts_with("x-plexhub-")
+}
+
+/// The headers the hub sets on what it forwards.
+const TENANT_ID_HEADER: HeaderName = HeaderName::from_static("x-tenant-id");
+const TENANT_SLUG_HEADER: HeaderName = HeaderName::from_static("x-tenant-slug");
+const CALLER_HEADER: HeaderName = HeaderName::from_static("x-caller-plugin-id");
+const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static("traceparent");
+const SIGNATURE_HEADER_NAME: HeaderName = HeaderName::from_static(SIGNATURE_HEADER);
+
 /// Whether a caller's request header must not reach the plugin.
 fn dropped_request_header(name: &HeaderName) -> bool {
     let name = name.as_str();
@@ -658,22 +673,18 @@ pub async fn forward(
             ),
         ));
     }
-    let listed = connection_listed(&parts.headers);
-    for name in HOP_BY_HOP.iter().copied().chain(["set-cookie"]) {
-        parts.headers.remove(name);
-    }
-    for name in &listed {
-        parts.headers.remove(name);
-    }
-    // The hub's own headers (`X-Plexhub-Error`) cannot be forged by a plugin.
-    let forged: Vec<HeaderName> = parts
-        .headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("x-plexhub-"))
-        .cloned()
-        .collect();
-    for name in forged {
-        parts.headers.remove(name);
+    // One pass over the answer's few headers; most answers have nothing to drop.
+    if parts.headers.keys().any(dropped_response_header) {
+        let listed = connection_listed(&parts.headers);
+        let dropped: Vec<HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|name| dropped_response_header(name) || listed.contains(name))
+            .cloned()
+            .collect();
+        for name in dropped {
+            parts.headers.remove(name);
+        }
     }
     let max_response = usize::try_from(limits.max_response_bytes).unwrap_or(usize::MAX);
     let body = Body::new(Limited::new(incoming, max_response).map_err(axum::Error::new));
@@ -752,20 +763,21 @@ fn forwarded_headers(call: &CallContext<'_>, headers: &HeaderMap) -> HeaderMap {
             forwarded.append(name.clone(), value.clone());
         }
     }
-    if let Ok(value) = HeaderValue::from_str(&call.tenant.id.to_string()) {
-        forwarded.insert("x-tenant-id", value);
+    let mut tenant_id = [0; 36];
+    if let Ok(value) = HeaderValue::from_str(call.tenant.id.encode(&mut tenant_id)) {
+        forwarded.insert(TENANT_ID_HEADER, value);
     }
     if let Ok(value) = HeaderValue::from_str(call.tenant.slug.as_str()) {
-        forwarded.insert("x-tenant-slug", value);
+        forwarded.insert(TENANT_SLUG_HEADER, value);
     }
     if let Ok(value) = HeaderValue::from_str(call.caller.as_str()) {
-        forwarded.insert("x-caller-plugin-id", value);
+        forwarded.insert(CALLER_HEADER, value);
     }
     let request_id = headers.get(&REQUEST_ID_HEADER);
     if let Some(id) = request_id {
         forwarded.insert(REQUEST_ID_HEADER.clone(), id.clone());
     }
-    forwarded.insert("traceparent", traceparent(headers));
+    forwarded.insert(TRACEPARENT_HEADER, traceparent(headers));
     forwarded
 }
 
@@ -796,7 +808,7 @@ fn sign_attempt(
     if let Some(signature) =
         attempt_signature(state, call, route, method, path_and_query, forwarded)
     {
-        forwarded.insert(SIGNATURE_HEADER, signature);
+        forwarded.insert(SIGNATURE_HEADER_NAME, signature);
     }
 }
 
@@ -814,12 +826,13 @@ fn attempt_signature(
     let (path, query) = path_and_query
         .split_once('?')
         .unwrap_or((path_and_query, ""));
-    let tenant_id = call.tenant.id.to_string();
+    let mut tenant_id = [0; 36];
+    let tenant_id = call.tenant.id.encode(&mut tenant_id);
     let signed = SignedRequest {
         method: method.as_str(),
         path,
         query,
-        tenant_id: &tenant_id,
+        tenant_id,
         caller: call.caller.as_str(),
         request_id: forwarded
             .get(&REQUEST_ID_HEADER)
@@ -841,29 +854,34 @@ async fn send_once(
     body: Body,
 ) -> Result<Response<Body>, ApiError> {
     let limits = state.gateway.settings;
-    let uri = Uri::from_str(&format!("{}{path_and_query}", replica.base_url))
+    let mut target = String::with_capacity(replica.base_url.len() + path_and_query.len());
+    target.push_str(&replica.base_url);
+    target.push_str(path_and_query);
+    // Parsed in place: the URI keeps the string's buffer.
+    let uri = Uri::try_from(target)
         .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "the path cannot be forwarded"))?;
     let mut outgoing = Request::builder().method(method.clone()).uri(uri);
     if let Some(target) = outgoing.headers_mut() {
         *target = headers;
     }
     // An empty body (most calls) needs no watching.
-    let fault = Arc::new(FaultCell::default());
-    let body = if hyper::body::Body::size_hint(&body).exact() == Some(0) {
-        body
+    let (body, fault) = if hyper::body::Body::size_hint(&body).exact() == Some(0) {
+        (body, None)
     } else {
-        Body::new(WatchedBody::new(
+        let fault = Arc::new(FaultCell::default());
+        let watched = WatchedBody::new(
             body,
             limits.max_request_bytes,
             limits.request_body_timeout,
             fault.clone(),
-        ))
+        );
+        (Body::new(watched), Some(fault))
     };
     let outgoing = outgoing
         .body(body)
         .map_err(|error| ApiError::internal(&error))?;
     let answer = tokio::time::timeout(route.timeout, state.gateway.client.request(outgoing)).await;
-    if let Some(fault) = fault.get() {
+    if let Some(fault) = fault.as_ref().and_then(|fault| fault.get()) {
         return Err(caller_fault(fault, limits));
     }
     match answer {

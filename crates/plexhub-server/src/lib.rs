@@ -33,5 +33,6 @@ mod writer;
 
 pub use app::{Application, StartError};
 pub use connections::ConnectionLimits;
+pub use routes::{DOCUMENTED_ELSEWHERE, served_routes};
 pub use settings::{EventSettings, GatewaySettings, Secret, Settings};
 pub use state::Clock;

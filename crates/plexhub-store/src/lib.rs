@@ -140,6 +140,15 @@ pub struct NewInstallation {
     pub signing_secret: SigningSecret,
 }
 
+/// What an operator changes on an installation without reinstalling it; `None` keeps a field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstallationUpdate {
+    /// Browser origins allowed to reach the plugin (the whole set).
+    pub allowed_origins: Option<Vec<String>>,
+    /// Permissions granted for calls to other plugins (the whole set).
+    pub grants: Option<Vec<String>>,
+}
+
 /// An installation's HMAC signing secret as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSigningSecret {
@@ -221,6 +230,14 @@ pub trait InstallationStore: Send + Sync {
         plugin_id: &PluginId,
         from: InstallationState,
         to: InstallationState,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+    /// Applies `update` to an installation; false if it is absent.
+    async fn update_installation(
+        &self,
+        tenant_id: TenantId,
+        plugin_id: &PluginId,
+        update: &InstallationUpdate,
         now_ms: i64,
     ) -> StoreResult<bool>;
     /// Removes installations, in the order given, with their credentials and services, all in

@@ -608,6 +608,29 @@ macro_rules! sql_store {
                 Ok(true)
             }
 
+            async fn update_installation(
+                &self,
+                tenant_id: TenantId,
+                plugin_id: &PluginId,
+                update: &crate::InstallationUpdate,
+                now_ms: i64,
+            ) -> StoreResult<bool> {
+                let changed = sqlx::query(
+                    "UPDATE installations SET allowed_origins = COALESCE($3, allowed_origins), \
+                     grants = COALESCE($4, grants), updated_at = $5 \
+                     WHERE tenant_id = $1 AND plugin_id = $2",
+                )
+                .bind(tenant_id.to_string())
+                .bind(plugin_id.as_str())
+                .bind(update.allowed_origins.as_deref().map(sql::list_text))
+                .bind(update.grants.as_deref().map(sql::list_text))
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(changed == 1)
+            }
+
             async fn uninstall(
                 &self,
                 tenant_id: TenantId,

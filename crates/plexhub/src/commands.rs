@@ -183,6 +183,7 @@ pub async fn run(client: &HubClient, command: Command) -> anyhow::Result<()> {
         Command::Tenant(command) => tenant(client, command).await,
         Command::Plugin(command) => plugin(client, command).await,
         Command::Install(args) => install(client, args).await,
+        Command::Installation(command) => crate::installations::run(client, command).await,
         Command::Credential(command) => credential(client, command).await,
         Command::Services(command) => services(client, command).await,
         Command::Data(command) => data(client, command).await,

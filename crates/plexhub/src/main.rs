@@ -8,6 +8,7 @@ mod demo_command;
 mod deps;
 mod events;
 mod gateway;
+mod installations;
 mod serve;
 
 use std::path::PathBuf;
@@ -64,6 +65,10 @@ enum Command {
     Plugin(commands::PluginCommand),
     /// Install a catalog plugin for a tenant and print its credential.
     Install(commands::InstallArgs),
+    /// List, show, activate, deactivate and uninstall installations; change their grants and
+    /// allowed origins.
+    #[command(subcommand)]
+    Installation(installations::InstallationCommand),
     /// Issue, list and revoke installation credentials.
     #[command(subcommand)]
     Credential(commands::CredentialCommand),

@@ -61,8 +61,18 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The whole application router, with its OpenAPI document served at `/openapi.json` and `/docs`.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// Operations the router serves on one path and the document shows on another, as
+/// (method, served path, documented path): a batch read is routed as a POST on any key (so
+/// `batch-get` stays usable as a key name for the other methods) but is only meant for one.
+pub const DOCUMENTED_ELSEWHERE: &[(&str, &str, &str)] = &[(
+    "post",
+    "/api/v1/data/{namespace}/{key}",
+    "/api/v1/data/{namespace}/batch-get",
+)];
+
+/// Every route's handlers with their OpenAPI operations: one registration feeds both, so the
+/// router cannot serve what the document omits.
+fn routes_and_operations() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     // Routes carry their full paths instead of being nested: a nested router costs a prefix
     // strip and a second dispatch on every request.
     let (native, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -72,12 +82,37 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let (ops, ops_openapi) = ops::router().split_for_parts();
     openapi.merge(compat_openapi);
     openapi.merge(ops_openapi);
+    (native.merge(compat).merge(ops), openapi)
+}
+
+/// The (method, path template) pairs the router serves besides `/docs` and `/openapi.json`, in
+/// axum's spelling (`{*path}` for a catch-all): what the served document must list.
+pub fn served_routes() -> Vec<(String, String)> {
+    let (_, openapi) = routes_and_operations();
+    let document = serde_json::to_value(&openapi).unwrap_or_default();
+    let mut served = Vec::new();
+    for (path, item) in document["paths"].as_object().into_iter().flatten() {
+        for method in item
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(method, _)| method)
+        {
+            if method != "parameters" {
+                served.push((method.clone(), path.clone()));
+            }
+        }
+    }
+    served
+}
+
+/// The whole application router, with its OpenAPI document served at `/openapi.json` and `/docs`.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let (routes, openapi) = routes_and_operations();
     let document = completed_document(&openapi);
 
     Router::new()
-        .merge(native)
-        .merge(compat)
-        .merge(ops)
+        .merge(routes)
         .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", document))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -111,6 +146,18 @@ fn completed_document(openapi: &utoipa::openapi::OpenApi) -> serde_json::Value {
     else {
         return document;
     };
+    for (method, served, documented) in DOCUMENTED_ELSEWHERE {
+        let operation = paths
+            .get_mut(*served)
+            .and_then(serde_json::Value::as_object_mut)
+            .and_then(|item| item.remove(*method));
+        if let Some(operation) = operation {
+            paths.insert(
+                (*documented).to_owned(),
+                serde_json::json!({ *method: operation }),
+            );
+        }
+    }
     let templates: Vec<String> = paths.keys().cloned().collect();
     // One handler may serve several methods: its operation id gets the method to stay unique.
     let mut operation_ids = std::collections::HashSet::new();

@@ -501,10 +501,121 @@ async fn gateway_commands_call_and_explain(app: TestApp) {
     );
 }
 
+/// `plexhub installation …`: lifecycle, grants and origins without the REST calls.
+async fn installation_commands_cover_the_lifecycle(app: TestApp) {
+    let plugin = crate::gateway::upstream().await;
+    crate::gateway::acme_granting(&app, &plugin.base, serde_json::json!([])).await;
+    let tenant = ["--tenant", "acme"];
+    let run = |args: Vec<&'static str>| {
+        let app = &app;
+        async move {
+            let mut all = args;
+            all.extend(tenant);
+            plexhub(app, ADMIN, &all).await
+        }
+    };
+    let listed = run(vec!["installation", "list"]).await;
+    let listed = succeeded(&listed);
+    assert!(
+        listed.contains("plugin-analytics\t1.0.0\tACTIVE\t"),
+        "{listed}"
+    );
+    assert!(listed.contains("plugin-crm\t1.0.0\tACTIVE\t"), "{listed}");
+
+    let added = run(vec![
+        "installation",
+        "grants",
+        "add",
+        "plugin-analytics",
+        "plugin.crm.contacts.read",
+        "plugin.crm.deals.read",
+    ])
+    .await;
+    assert_eq!(
+        succeeded(&added),
+        "plugin-analytics is granted: plugin.crm.contacts.read, plugin.crm.deals.read\n"
+    );
+    let removed = run(vec![
+        "installation",
+        "grants",
+        "remove",
+        "plugin-analytics",
+        "plugin.crm.deals.read",
+    ])
+    .await;
+    assert_eq!(
+        succeeded(&removed),
+        "plugin-analytics is granted: plugin.crm.contacts.read\n"
+    );
+    let unknown = run(vec![
+        "installation",
+        "grants",
+        "set",
+        "plugin-analytics",
+        "plugin.nobody.read",
+    ])
+    .await;
+    failed_with(&unknown, "UNKNOWN_GRANT");
+    let shown = run(vec!["installation", "show", "plugin-analytics"]).await;
+    let shown: serde_json::Value = serde_json::from_str(succeeded(&shown)).expect("json");
+    assert_eq!(
+        shown["grants"],
+        serde_json::json!(["plugin.crm.contacts.read"])
+    );
+
+    let origins = run(vec![
+        "installation",
+        "origins",
+        "plugin-analytics",
+        "--origin",
+        "https://app.acme.test",
+    ])
+    .await;
+    assert_eq!(
+        succeeded(&origins),
+        "plugin-analytics may register services at: https://app.acme.test\n"
+    );
+
+    let deactivated = run(vec!["installation", "deactivate", "plugin-crm"]).await;
+    assert!(succeeded(&deactivated).contains("\tDISABLED\t"));
+    // Deactivating what is disabled is a no-op, not an error.
+    let again = run(vec!["installation", "deactivate", "plugin-crm"]).await;
+    assert!(succeeded(&again).contains("\tDISABLED\t"));
+    let activated = run(vec!["installation", "activate", "plugin-crm"]).await;
+    assert!(succeeded(&activated).contains("\tACTIVE\t"));
+
+    // Analytics requires CRM: the plan says so, the plain uninstall refuses, --cascade does it.
+    let plan = run(vec![
+        "installation",
+        "uninstall",
+        "plugin-crm",
+        "--plan",
+        "--cascade",
+    ])
+    .await;
+    let plan: serde_json::Value = serde_json::from_str(succeeded(&plan)).expect("json");
+    assert_eq!(
+        plan["order"],
+        serde_json::json!(["plugin-analytics", "plugin-crm"])
+    );
+    failed_with(
+        &run(vec!["installation", "uninstall", "plugin-crm"]).await,
+        "HAS_DEPENDENTS",
+    );
+    let cascaded = run(vec!["installation", "uninstall", "plugin-crm", "--cascade"]).await;
+    assert_eq!(
+        succeeded(&cascaded),
+        "uninstalled, in order: plugin-analytics, plugin-crm\n"
+    );
+    let listed = run(vec!["installation", "list"]).await;
+    assert_eq!(succeeded(&listed), "");
+}
+
 crate::on_both_backends!(
     the_readme_walkthrough_works_through_the_cli,
     deps_commands_explain_the_graph,
     gateway_commands_call_and_explain,
+    installation_commands_cover_the_lifecycle,
 );
 
 #[tokio::test]

@@ -121,7 +121,7 @@ pub async fn acme(app: &TestApp, crm_url: &str) -> (String, String) {
 }
 
 /// [`acme`] with Analytics granted `grants`.
-async fn acme_granting(app: &TestApp, crm_url: &str, grants: Value) -> (String, String) {
+pub async fn acme_granting(app: &TestApp, crm_url: &str, grants: Value) -> (String, String) {
     app.create_tenant("acme").await;
     app.publish(&crm_at("1.0.0")).await;
     app.publish(&analytics()).await;

@@ -12,6 +12,7 @@ mod dependencies;
 mod docs;
 mod events;
 mod gateway;
+mod grants;
 mod http;
 mod installations;
 mod operations;

@@ -174,11 +174,13 @@ pub struct BatchFound {
     missing: Vec<String>,
 }
 
-/// Read several keys of a namespace at once: `POST /api/v1/data/{namespace}/batch-get`
-/// (a POST on any other key path is 405, so `batch-get` stays usable as a key name).
+/// Read several keys of a namespace at once (up to 100).
+///
+/// Routed as a POST on any key path (a POST on another key is 405, so `batch-get` stays usable as
+/// a key name) and documented at `/api/v1/data/{namespace}/batch-get` (see
+/// `routes::DOCUMENTED_ELSEWHERE`).
 #[utoipa::path(post, path = "/api/v1/data/{namespace}/{key}", tag = "shared data", request_body = BatchGet,
-    responses((status = 200, body = BatchFound), (status = 400, body = ErrorEnvelope),
-        (status = 405, description = "key is not batch-get", body = ErrorEnvelope)),
+    responses((status = 200, body = BatchFound), (status = 400, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 async fn batch_get(
     scope: TenantScope,

@@ -14,8 +14,8 @@ use plexhub_core::dependency::{
 use plexhub_core::events::{Pattern, check_subscription};
 use plexhub_core::ids::PluginId;
 use plexhub_core::installation::{
-    BaseUrl, Installation, InstallationState, LifecycleAction, choose_version, parse_origin,
-    unmet_dependencies, validate_grant,
+    BaseUrl, Installation, InstallationState, LifecycleAction, choose_version,
+    grantable_permissions, parse_origin, ungrantable, unmet_dependencies, validate_grant,
 };
 use plexhub_core::manifest::{Manifest, validate_manifest};
 use plexhub_core::signing::{SigningScheme, SigningSecret};
@@ -23,7 +23,8 @@ use plexhub_core::tenant::Tenant;
 use plexhub_core::version::{Version, VersionRange};
 use plexhub_store::feed::Change;
 use plexhub_store::{
-    CredentialRecord, NewInstallation, StoreError, StoredSigningSecret, SubscriptionSpec,
+    CredentialRecord, InstallationUpdate, NewInstallation, StoreError, StoredSigningSecret,
+    SubscriptionSpec,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -49,6 +50,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(issue_credential, list_credentials))
         .routes(routes!(revoke_credential))
         .routes(routes!(rotate_signing_secret))
+        .routes(routes!(set_grants))
+        .routes(routes!(set_allowed_origins))
 }
 
 /// Body of an install request.
@@ -1039,4 +1042,152 @@ async fn rotate_signing_secret(
         }),
         still_signing,
     }))
+}
+
+/// The whole set of an installation's grants.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsRequest {
+    /// Permissions granted for calls to other plugins; each must be required by an endpoint of a
+    /// service the plugin's manifest depends on.
+    grants: Vec<String>,
+}
+
+/// The whole set of an installation's allowed origins.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AllowedOriginsRequest {
+    /// Origins (`scheme://host[:port]`) the plugin may register services at and browsers may
+    /// reach it from; empty: the origin of its `baseUrl`.
+    allowed_origins: Vec<String>,
+}
+
+/// Replace an installation's grants without reinstalling it: effective for its next call on
+/// every hub instance (within a second), shown by `/access/explain`, announced as the hub
+/// event `plexhub.plugin.grants-changed`. A grant no endpoint of its dependencies requires is
+/// refused (`details.grantable` lists those that are).
+#[utoipa::path(put, path = "/api/v1/tenants/{slug}/installations/{pluginId}/grants", tag = "installations",
+    request_body = GrantsRequest,
+    responses((status = 200, body = InstallationView),
+              (status = 400, description = "INVALID_BODY, UNKNOWN_GRANT (details.unknown, details.grantable)", body = ErrorEnvelope),
+              (status = 404, description = "TENANT_NOT_FOUND, NOT_INSTALLED", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+async fn set_grants(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath((slug, plugin_id)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<GrantsRequest>,
+) -> Result<Json<InstallationView>, ApiError> {
+    let (tenant, installation) = find_installation(&state, &slug, &plugin_id).await?;
+    let mut grants = Vec::with_capacity(body.grants.len());
+    for grant in body.grants {
+        validate_grant(&grant).map_err(invalid)?;
+        if !grants.contains(&grant) {
+            grants.push(grant);
+        }
+    }
+    let manifest = installed_manifest(&state, &installation).await?;
+    let mut candidates = Vec::new();
+    for dependency in &manifest.dependencies {
+        for published in state.store.plugin_versions(&dependency.plugin_id).await? {
+            if let Ok(candidate) = validate_manifest(&published.manifest) {
+                candidates.push(candidate);
+            }
+        }
+    }
+    let grantable = grantable_permissions(&manifest.dependencies, &candidates);
+    let unknown = ungrantable(&grants, &grantable);
+    if !unknown.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::UnknownGrant,
+            format!(
+                "no endpoint of a service {plugin_id} depends on requires {}: grant one of {}",
+                unknown.join(", "),
+                if grantable.is_empty() {
+                    "(none: its manifest depends on no endpoint with permissions)".to_owned()
+                } else {
+                    grantable.join(", ")
+                }
+            ),
+        )
+        .with_details(json!({ "unknown": unknown, "grantable": grantable })));
+    }
+    let update = InstallationUpdate {
+        grants: Some(grants),
+        ..InstallationUpdate::default()
+    };
+    let updated = update_installation(&state, &tenant, installation, update).await?;
+    tracing::info!(tenant = %tenant.slug, plugin = %updated.plugin_id, grants = ?updated.grants, "grants changed");
+    let data = json!({ "pluginId": updated.plugin_id.as_str(), "grants": updated.grants });
+    crate::events::announce(&state, tenant.id, "plexhub.plugin.grants-changed", data).await;
+    Ok(Json(InstallationView::new(&state, &tenant, &updated)))
+}
+
+/// Replace an installation's allowed origins without reinstalling it (effective on every hub
+/// instance within a second; replicas registered before keep their URLs). Announced as the hub
+/// event `plexhub.plugin.allowed-origins-changed`.
+#[utoipa::path(put, path = "/api/v1/tenants/{slug}/installations/{pluginId}/allowed-origins", tag = "installations",
+    request_body = AllowedOriginsRequest,
+    responses((status = 200, body = InstallationView),
+              (status = 400, description = "INVALID_BODY", body = ErrorEnvelope),
+              (status = 404, description = "TENANT_NOT_FOUND, NOT_INSTALLED", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+async fn set_allowed_origins(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath((slug, plugin_id)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<AllowedOriginsRequest>,
+) -> Result<Json<InstallationView>, ApiError> {
+    let (tenant, installation) = find_installation(&state, &slug, &plugin_id).await?;
+    let mut origins = Vec::with_capacity(body.allowed_origins.len());
+    for origin in &body.allowed_origins {
+        let origin = parse_origin(origin).map_err(invalid)?;
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    let update = InstallationUpdate {
+        allowed_origins: Some(origins),
+        ..InstallationUpdate::default()
+    };
+    let updated = update_installation(&state, &tenant, installation, update).await?;
+    tracing::info!(tenant = %tenant.slug, plugin = %updated.plugin_id, origins = ?updated.allowed_origins, "allowed origins changed");
+    let data = json!({
+        "pluginId": updated.plugin_id.as_str(),
+        "allowedOrigins": updated.allowed_origins,
+    });
+    crate::events::announce(
+        &state,
+        tenant.id,
+        "plexhub.plugin.allowed-origins-changed",
+        data,
+    )
+    .await;
+    Ok(Json(InstallationView::new(&state, &tenant, &updated)))
+}
+
+/// Stores `update` and tells every instance's caches; the installation as it now is.
+async fn update_installation(
+    state: &AppState,
+    tenant: &Tenant,
+    mut installation: Installation,
+    update: InstallationUpdate,
+) -> Result<Installation, ApiError> {
+    let now = state.clock.now_ms();
+    if !state
+        .store
+        .update_installation(tenant.id, &installation.plugin_id, &update, now)
+        .await?
+    {
+        return Err(not_installed(tenant, installation.plugin_id.as_str()));
+    }
+    state.changed(Change::Tenant { tenant: tenant.id }).await;
+    if let Some(grants) = update.grants {
+        installation.grants = grants;
+    }
+    if let Some(origins) = update.allowed_origins {
+        installation.allowed_origins = origins;
+    }
+    installation.updated_at_ms = now;
+    Ok(installation)
 }
