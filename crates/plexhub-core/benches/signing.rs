@@ -20,6 +20,8 @@ fn signing(c: &mut Criterion) {
         tenant_id: "5f0c2a54-7d0e-4b7e-9f65-0c1f0c9d7e11",
         caller: "plugin-analytics",
         request_id: "9b2f0d1e-3c4a-4b5c-8d6e-7f8091a2b3c4",
+        user_id: "",
+        workspace_id: "",
     };
     let secrets = [SigningSecret::generate(), SigningSecret::generate()];
     let one = HmacSigner::new(&secrets[..1]).expect("a signer");

@@ -11,7 +11,8 @@
 //!   `v1;keyId=<id>;ts=<epoch ms>;sig=<base64url>`.
 //!
 //! Both cover, one per line: `plexhub-v1` or `plexhub-v2`, method, path, query (empty when
-//! none), tenant id, calling plugin, request id, timestamp.
+//! none), tenant id, calling plugin, request id, user id and workspace id (the caller's
+//! `X-User-ID` and `X-Workspace-ID`, empty when absent), timestamp.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,6 +24,19 @@ use subtle::ConstantTimeEq as _;
 
 /// The header that carries the signature.
 pub const SIGNATURE_HEADER: &str = "x-plexhub-signature";
+/// The end user on whose behalf the calling plugin acts, as that plugin asserts it (the hub
+/// checks its form and signs it, but cannot know whether it is true).
+pub const USER_ID_HEADER: &str = "x-user-id";
+/// The workspace the calling plugin acts in, as that plugin asserts it.
+pub const WORKSPACE_ID_HEADER: &str = "x-workspace-id";
+/// Longest accepted `X-User-ID` / `X-Workspace-ID` value.
+pub const MAX_USER_CONTEXT_LEN: usize = 256;
+
+/// Whether `value` is an acceptable `X-User-ID` / `X-Workspace-ID`: 1 to
+/// [`MAX_USER_CONTEXT_LEN`] visible ASCII characters (no space or control character).
+pub fn valid_user_context(value: &[u8]) -> bool {
+    (1..=MAX_USER_CONTEXT_LEN).contains(&value.len()) && value.iter().all(u8::is_ascii_graphic)
+}
 
 /// What a signature covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,13 +53,24 @@ pub struct SignedRequest<'a> {
     pub caller: &'a str,
     /// The request id.
     pub request_id: &'a str,
+    /// `X-User-ID` as the calling plugin asserted it (empty when absent).
+    pub user_id: &'a str,
+    /// `X-Workspace-ID` as the calling plugin asserted it (empty when absent).
+    pub workspace_id: &'a str,
 }
 
 impl SignedRequest<'_> {
     fn message(&self, timestamp_ms: i64) -> String {
         format!(
-            "plexhub-v1\n{}\n{}\n{}\n{}\n{}\n{}\n{timestamp_ms}",
-            self.method, self.path, self.query, self.tenant_id, self.caller, self.request_id
+            "plexhub-v1\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{timestamp_ms}",
+            self.method,
+            self.path,
+            self.query,
+            self.tenant_id,
+            self.caller,
+            self.request_id,
+            self.user_id,
+            self.workspace_id
         )
     }
 
@@ -59,6 +84,8 @@ impl SignedRequest<'_> {
             self.tenant_id,
             self.caller,
             self.request_id,
+            self.user_id,
+            self.workspace_id,
             timestamp,
         ] {
             mac.update(b"\n");
@@ -488,6 +515,8 @@ mod tests {
         tenant_id: "5f0c2a54-7d0e-4b7e-9f65-0c1f0c9d7e11",
         caller: "plugin-analytics",
         request_id: "req-1",
+        user_id: "user-7",
+        workspace_id: "",
     };
 
     #[test]
@@ -519,6 +548,14 @@ mod tests {
             },
             SignedRequest {
                 request_id: "req-2",
+                ..REQUEST
+            },
+            SignedRequest {
+                user_id: "user-8",
+                ..REQUEST
+            },
+            SignedRequest {
+                workspace_id: "ws-1",
                 ..REQUEST
             },
         ] {

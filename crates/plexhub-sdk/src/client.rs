@@ -307,6 +307,27 @@ impl Client {
         Ok(answer["revision"].as_i64().unwrap_or_default())
     }
 
+    /// Compare-and-set: writes `value` only if the entry is still at `revision` (`None`: only if
+    /// it does not exist); returns the new revision, or `Ok(None)` when someone else wrote first
+    /// (read it again and decide).
+    pub async fn data_replace<T: Serialize>(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &T,
+        revision: Option<i64>,
+    ) -> Result<Option<i64>, Error> {
+        let condition = match revision {
+            Some(revision) => ("if-match", revision.to_string()),
+            None => ("if-none-match", "*".to_owned()),
+        };
+        match self.put(namespace, key, value, None, Some(condition)).await {
+            Ok(revision) => Ok(Some(revision)),
+            Err(Error::Hub(error)) if error.code == ErrorCode::PreconditionFailed => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
     /// Deletes an entry this plugin owns; `false` when it did not exist.
     pub async fn data_delete(&self, namespace: &str, key: &str) -> Result<bool, Error> {
         let response = self
@@ -365,14 +386,9 @@ impl Client {
         for _ in 0..UPDATE_ATTEMPTS {
             let current = self.data_get(namespace, key).await?;
             let next = change(current.as_ref().map(|entry| &entry.value));
-            let condition = match &current {
-                Some(entry) => ("if-match", entry.revision.to_string()),
-                None => ("if-none-match", "*".to_owned()),
-            };
-            match self.put(namespace, key, &next, None, Some(condition)).await {
-                Ok(revision) => return Ok(revision),
-                Err(Error::Hub(error)) if error.code == ErrorCode::PreconditionFailed => {}
-                Err(other) => return Err(other),
+            let revision = current.as_ref().map(|entry| entry.revision);
+            if let Some(revision) = self.data_replace(namespace, key, &next, revision).await? {
+                return Ok(revision);
             }
         }
         Err(Error::Contended(format!("{namespace}/{key}")))

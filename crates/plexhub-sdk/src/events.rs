@@ -15,8 +15,9 @@ use serde_json::{Value, json};
 use crate::client::{Client, Error};
 use crate::verify::HubRequest;
 
-/// An event to publish, with the optional CloudEvents attributes.
-#[derive(Debug, Clone, Default, Serialize)]
+/// An event to publish, with the optional CloudEvents attributes (it round-trips through JSON,
+/// so it can wait in an outbox).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OutgoingEvent {
     /// Under the plugin's own `plugin.<name>.…`.
     #[serde(rename = "type")]

@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use plexhub_core::signing::{
-    PublicKey, SIGNATURE_HEADER, SignedRequest, SigningSecret, TrustedKeys, VerifyError, verify_any,
+    PublicKey, SIGNATURE_HEADER, SignedRequest, SigningSecret, TrustedKeys, USER_ID_HEADER,
+    VerifyError, WORKSPACE_ID_HEADER, verify_any,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -204,6 +205,11 @@ pub struct HubRequest {
     pub caller: String,
     /// The request id (for logs).
     pub request_id: String,
+    /// `X-User-ID`: the end user the calling plugin says it acts for. Asserted by the calling
+    /// plugin, not verified by the hub (which only guarantees it was not changed on the way).
+    pub user_id: Option<String>,
+    /// `X-Workspace-ID`, asserted by the calling plugin like `user_id`.
+    pub workspace_id: Option<String>,
 }
 
 /// Why a request was refused: 401 with `{"error":{"code","message"}}`.
@@ -249,6 +255,8 @@ impl<S: Send + Sync> FromRequestParts<S> for HubRequest {
             tenant_id: header(parts, "x-tenant-id"),
             caller: header(parts, "x-caller-plugin-id"),
             request_id: header(parts, "x-request-id"),
+            user_id: header(parts, USER_ID_HEADER),
+            workspace_id: header(parts, WORKSPACE_ID_HEADER),
         };
         let mut outcome = verifier.check(signature, &request);
         if outcome == Err(VerifyError::UnknownKey) && verifier.refresh().await.is_ok() {
@@ -267,6 +275,12 @@ impl<S: Send + Sync> FromRequestParts<S> for HubRequest {
             tenant_slug: header(parts, "x-tenant-slug").to_owned(),
             caller: request.caller.to_owned(),
             request_id: request.request_id.to_owned(),
+            user_id: Some(request.user_id)
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned),
+            workspace_id: Some(request.workspace_id)
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned),
         })
     }
 }

@@ -334,6 +334,8 @@ async fn the_verifier_refuses_tampered_stale_and_replayed_requests() {
             tenant_id: "5f0c2a54-7d0e-4b7e-9f65-0c1f0c9d7e11",
             caller: "plugin-analytics",
             request_id: &request_id,
+            user_id: "",
+            workspace_id: "",
         };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -287,6 +287,8 @@ async fn post(state: &AppState, delivery: &ClaimedDelivery) -> Result<(), String
         tenant_id: &tenant_id,
         caller: &delivery.source,
         request_id: &request_id,
+        user_id: "",
+        workspace_id: "",
     };
     let subscriber = PluginId::parse(&delivery.plugin_id)
         .map_err(|error| format!("cannot sign for {}: {error}", delivery.plugin_id))?;

@@ -22,7 +22,8 @@ use plexhub_core::installation::InstallationState;
 use plexhub_core::manifest::{HttpMethod, validate_manifest};
 use plexhub_core::registry::ServiceStatus;
 use plexhub_core::signing::{
-    HmacSigner, HubKey, PublicKey, SIGNATURE_HEADER, SignedRequest, SigningScheme, SigningSecret,
+    HmacSigner, HubKey, MAX_USER_CONTEXT_LEN, PublicKey, SIGNATURE_HEADER, SignedRequest,
+    SigningScheme, SigningSecret, USER_ID_HEADER, WORKSPACE_ID_HEADER, valid_user_context,
 };
 use plexhub_core::tenant::Tenant;
 use plexhub_store::feed::Change;
@@ -471,6 +472,24 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// `X-User-ID` and `X-Workspace-ID` are the calling plugin's assertion, forwarded and signed:
+/// at most one of each, of 1 to 256 visible ASCII characters.
+fn check_user_context(headers: &HeaderMap) -> Result<(), ApiError> {
+    for name in [USER_ID_HEADER, WORKSPACE_ID_HEADER] {
+        let mut values = headers.get_all(name).iter();
+        let problem = match (values.next(), values.next()) {
+            (None, _) => continue,
+            (Some(_), Some(_)) => format!("{name} may be sent once"),
+            (Some(value), None) if valid_user_context(value.as_bytes()) => continue,
+            (Some(_), None) => {
+                format!("{name} must be 1 to {MAX_USER_CONTEXT_LEN} visible ASCII characters")
+            }
+        };
+        return Err(ApiError::new(ErrorCode::InvalidParameter, problem));
+    }
+    Ok(())
+}
+
 /// Whether a plugin's answer header must not reach the caller: hop-by-hop headers (those a
 /// `Connection` header lists are found by the caller of this), cookies, and the hub's own
 /// `x-plexhub-*` headers (`X-Plexhub-Error` cannot be forged by a plugin).
@@ -562,6 +581,7 @@ pub async fn forward(
     body: Body,
 ) -> Result<Response<Body>, ApiError> {
     let limits = state.gateway.settings;
+    check_user_context(headers)?;
     let declared_length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -836,6 +856,14 @@ fn attempt_signature(
         caller: call.caller.as_str(),
         request_id: forwarded
             .get(&REQUEST_ID_HEADER)
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or_default(),
+        user_id: forwarded
+            .get(USER_ID_HEADER)
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or_default(),
+        workspace_id: forwarded
+            .get(WORKSPACE_ID_HEADER)
             .and_then(|id| id.to_str().ok())
             .unwrap_or_default(),
     };

@@ -407,8 +407,8 @@ impl Demo {
         }
     }
 
-    /// Starts CRM again on its address (its data starts from the seed again: it keeps it in
-    /// memory). The hub is not told: CRM's heartbeats are what bring it back.
+    /// Starts CRM again on its address (its data is read back from the hub's shared data). The
+    /// hub is not told: CRM's heartbeats are what bring it back.
     pub async fn start_crm(&mut self) -> anyhow::Result<()> {
         let listener = TcpListener::bind(self.crm_address)
             .await

@@ -124,7 +124,8 @@ pub struct Page {
 }
 
 /// A tenant's CRM data.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Book {
     contacts: BTreeMap<String, Contact>,
     deals: BTreeMap<String, Deal>,

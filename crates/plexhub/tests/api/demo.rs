@@ -221,11 +221,12 @@ async fn crm_stopped_mid_way_recovers_without_touching_the_hub(app: TestApp) {
     }
     let summary = recovered.expect("reports run again once CRM is back");
     assert_seed_numbers(&summary);
-    // CRM keeps its data in memory: after the restart acme has the seed contacts only.
+    // CRM keeps its data in the hub's shared data: the restart lost none of acme's imports.
     assert_eq!(
         summary.tenant("acme").expect("acme").contacts["totalContacts"],
-        4
+        6
     );
+    assert!(summary.isolated(), "{summary}");
     demo.stop().await;
 }
 

@@ -106,6 +106,8 @@ fn the_guides_node_verifier_accepts_the_hubs_signatures() {
         tenant_id: "5f0c2a54-7d0e-4b7e-9f65-0c1f0c9d7e11",
         caller: "plugin-analytics",
         request_id: "req-1",
+        user_id: "user-7",
+        workspace_id: "",
     };
     let one = HmacSigner::new(std::slice::from_ref(&old)).expect("signer");
     let both = HmacSigner::new(&[new.clone(), old.clone()]).expect("signer");
@@ -118,6 +120,7 @@ fn the_guides_node_verifier_accepts_the_hubs_signatures() {
                     "x-tenant-id": request.tenant_id,
                     "x-caller-plugin-id": request.caller,
                     "x-request-id": request.request_id,
+                    "x-user-id": request.user_id,
                 },
             },
             "now": at,

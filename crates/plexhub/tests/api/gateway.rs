@@ -253,6 +253,8 @@ async fn the_proxy_forwards_what_it_may_and_refuses_what_it_must(app: TestApp) {
         tenant_id: &tenant_id,
         caller: "plugin-analytics",
         request_id: "req-from-caller-1",
+        user_id: "",
+        workspace_id: "",
     };
     let now = app.clock.now_ms();
     assert!(verify_any(&trusted, signature, &signed, now, 60_000).is_ok());

@@ -70,6 +70,8 @@ fn signed<'a>(seen: &'a Seen) -> SignedRequest<'a> {
         tenant_id: &seen.tenant_id,
         caller: "plugin-analytics",
         request_id: &seen.request_id,
+        user_id: "",
+        workspace_id: "",
     }
 }
 
@@ -190,9 +192,110 @@ async fn an_installation_may_choose_ed25519(app: TestApp) {
     .assert_error(400, "INVALID_BODY");
 }
 
+/// `X-User-ID` and `X-Workspace-ID`: one rule on both routes. Forwarded as the caller's
+/// assertion, covered by the signature (changing either breaks it), checked for form.
+async fn user_context_is_forwarded_and_signed_on_both_routes(app: TestApp) {
+    let plugin = upstream().await;
+    let (crm, analytics) = acme(&app, &plugin.base).await;
+    let (_, secrets) = own_secrets(&app, &crm).await;
+    let trusted = trusting(secrets);
+    let context = [("x-user-id", "user-7@acme"), ("x-workspace-id", "ws-42")];
+    let proxied = app
+        .send(
+            Method::GET,
+            "/api/v1/proxy/crm.contacts/contacts?limit=5",
+            Some(&analytics),
+            &context,
+            None,
+        )
+        .await;
+    let proxied = proxied.assert_status(200)["headers"].clone();
+    let call = json!({
+        "targetPluginId": "plugin-crm", "targetServiceName": "crm.contacts",
+        "method": "GET", "path": "/contacts?limit=5",
+        "headers": { "x-user-id": "overridden-by-the-request-header" },
+    });
+    let called = app
+        .send(
+            Method::POST,
+            "/api/plugin-gateway/call",
+            Some(&analytics),
+            &context,
+            Some(&call),
+        )
+        .await;
+    let called = called.assert_status(200)["data"]["headers"].clone();
+    for seen in [&proxied, &called] {
+        assert_eq!(seen["x-user-id"], "user-7@acme", "{seen}");
+        assert_eq!(seen["x-workspace-id"], "ws-42", "{seen}");
+        let text = |name: &str| seen[name].as_str().expect(name).to_owned();
+        let signature = text("x-plexhub-signature");
+        let (tenant_id, request_id) = (text("x-tenant-id"), text("x-request-id"));
+        let signed = SignedRequest {
+            method: "GET",
+            path: "/contacts",
+            query: "limit=5",
+            tenant_id: &tenant_id,
+            caller: "plugin-analytics",
+            request_id: &request_id,
+            user_id: "user-7@acme",
+            workspace_id: "ws-42",
+        };
+        let now = app.clock.now_ms();
+        assert!(verify_any(&trusted, &signature, &signed, now, 60_000).is_ok());
+        for changed in [
+            SignedRequest {
+                user_id: "user-8@acme",
+                ..signed
+            },
+            SignedRequest {
+                workspace_id: "",
+                ..signed
+            },
+        ] {
+            assert_eq!(
+                verify_any(&trusted, &signature, &changed, now, 60_000),
+                Err(VerifyError::Mismatch)
+            );
+        }
+    }
+
+    let too_long = "u".repeat(257);
+    // (A non-ASCII value cannot be sent by this client; the hub's check refuses it too.)
+    for value in ["has space", "tab\there", too_long.as_str()] {
+        let refused = app
+            .send(
+                Method::GET,
+                "/api/v1/proxy/crm.contacts/contacts",
+                Some(&analytics),
+                &[("x-user-id", value)],
+                None,
+            )
+            .await;
+        refused.assert_error(400, "INVALID_PARAMETER");
+        let refused = app
+            .send(
+                Method::POST,
+                "/api/plugin-gateway/call",
+                Some(&analytics),
+                &[("x-workspace-id", value)],
+                Some(&call),
+            )
+            .await;
+        assert_eq!(refused.status, 400, "{}", refused.body);
+        assert_eq!(
+            refused.body["code"], "INVALID_PARAMETER",
+            "{}",
+            refused.body
+        );
+        assert!(refused.body["error"].is_string(), "{}", refused.body);
+    }
+}
+
 crate::on_both_backends!(
     forwarded_requests_carry_the_targets_own_hmac,
     an_installation_may_choose_ed25519,
+    user_context_is_forwarded_and_signed_on_both_routes,
 );
 
 /// Rotation on one hub: within a second the other hub signs with both secrets (new first), so

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
 use plexhub_core::ids::PluginId;
+use plexhub_core::signing::{USER_ID_HEADER, WORKSPACE_ID_HEADER};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
@@ -167,6 +168,17 @@ pub(crate) async fn call_plugin(
             .and_then(|text| HeaderValue::from_str(&text).ok())
             .ok_or_else(|| invalid(format!("headers.{name} must be a header value")))?;
         headers.append(header, value);
+    }
+    // The user context the original SDK sends as headers to the hub is forwarded as on the
+    // proxy route (checked and signed by the gateway); it wins over the body's `headers`.
+    for name in [USER_ID_HEADER, WORKSPACE_ID_HEADER] {
+        let mut sent = headers_in.get_all(name).iter().cloned();
+        if let Some(first) = sent.next() {
+            headers.insert(name, first);
+            for more in sent {
+                headers.append(name, more);
+            }
+        }
     }
     let body = match request.body.filter(|body| !body.is_null()) {
         Some(body) => {
