@@ -38,6 +38,7 @@ async fn hub_signing_with(dir: &tempfile::TempDir, key: HubKey) -> String {
         signing_keys: vec![key],
         events: plexhub_server::EventSettings::default(),
         connections: plexhub_server::ConnectionLimits::default(),
+        upstream_tls: plexhub_server::UpstreamTls::default(),
     };
     let app = Application::build(settings).await.unwrap();
     let url = format!("http://{}", app.local_addr());

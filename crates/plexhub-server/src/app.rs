@@ -28,6 +28,9 @@ pub enum StartError {
     /// The Redis URL is invalid.
     #[error("cannot use Redis: {0}")]
     Redis(#[from] RedisError),
+    /// The settings for TLS to plugins cannot be used.
+    #[error("cannot set up TLS to plugins: {0}")]
+    UpstreamTls(#[from] crate::upstream_tls::TlsSetupError),
     /// The listen address is unavailable.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -81,7 +84,11 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             writer,
             clock: settings.clock.clone(),
-            gateway: crate::gateway::Gateway::new(settings.gateway, settings.signing_keys.clone()),
+            gateway: crate::gateway::Gateway::new(
+                settings.gateway,
+                settings.signing_keys.clone(),
+                settings.upstream_tls.client_config()?,
+            ),
             audit,
             events: settings.events,
             shutdown,

@@ -49,6 +49,7 @@ impl PerRequest {
             signing_keys: vec![plexhub_core::signing::HubKey::generate()],
             events: crate::EventSettings::default(),
             connections: crate::ConnectionLimits::default(),
+            upstream_tls: crate::UpstreamTls::default(),
         };
         let app = Application::build(settings).await.expect("the hub builds");
         let Application {

@@ -125,6 +125,9 @@ pub enum ErrorCode {
     UpstreamUnreachable,
     /// The connection to the plugin failed before it answered.
     UpstreamFailed,
+    /// TLS with a plugin served over https failed (unknown issuer, wrong name, a client
+    /// certificate it required); the message says why.
+    UpstreamTls,
     /// The plugin's answer exceeds the response size limit.
     UpstreamResponseTooLarge,
     /// A gateway quota is used up; `Retry-After` says when to try again.
@@ -163,7 +166,7 @@ impl ErrorCode {
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             MalformedBody => StatusCode::BAD_REQUEST,
-            UpstreamUnreachable | UpstreamFailed | UpstreamResponseTooLarge => {
+            UpstreamUnreachable | UpstreamFailed | UpstreamTls | UpstreamResponseTooLarge => {
                 StatusCode::BAD_GATEWAY
             }
             ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

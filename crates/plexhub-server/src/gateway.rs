@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Method, Request, Response, Uri};
 use http_body_util::{BodyExt as _, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -37,9 +38,12 @@ use crate::resilience::{Breaker, Breakers, FAILURES_TO_OPEN, RetryBudget, Transi
 use crate::settings::GatewaySettings;
 use crate::state::AppState;
 
+/// The connector to plugins: plain TCP for `http` base URLs, rustls for `https` ones.
+pub type UpstreamConnector = HttpsConnector<HttpConnector>;
+
 /// The pooled HTTP client (keep-alive, no redirects followed) and the forwarding limits.
 pub struct Gateway {
-    client: Client<HttpConnector, Body>,
+    client: Client<UpstreamConnector, Body>,
     settings: GatewaySettings,
     /// The first signs; all are published.
     keys: Vec<HubKey>,
@@ -54,11 +58,18 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway with its own connection pool.
-    pub fn new(settings: GatewaySettings, keys: Vec<HubKey>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_nodelay(true);
+    /// A gateway with its own connection pool; `tls` for plugins served over https.
+    pub fn new(settings: GatewaySettings, keys: Vec<HubKey>, tls: rustls::ClientConfig) -> Self {
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(settings.connect_timeout));
+        tcp.set_nodelay(true);
+        // https URLs pass the TCP connector to be wrapped in TLS.
+        tcp.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
@@ -80,7 +91,7 @@ impl Gateway {
     }
 
     /// The pooled HTTP client (also used to deliver events).
-    pub fn client(&self) -> &Client<HttpConnector, Body> {
+    pub fn client(&self) -> &Client<UpstreamConnector, Body> {
         &self.client
     }
 
@@ -922,6 +933,12 @@ async fn send_once(
             ),
         )),
         Ok(Err(error)) => {
+            if let Some(reason) = crate::upstream_tls::tls_failure(&error) {
+                return Err(upstream_error(
+                    ErrorCode::UpstreamTls,
+                    format!("TLS with {} failed: {reason}", route.target_plugin),
+                ));
+            }
             let code = if error.is_connect() {
                 ErrorCode::UpstreamUnreachable
             } else {
@@ -929,11 +946,31 @@ async fn send_once(
             };
             Err(upstream_error(
                 code,
-                format!("{} could not be reached: {error}", route.target_plugin),
+                format!(
+                    "{} could not be reached: {}",
+                    route.target_plugin,
+                    with_causes(&error)
+                ),
             ))
         }
         Ok(Ok(response)) => Ok(response.map(Body::new)),
     }
+}
+
+/// An error and its causes, `outer: inner: …` (hyper's own message alone says only
+/// "client error (Connect)").
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let next = inner.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 /// The answer to a caller whose own body failed (never the plugin's fault).

@@ -28,6 +28,7 @@ mod routes;
 pub mod settings;
 mod state;
 mod sweep;
+mod upstream_tls;
 mod watch;
 mod writer;
 
@@ -36,3 +37,4 @@ pub use connections::ConnectionLimits;
 pub use routes::{DOCUMENTED_ELSEWHERE, served_routes};
 pub use settings::{EventSettings, GatewaySettings, Secret, Settings};
 pub use state::Clock;
+pub use upstream_tls::{TlsSetupError, UpstreamTls};

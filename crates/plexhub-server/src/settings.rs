@@ -66,6 +66,8 @@ pub struct Settings {
     pub events: EventSettings,
     /// Header deadline and connection cap of client connections.
     pub connections: crate::connections::ConnectionLimits,
+    /// Trust (and client certificate) for plugins served over https.
+    pub upstream_tls: crate::upstream_tls::UpstreamTls,
 }
 
 /// Limits, retention and delivery timing of the event bus.

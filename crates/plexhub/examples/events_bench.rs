@@ -80,6 +80,7 @@ async fn hub(database_url: &str) -> String {
         signing_keys: vec![HubKey::generate()],
         events: EventSettings::default(),
         connections: plexhub_server::ConnectionLimits::default(),
+        upstream_tls: plexhub_server::UpstreamTls::default(),
     };
     let app = Application::build(settings).await.unwrap();
     let url = format!("http://{}", app.local_addr());

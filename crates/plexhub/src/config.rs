@@ -15,7 +15,9 @@ use std::time::Duration;
 use plexhub_core::registry::HealthPolicy;
 use plexhub_core::signing::{HubKey, SigningScheme};
 use plexhub_core::tenant::RateLimit;
-use plexhub_server::{Clock, ConnectionLimits, EventSettings, GatewaySettings, Secret, Settings};
+use plexhub_server::{
+    Clock, ConnectionLimits, EventSettings, GatewaySettings, Secret, Settings, UpstreamTls,
+};
 use serde::{Deserialize, Serialize};
 
 /// Where state lives by default, relative to the working directory.
@@ -77,6 +79,12 @@ pub struct ServeConfig {
     pub upstream_timeout_ms: u64,
     /// Milliseconds a caller's request body may pause before the gateway answers 408.
     pub request_body_timeout_ms: u64,
+    /// PEM file of CA certificates trusted for https plugins besides the system's roots.
+    pub upstream_ca_file: Option<PathBuf>,
+    /// PEM certificate chain the hub shows to https plugins that require client certificates.
+    pub upstream_client_cert: Option<PathBuf>,
+    /// PEM private key of `upstream_client_cert`.
+    pub upstream_client_key: Option<PathBuf>,
     /// File of the keys that sign forwarded requests, one base64url seed per line: the first
     /// signs, every one is published (rotate by adding a new first line and restarting)
     /// [default: `<data_dir>/signing-keys`, generated at first start].
@@ -131,6 +139,9 @@ impl Default for ServeConfig {
             upstream_connect_timeout_ms: 5_000,
             upstream_timeout_ms: 30_000,
             request_body_timeout_ms: 10_000,
+            upstream_ca_file: None,
+            upstream_client_cert: None,
+            upstream_client_key: None,
             signing_keys_file: None,
             sign_requests: true,
             signing_scheme: "hmac".to_owned(),
@@ -312,6 +323,11 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
         connections: ConnectionLimits {
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms.max(1)),
             max_connections: config.max_connections.max(1),
+        },
+        upstream_tls: UpstreamTls {
+            ca_file: config.upstream_ca_file.clone(),
+            client_cert: config.upstream_client_cert.clone(),
+            client_key: config.upstream_client_key.clone(),
         },
     };
     Ok((settings, generated.then_some(token)))

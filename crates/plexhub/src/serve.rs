@@ -91,6 +91,20 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     request_body_timeout_ms: Option<u64>,
+    /// PEM file of CA certificates trusted for https plugins besides the system's roots (a
+    /// private CA).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_ca_file: Option<PathBuf>,
+    /// PEM certificate chain shown to https plugins that require a client certificate (mTLS);
+    /// with --upstream-client-key.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_client_cert: Option<PathBuf>,
+    /// PEM private key of --upstream-client-cert.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_client_key: Option<PathBuf>,
     /// File of request-signing keys, one per line, the first signs [default:
     /// <data-dir>/signing-keys, generated].
     #[arg(long)]

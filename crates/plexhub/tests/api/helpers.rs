@@ -131,6 +131,8 @@ pub struct Options {
     pub events: Option<plexhub_server::EventSettings>,
     /// Header deadline and connection cap (default: the hub's defaults).
     pub connections: Option<plexhub_server::ConnectionLimits>,
+    /// Trust and client certificate for https plugins (default: the system's roots only).
+    pub upstream_tls: Option<plexhub_server::UpstreamTls>,
 }
 
 /// Starts a hub on `backend`, or returns `None` when PostgreSQL is not configured (laptop).
@@ -177,6 +179,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
             ..plexhub_server::EventSettings::default()
         }),
         connections: options.connections.unwrap_or_default(),
+        upstream_tls: options.upstream_tls.unwrap_or_default(),
     };
     let app = Application::build(settings).await.expect("hub starts");
     let address = app.local_addr();

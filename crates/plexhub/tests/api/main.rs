@@ -19,3 +19,4 @@ mod operations;
 mod registry;
 mod signing;
 mod tenants;
+mod tls;

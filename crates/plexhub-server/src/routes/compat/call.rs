@@ -76,7 +76,7 @@ fn text_of(value: &Value) -> Option<String> {
         (status = 400, description = "INVALID_BODY, PLUGIN_MISMATCH"),
         (status = 403, description = "CALLER_MISMATCH, CALLER_NOT_ACTIVE, ACCESS_DENIED, PERMISSION_DENIED"),
         (status = 404, description = "SERVICE_NOT_FOUND, ENDPOINT_NOT_FOUND"),
-        (status = 502, description = "UPSTREAM_UNREACHABLE, UPSTREAM_FAILED, UPSTREAM_RESPONSE_TOO_LARGE"),
+        (status = 502, description = "UPSTREAM_UNREACHABLE, UPSTREAM_FAILED, UPSTREAM_TLS, UPSTREAM_RESPONSE_TOO_LARGE"),
         (status = 503, description = "SERVICE_UNAVAILABLE"), (status = 504, description = "UPSTREAM_TIMEOUT")),
     security(("bearer" = [])))]
 pub(crate) async fn call_plugin(

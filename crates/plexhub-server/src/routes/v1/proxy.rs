@@ -76,7 +76,7 @@ fn named_caller(headers: &HeaderMap) -> Option<&str> {
         (status = 403, description = "CALLER_NOT_ACTIVE, ACCESS_DENIED, PERMISSION_DENIED, CALLER_MISMATCH"),
         (status = 404, description = "SERVICE_NOT_FOUND, ENDPOINT_NOT_FOUND (details.availableEndpoints)"),
         (status = 413, description = "PAYLOAD_TOO_LARGE"),
-        (status = 502, description = "UPSTREAM_UNREACHABLE, UPSTREAM_FAILED, UPSTREAM_RESPONSE_TOO_LARGE"),
+        (status = 502, description = "UPSTREAM_UNREACHABLE, UPSTREAM_FAILED, UPSTREAM_TLS, UPSTREAM_RESPONSE_TOO_LARGE"),
         (status = 503, description = "SERVICE_UNAVAILABLE"), (status = 504, description = "UPSTREAM_TIMEOUT")),
     security(("bearer" = [])))]
 async fn proxy(
