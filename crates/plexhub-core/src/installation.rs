@@ -21,8 +21,9 @@ pub struct Installation {
     pub version: Version,
     /// Lifecycle state.
     pub state: InstallationState,
-    /// Where the plugin is reachable, as set by the operator.
-    pub base_url: BaseUrl,
+    /// Where the plugin is reachable, as set by the operator; `None` for a plugin that exposes
+    /// no service (it calls others and is never called).
+    pub base_url: Option<BaseUrl>,
     /// Browser origins allowed to reach the plugin through the hub.
     pub allowed_origins: Vec<String>,
     /// Permissions granted to this installation when it calls other plugins.
@@ -150,14 +151,19 @@ impl BaseUrl {
 
 impl Installation {
     /// Origins plugins of this installation may register services at: the configured
-    /// `allowedOrigins`, or by default the origin of the installation's `baseUrl`.
-    pub fn allows_origin_of(&self, url: &BaseUrl) -> bool {
-        let origin = url.origin();
+    /// `allowedOrigins`, or by default the origin of the installation's `baseUrl` (none without
+    /// one).
+    pub fn allowed_origins(&self) -> Vec<String> {
         if self.allowed_origins.is_empty() {
-            origin == self.base_url.origin()
+            self.base_url.iter().map(BaseUrl::origin).collect()
         } else {
-            self.allowed_origins.contains(&origin)
+            self.allowed_origins.clone()
         }
+    }
+
+    /// Whether this installation may register a service at `url` (see [`Self::allowed_origins`]).
+    pub fn allows_origin_of(&self, url: &BaseUrl) -> bool {
+        self.allowed_origins().contains(&url.origin())
     }
 }
 

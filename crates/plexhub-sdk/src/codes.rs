@@ -40,6 +40,7 @@ pub enum ErrorCode {
     NotInstalled,
     InvalidTransition,
     UnknownGrant,
+    NotCallable,
     DependencyUnmet,
     InvalidDependencies,
     DependencyConflict,

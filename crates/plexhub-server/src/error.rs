@@ -84,6 +84,8 @@ pub enum ErrorCode {
     OriginNotAllowed,
     /// No such (discoverable) service.
     ServiceNotFound,
+    /// The target plugin was installed without a `baseUrl`: it exposes no service.
+    NotCallable,
     /// No such replica of the service.
     InstanceNotFound,
     /// A namespace or key breaks the naming rule.
@@ -177,8 +179,8 @@ impl ErrorCode {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             TenantNotFound | NotFound | PluginNotFound | VersionNotFound | NotInstalled
-            | CredentialNotFound | ServiceNotFound | InstanceNotFound | DataNotFound
-            | DeadLetterNotFound => StatusCode::NOT_FOUND,
+            | CredentialNotFound | ServiceNotFound | NotCallable | InstanceNotFound
+            | DataNotFound | DeadLetterNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             TenantExists | VersionExists | AlreadyInstalled | InvalidTransition
             | DependencyUnmet | ServiceOwned | TransactionFailed | DependencyConflict

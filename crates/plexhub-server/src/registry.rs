@@ -105,17 +105,14 @@ pub fn allowed_base_url(installation: &Installation, text: &str) -> Result<BaseU
                 "{} may not be reached at {}: allowed origins are {}",
                 installation.plugin_id,
                 url.origin(),
-                allowed_origins(installation).join(", ")
+                match installation.allowed_origins() {
+                    origins if origins.is_empty() =>
+                        "none (it was installed without a baseUrl and without allowedOrigins)"
+                            .to_owned(),
+                    origins => origins.join(", "),
+                }
             ),
         ))
-    }
-}
-
-fn allowed_origins(installation: &Installation) -> Vec<String> {
-    if installation.allowed_origins.is_empty() {
-        vec![installation.base_url.origin()]
-    } else {
-        installation.allowed_origins.clone()
     }
 }
 
@@ -191,10 +188,11 @@ pub async fn put_instance(
     let (service, _) = find_service(state, scope, name).await?;
     scope.ensure_acts_for(&service.plugin_id)?;
     let installation = installation_of(state, &scope.tenant, &service.plugin_id).await?;
+    let base_url = allowed_base_url(&installation, &instance.base_url)?;
     let registration = InstanceRegistration {
         id: instance.id,
-        base_url: Some(allowed_base_url(&installation, &instance.base_url)?),
-        fallback_base_url: installation.base_url.clone(),
+        base_url: Some(base_url.clone()),
+        fallback_base_url: base_url,
         version: instance.version,
         metadata: instance.metadata,
     };
@@ -441,14 +439,33 @@ impl ServiceView {
     }
 }
 
+/// The refusal of a service without a URL from an installation without a `baseUrl`.
+pub fn no_base_url(plugin: &PluginId) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidBody,
+        format!(
+            "{plugin} was installed without a baseUrl, so its services have nowhere to be reached: \
+             set one (PUT …/installations/{plugin}/base-url) or register with a URL"
+        ),
+    )
+}
+
 /// Registers every service of an installation's manifest (on activation), with the
-/// installation's URL for new replicas.
+/// installation's URL for new replicas; with `relocate`, existing default replicas move to it
+/// too (its `baseUrl` changed).
 pub async fn register_manifest_services(
     state: &AppState,
     tenant: &Tenant,
     installation: &Installation,
     services: &[plexhub_core::manifest::ServiceSpec],
+    relocate: bool,
 ) -> Result<(), ApiError> {
+    let Some(base_url) = &installation.base_url else {
+        if services.is_empty() {
+            return Ok(());
+        }
+        return Err(no_base_url(&installation.plugin_id));
+    };
     for spec in services {
         register(
             state,
@@ -461,8 +478,8 @@ pub async fn register_manifest_services(
                 endpoints: Some(spec.endpoints.clone()),
                 instance: InstanceRegistration {
                     id: InstanceId::default_instance(),
-                    base_url: None,
-                    fallback_base_url: installation.base_url.clone(),
+                    base_url: relocate.then(|| base_url.clone()),
+                    fallback_base_url: base_url.clone(),
                     version: None,
                     metadata: Map::new(),
                 },

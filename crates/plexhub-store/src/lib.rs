@@ -143,6 +143,8 @@ pub struct NewInstallation {
 /// What an operator changes on an installation without reinstalling it; `None` keeps a field.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InstallationUpdate {
+    /// Where the plugin is reachable (set once a caller-only plugin starts serving).
+    pub base_url: Option<BaseUrl>,
     /// Browser origins allowed to reach the plugin (the whole set).
     pub allowed_origins: Option<Vec<String>>,
     /// Permissions granted for calls to other plugins (the whole set).

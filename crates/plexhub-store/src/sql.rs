@@ -148,7 +148,10 @@ impl InstallationRow {
             version: version("installations", &self.version)?,
             state: InstallationState::parse(&self.state)
                 .ok_or_else(|| corrupt("installations", "state", &self.state))?,
-            base_url: BaseUrl::parse(&self.base_url)
+            base_url: Some(self.base_url.as_str())
+                .filter(|url| !url.is_empty())
+                .map(BaseUrl::parse)
+                .transpose()
                 .map_err(|_| corrupt("installations", "base_url", &self.base_url))?,
             allowed_origins: string_list("allowed_origins", &self.allowed_origins)?,
             grants: string_list("grants", &self.grants)?,
@@ -525,7 +528,8 @@ macro_rules! sql_store {
                         .bind(installation.plugin_id.as_str())
                         .bind(installation.version.to_string())
                         .bind(installation.state.as_str())
-                        .bind(installation.base_url.as_str())
+                        // No base URL (a caller-only plugin) is stored as ''.
+                        .bind(installation.base_url.as_ref().map_or("", plexhub_core::installation::BaseUrl::as_str))
                         .bind(sql::list_text(&installation.allowed_origins))
                         .bind(sql::list_text(&installation.grants))
                         .bind(installation.installed_at_ms)
@@ -617,7 +621,7 @@ macro_rules! sql_store {
             ) -> StoreResult<bool> {
                 let changed = sqlx::query(
                     "UPDATE installations SET allowed_origins = COALESCE($3, allowed_origins), \
-                     grants = COALESCE($4, grants), updated_at = $5 \
+                     grants = COALESCE($4, grants), base_url = COALESCE($6, base_url), updated_at = $5 \
                      WHERE tenant_id = $1 AND plugin_id = $2",
                 )
                 .bind(tenant_id.to_string())
@@ -625,6 +629,7 @@ macro_rules! sql_store {
                 .bind(update.allowed_origins.as_deref().map(sql::list_text))
                 .bind(update.grants.as_deref().map(sql::list_text))
                 .bind(now_ms)
+                .bind(update.base_url.as_ref().map(plexhub_core::installation::BaseUrl::as_str))
                 .execute(&self.pool)
                 .await?
                 .rows_affected();

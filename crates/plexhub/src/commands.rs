@@ -70,9 +70,10 @@ pub struct InstallArgs {
     /// Tenant slug.
     #[arg(long)]
     tenant: String,
-    /// Where the plugin is reachable, e.g. http://127.0.0.1:3100.
+    /// Where the plugin is reachable, e.g. http://127.0.0.1:3100 (leave it out for a plugin
+    /// that exposes no service; set it later with `plexhub installation base-url`).
     #[arg(long)]
-    base_url: String,
+    base_url: Option<String>,
     /// Version or npm range (default: latest release).
     #[arg(long)]
     version: Option<String>,

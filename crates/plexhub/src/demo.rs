@@ -27,9 +27,6 @@ const ANALYTICS_GRANTS: [&str; 2] = ["plugin.crm.contacts.read", "plugin.crm.dea
 /// What the console may do: run reports, import contacts.
 const CONSOLE_GRANTS: [&str; 2] = ["plugin.analytics.reports.read", "plugin.crm.contacts.write"];
 
-/// The console serves no routes, but every installation names a base URL: the discard port.
-const CONSOLE_BASE_URL: &str = "http://127.0.0.1:9";
-
 /// The contacts the demo imports into acme's CRM only: first name, last name, e-mail, company.
 pub const IMPORTED: [(&str, &str, &str, &str); 2] = [
     (
@@ -86,7 +83,7 @@ impl Admin {
         &self,
         tenant: &str,
         plugin: &str,
-        base_url: &str,
+        base_url: Option<&str>,
         grants: &[&str],
     ) -> anyhow::Result<String> {
         let body =
@@ -279,7 +276,12 @@ impl Demo {
             // Dependencies first: Analytics needs CRM, the console needs both.
             crm_tokens.push(
                 admin
-                    .install(tenant, "plugin-crm", &format!("http://{crm_address}"), &[])
+                    .install(
+                        tenant,
+                        "plugin-crm",
+                        Some(&format!("http://{crm_address}")),
+                        &[],
+                    )
                     .await?,
             );
             analytics_tokens.push(
@@ -287,13 +289,14 @@ impl Demo {
                     .install(
                         tenant,
                         "plugin-analytics",
-                        &analytics_url,
+                        Some(&analytics_url),
                         &ANALYTICS_GRANTS,
                     )
                     .await?,
             );
             let console = admin
-                .install(tenant, "plugin-console", CONSOLE_BASE_URL, &CONSOLE_GRANTS)
+                // The console serves no routes: installed without a base URL.
+                .install(tenant, "plugin-console", None, &CONSOLE_GRANTS)
                 .await?;
             consoles.insert(
                 tenant.to_owned(),

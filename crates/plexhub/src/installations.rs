@@ -57,6 +57,17 @@ pub enum InstallationCommand {
     /// Change the permissions an installation is granted, without reinstalling it.
     #[command(subcommand)]
     Grants(GrantsCommand),
+    /// Set where an installation is reachable (a caller-only plugin that starts serving, or one
+    /// that moved); its manifest's services move there when it is ACTIVE.
+    BaseUrl {
+        /// Plugin id.
+        plugin_id: String,
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The new URL, e.g. http://127.0.0.1:3200.
+        url: String,
+    },
     /// Set the origins an installation may register services at (none: its baseUrl's origin).
     Origins {
         /// Plugin id.
@@ -147,6 +158,15 @@ pub async fn run(client: &HubClient, command: InstallationCommand) -> anyhow::Re
             plan,
         } => uninstall(client, &tenant, &plugin_id, cascade, plan).await?,
         InstallationCommand::Grants(command) => grants(client, command).await?,
+        InstallationCommand::BaseUrl {
+            plugin_id,
+            tenant,
+            url,
+        } => {
+            let path = format!("{}/base-url", installation_path(&tenant, &plugin_id));
+            let body = json!({ "baseUrl": url });
+            print_installation(&client.call(Method::PUT, &path, Some(&body)).await?);
+        }
         InstallationCommand::Origins {
             plugin_id,
             tenant,

@@ -46,7 +46,7 @@ pub async fn tenant_with_plugins(store: &Arc<dyn Store>, slug: &str) -> TenantId
             plugin_id: plugin_id.clone(),
             version,
             state: InstallationState::Active,
-            base_url: BaseUrl::parse("http://127.0.0.1:3100").unwrap(),
+            base_url: Some(BaseUrl::parse("http://127.0.0.1:3100").unwrap()),
             allowed_origins: vec![],
             grants: vec![],
             installed_at_ms: NOW,

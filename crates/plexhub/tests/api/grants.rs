@@ -1,5 +1,6 @@
-//! Grants and allowed origins changed without reinstalling: validated, effective at once (and
-//! on another hub instance within a second), visible in the access explanation.
+//! What changes on an installation without reinstalling it: grants and allowed origins
+//! (validated, effective at once and on another hub instance within a second, visible in the
+//! access explanation), and the base URL of a plugin installed without one.
 
 use std::time::Duration;
 
@@ -163,9 +164,115 @@ async fn allowed_origins_change_without_reinstalling(app: TestApp) {
     assert_eq!(cleared.assert_status(200)["allowedOrigins"], json!([]));
 }
 
+/// A plugin whose manifest exposes no service installs without a `baseUrl`, calls others, is
+/// refused as a target with its own code, and gets a `baseUrl` later by an update.
+async fn caller_only_plugins_need_no_base_url(app: TestApp) {
+    let plugin = upstream().await;
+    let (_, analytics) = acme_granting(&app, &plugin.base, json!([])).await;
+    let console: serde_json::Value =
+        serde_json::from_str(include_str!("../../../../examples/manifests/console.json"))
+            .expect("console manifest");
+    app.publish(&console).await;
+    let installs = "/api/v1/tenants/acme/installations";
+    let body = json!({
+        "pluginId": "plugin-console", "activate": true,
+        "grants": ["plugin.crm.contacts.read"],
+    });
+    let installed = app.admin(Method::POST, installs, Some(&body)).await;
+    let installed = installed.assert_status(201).clone();
+    assert_eq!(
+        installed["installation"]["baseUrl"],
+        serde_json::Value::Null
+    );
+    let console_token = installed["credential"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    // It calls CRM like any plugin.
+    assert_eq!(contacts_status(&app, &console_token).await, 200);
+
+    // A call to it says why it cannot be called (the seed's flat error shape).
+    let call = json!({
+        "targetPluginId": "plugin-console", "targetServiceName": "console.screens",
+        "method": "GET", "path": "/",
+    });
+    let refused = app
+        .send(
+            Method::POST,
+            "/api/plugin-gateway/call",
+            Some(&analytics),
+            &[],
+            Some(&call),
+        )
+        .await;
+    assert_eq!(refused.status, 404, "{}", refused.body);
+    assert_eq!(refused.body["code"], "NOT_CALLABLE", "{}", refused.body);
+
+    // A plugin whose manifest exposes services needs one.
+    app.create_tenant("globex").await;
+    let body = json!({ "pluginId": "plugin-crm" });
+    let refused = app
+        .admin(
+            Method::POST,
+            "/api/v1/tenants/globex/installations",
+            Some(&body),
+        )
+        .await;
+    refused.assert_error(400, "INVALID_BODY");
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("needs a baseUrl"),
+        "{}",
+        refused.body
+    );
+
+    // Setting one later is an update; an ACTIVE plugin's services move with it.
+    let console_url = "/api/v1/tenants/acme/installations/plugin-console/base-url";
+    let set = app
+        .admin(
+            Method::PUT,
+            console_url,
+            Some(&json!({ "baseUrl": "http://127.0.0.1:3999" })),
+        )
+        .await;
+    assert_eq!(set.assert_status(200)["baseUrl"], "http://127.0.0.1:3999");
+    let crm_url = "/api/v1/tenants/acme/installations/plugin-crm/base-url";
+    app.admin(
+        Method::PUT,
+        crm_url,
+        Some(&json!({ "baseUrl": "http://127.0.0.1:9" })),
+    )
+    .await
+    .assert_status(200);
+    let moved = app
+        .send(
+            Method::GET,
+            "/api/v1/proxy/crm.contacts/contacts",
+            Some(&console_token),
+            &[],
+            None,
+        )
+        .await;
+    moved.assert_error(502, "UPSTREAM_UNREACHABLE");
+    app.admin(
+        Method::PUT,
+        crm_url,
+        Some(&json!({ "baseUrl": plugin.base })),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(contacts_status(&app, &console_token).await, 200);
+    app.admin(Method::PUT, crm_url, Some(&json!({ "baseUrl": "ftp://x" })))
+        .await
+        .assert_error(400, "INVALID_BODY");
+}
+
 crate::on_both_backends!(
     grants_change_without_reinstalling,
     allowed_origins_change_without_reinstalling,
+    caller_only_plugins_need_no_base_url,
 );
 
 /// A grant changed through one hub takes effect on another within a second.

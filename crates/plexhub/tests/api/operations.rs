@@ -220,6 +220,10 @@ async fn openapi_lists_every_route_and_docs_render_offline() {
             "put",
         ),
         (
+            "/api/v1/tenants/{slug}/installations/{pluginId}/base-url",
+            "put",
+        ),
+        (
             "/api/v1/tenants/{slug}/installations/{pluginId}/allowed-origins",
             "put",
         ),

@@ -67,6 +67,29 @@ fn text_of(value: &Value) -> Option<String> {
     }
 }
 
+/// A call for a service of a plugin installed without a `baseUrl` (it exposes none): say so
+/// rather than only that the service does not exist.
+async fn explain_not_callable(
+    state: &AppState,
+    scope: &TenantScope,
+    target: &PluginId,
+    error: ApiError,
+) -> ApiError {
+    if error.code() != ErrorCode::ServiceNotFound {
+        return error;
+    }
+    match state.store.installation(scope.tenant.id, target).await {
+        Ok(Some(installation)) if installation.base_url.is_none() => ApiError::new(
+            ErrorCode::NotCallable,
+            format!(
+                "{target} exposes no service (installed without a baseUrl): it calls other plugins \
+                 and cannot be called"
+            ),
+        ),
+        _ => error,
+    }
+}
+
 /// Call another plugin's endpoint (also served by the front door's hot path); the answer's
 /// status is the plugin's, its body the original's
 /// envelope `{status, headers, data, metadata:{targetPlugin, targetService, duration, timestamp}}`.
@@ -75,7 +98,7 @@ fn text_of(value: &Value) -> Option<String> {
     responses((status = 200, body = Object, description = "the envelope; the HTTP status is the plugin's"),
         (status = 400, description = "INVALID_BODY, PLUGIN_MISMATCH"),
         (status = 403, description = "CALLER_MISMATCH, CALLER_NOT_ACTIVE, ACCESS_DENIED, PERMISSION_DENIED"),
-        (status = 404, description = "SERVICE_NOT_FOUND, ENDPOINT_NOT_FOUND"),
+        (status = 404, description = "SERVICE_NOT_FOUND, NOT_CALLABLE (the target was installed without a baseUrl), ENDPOINT_NOT_FOUND"),
         (status = 502, description = "UPSTREAM_UNREACHABLE, UPSTREAM_FAILED, UPSTREAM_TLS, UPSTREAM_RESPONSE_TOO_LARGE"),
         (status = 503, description = "SERVICE_UNAVAILABLE"), (status = 504, description = "UPSTREAM_TIMEOUT")),
     security(("bearer" = [])))]
@@ -130,6 +153,7 @@ pub(crate) async fn call_plugin(
         match gateway::authorize(&state, &call, &service, Some(&target), &method, path).await {
             Ok(route) => route,
             Err(error) => {
+                let error = explain_not_callable(&state, &scope, &target, error).await;
                 let status = error.code().status().as_u16();
                 gateway::audit(&state, &call, &attempt, None, status).await;
                 return Err(error);

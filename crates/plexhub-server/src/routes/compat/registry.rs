@@ -136,6 +136,10 @@ async fn register_service(
         .as_deref()
         .map(|url| allowed_base_url(&installation, url))
         .transpose()?;
+    let fallback_base_url = base_url
+        .clone()
+        .or_else(|| installation.base_url.clone())
+        .ok_or_else(|| registry::no_base_url(&installation.plugin_id))?;
     let service_id = registry::register(
         &state,
         ServiceRegistration {
@@ -148,7 +152,7 @@ async fn register_service(
             instance: InstanceRegistration {
                 id: InstanceId::default_instance(),
                 base_url,
-                fallback_base_url: installation.base_url.clone(),
+                fallback_base_url,
                 version: None,
                 metadata: Map::new(),
             },

@@ -52,6 +52,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rotate_signing_secret))
         .routes(routes!(set_grants))
         .routes(routes!(set_allowed_origins))
+        .routes(routes!(set_base_url))
 }
 
 /// Body of an install request.
@@ -62,8 +63,9 @@ pub struct InstallRequest {
     plugin_id: String,
     /// A version or npm range; the highest match is installed (default: latest release).
     version: Option<String>,
-    /// Where the plugin is reachable (http or https).
-    base_url: String,
+    /// Where the plugin is reachable (http or https); may be left out when its manifest exposes
+    /// no service (a plugin that only calls others), and set later with `PUT …/base-url`.
+    base_url: Option<String>,
     /// Browser origins allowed to reach the plugin.
     #[serde(default)]
     allowed_origins: Vec<String>,
@@ -86,8 +88,9 @@ pub struct InstallRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DependencyPlacement {
-    /// Where the plugin is reachable (http or https).
-    base_url: String,
+    /// Where the plugin is reachable (http or https); may be left out when its manifest exposes
+    /// no service (a plugin that only calls others), and set later with `PUT …/base-url`.
+    base_url: Option<String>,
     /// Browser origins allowed to reach the plugin.
     #[serde(default)]
     allowed_origins: Vec<String>,
@@ -135,7 +138,8 @@ pub struct InstallationView {
     version: String,
     #[schema(example = "ACTIVE")]
     state: String,
-    base_url: String,
+    /// Absent for a plugin installed without one (it exposes no service).
+    base_url: Option<String>,
     allowed_origins: Vec<String>,
     grants: Vec<String>,
     installed_at: String,
@@ -150,7 +154,10 @@ impl InstallationView {
             plugin_id: installation.plugin_id.to_string(),
             version: installation.version.to_string(),
             state: installation.state.as_str().to_owned(),
-            base_url: installation.base_url.as_str().to_owned(),
+            base_url: installation
+                .base_url
+                .as_ref()
+                .map(|url| url.as_str().to_owned()),
             allowed_origins: installation.allowed_origins.clone(),
             grants: installation.grants.clone(),
             installed_at: rfc3339(installation.installed_at_ms),
@@ -325,7 +332,7 @@ async fn install_plugin(
     let plugin_id = PluginId::parse(&body.plugin_id).map_err(invalid)?;
     let root = Placement::parse(
         "",
-        &body.base_url,
+        body.base_url.as_deref(),
         &body.allowed_origins,
         &body.grants,
         body.signing.as_deref(),
@@ -421,7 +428,7 @@ async fn install_plugin(
 
 /// A validated placement: where an installation is reachable and what it is granted.
 struct Placement {
-    base_url: BaseUrl,
+    base_url: Option<BaseUrl>,
     allowed_origins: Vec<String>,
     grants: Vec<String>,
     signing: Option<SigningScheme>,
@@ -431,7 +438,7 @@ impl Placement {
     /// Validates a placement; `at` prefixes messages (`dependencies.plugin-crm.`).
     fn parse(
         at: &str,
-        base_url: &str,
+        base_url: Option<&str>,
         allowed_origins: &[String],
         grants: &[String],
         signing: Option<&str>,
@@ -443,7 +450,10 @@ impl Placement {
                     .ok_or_else(|| fail(&"signing must be \"hmac\" or \"ed25519\""))
             })
             .transpose()?;
-        let base_url = BaseUrl::parse(base_url).map_err(|e| fail(&e))?;
+        let base_url = base_url
+            .map(BaseUrl::parse)
+            .transpose()
+            .map_err(|e| fail(&e))?;
         let allowed_origins = allowed_origins
             .iter()
             .map(|origin| parse_origin(origin))
@@ -500,6 +510,14 @@ async fn apply_installs(
     for installation in &installations {
         let manifest = installed_manifest(state, installation).await?;
         check_subscriptions(installation, &manifest)?;
+        if installation.base_url.is_none() && !manifest.services.is_empty() {
+            let names: Vec<&str> = manifest.services.iter().map(|s| s.name.as_str()).collect();
+            return Err(invalid(format!(
+                "{} needs a baseUrl: its manifest exposes {}",
+                installation.plugin_id,
+                names.join(", ")
+            )));
+        }
         manifests.push(manifest);
     }
     let mut issued = Vec::with_capacity(installations.len());
@@ -621,7 +639,7 @@ async fn install_with_dependencies(
             let at = format!("dependencies.{}.", step.plugin_id);
             let placement = Placement::parse(
                 &at,
-                &entry.base_url,
+                entry.base_url.as_deref(),
                 &entry.allowed_origins,
                 &entry.grants,
                 entry.signing.as_deref(),
@@ -780,7 +798,7 @@ async fn activate_services(
     installation: &Installation,
     manifest: &Manifest,
 ) -> Result<(), ApiError> {
-    register_manifest_services(state, tenant, installation, &manifest.services).await?;
+    register_manifest_services(state, tenant, installation, &manifest.services, false).await?;
     let subscriptions: Vec<SubscriptionSpec> = manifest
         .events
         .subscriptions
@@ -1166,6 +1184,49 @@ async fn set_allowed_origins(
     Ok(Json(InstallationView::new(&state, &tenant, &updated)))
 }
 
+/// Where an installation is reachable.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BaseUrlRequest {
+    /// An absolute http(s) URL.
+    base_url: String,
+}
+
+/// Set where an installation is reachable without reinstalling it: a plugin installed without
+/// one (it exposed no service) that starts serving, or one that moved. The services its
+/// manifest declares move there at once when it is ACTIVE (on every hub instance within a
+/// second); announced as `plexhub.plugin.base-url-changed`.
+#[utoipa::path(put, path = "/api/v1/tenants/{slug}/installations/{pluginId}/base-url", tag = "installations",
+    request_body = BaseUrlRequest,
+    responses((status = 200, body = InstallationView),
+              (status = 400, description = "INVALID_BODY", body = ErrorEnvelope),
+              (status = 404, description = "TENANT_NOT_FOUND, NOT_INSTALLED", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+async fn set_base_url(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath((slug, plugin_id)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<BaseUrlRequest>,
+) -> Result<Json<InstallationView>, ApiError> {
+    let (tenant, installation) = find_installation(&state, &slug, &plugin_id).await?;
+    let base_url = BaseUrl::parse(&body.base_url).map_err(invalid)?;
+    let update = InstallationUpdate {
+        base_url: Some(base_url),
+        ..InstallationUpdate::default()
+    };
+    let updated = update_installation(&state, &tenant, installation, update).await?;
+    if updated.state == InstallationState::Active {
+        let manifest = installed_manifest(&state, &updated).await?;
+        register_manifest_services(&state, &tenant, &updated, &manifest.services, true).await?;
+        state.changed(Change::Tenant { tenant: tenant.id }).await;
+    }
+    let url = updated.base_url.as_ref().map(BaseUrl::as_str);
+    tracing::info!(tenant = %tenant.slug, plugin = %updated.plugin_id, base_url = ?url, "base URL changed");
+    let data = json!({ "pluginId": updated.plugin_id.as_str(), "baseUrl": url });
+    crate::events::announce(&state, tenant.id, "plexhub.plugin.base-url-changed", data).await;
+    Ok(Json(InstallationView::new(&state, &tenant, &updated)))
+}
+
 /// Stores `update` and tells every instance's caches; the installation as it now is.
 async fn update_installation(
     state: &AppState,
@@ -1187,6 +1248,9 @@ async fn update_installation(
     }
     if let Some(origins) = update.allowed_origins {
         installation.allowed_origins = origins;
+    }
+    if let Some(base_url) = update.base_url {
+        installation.base_url = Some(base_url);
     }
     installation.updated_at_ms = now;
     Ok(installation)
