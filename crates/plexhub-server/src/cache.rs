@@ -222,7 +222,8 @@ impl HubCache {
         self.get_or_load(&self.services, key, load).await
     }
 
-    /// A shared-data lookup through the cache.
+    /// A shared-data lookup: through the cache on a single instance, from the database when
+    /// several share it.
     pub async fn data<E, F: Future<Output = Result<CachedEntry, E>>>(
         &self,
         key: (TenantId, Namespace, DataKey),
@@ -234,6 +235,12 @@ impl HubCache {
                 body: OnceLock::new(),
             })
         };
+        // With several instances, an entry another one just wrote must be read at once (a
+        // write acknowledged there, then read here, is never older): the database answers,
+        // not a cache the feed invalidates a moment later.
+        if self.feed.is_shared() {
+            return load().await.map(Arc::new);
+        }
         self.get_or_load(&self.data, key, load).await
     }
 

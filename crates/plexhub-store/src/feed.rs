@@ -148,6 +148,11 @@ impl ChangeFeed {
         feed
     }
 
+    /// Whether other instances may write the same database (the feed goes through Redis).
+    pub fn is_shared(&self) -> bool {
+        self.redis.is_some()
+    }
+
     /// Whether changes of other instances currently reach this one.
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)

@@ -1029,31 +1029,29 @@ async fn demo_once_prints_the_summary_and_exits() {
     );
 }
 
-/// Logs operators can use, and never a secret: `RUST_LOG` overrides `--log-level`; with
-/// `--log-format json` every line is a JSON object, and the access log (`plexhub::access` at
-/// DEBUG) gives tenant, caller, route, status and duration per request. Through a whole flow at
-/// DEBUG for every crate, the captured output never contains the admin token, a credential or a
-/// signing secret.
-#[tokio::test]
-async fn logs_are_json_follow_rust_log_and_never_hold_a_secret() {
-    let dir = tempfile::tempdir().expect("tmp");
+/// A running `plexhub serve` whose stdout and stderr are captured together.
+struct LoggingHub {
+    _child: tokio::process::Child,
+    captured: std::sync::Arc<std::sync::Mutex<String>>,
+    address: String,
+}
+
+/// Starts `plexhub serve --listen 127.0.0.1:0 --log-format json` with `args`, in `dir`, with
+/// `RUST_LOG` set or not, and no other `PLEXHUB_*` setting than the admin token.
+async fn serve_logging(dir: &Path, args: &[&str], rust_log: Option<&str>) -> LoggingHub {
     let mut command = Command::new(env!("CARGO_BIN_EXE_plexhub"));
     command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--log-level",
-            "error",
-        ])
-        .current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(args)
+        .current_dir(dir)
         .env("PLEXHUB_ADMIN_TOKEN", ADMIN)
-        .env("RUST_LOG", "debug")
+        .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    if let Some(filter) = rust_log {
+        command.env("RUST_LOG", filter);
+    }
     for (name, _) in std::env::vars() {
         if name.starts_with("PLEXHUB_") && name != "PLEXHUB_ADMIN_TOKEN" {
             command.env_remove(name);
@@ -1090,7 +1088,83 @@ async fn logs_are_json_follow_rust_log_and_never_hold_a_secret() {
         .await
         .expect("serve starts")
         .expect("an address");
+    LoggingHub {
+        _child: child,
+        captured,
+        address,
+    }
+}
 
+/// The default filter lets the hub's own crates speak at `info` and others only at `warn`:
+/// an install plan (where the solver logs at INFO) leaves no line of another crate.
+#[tokio::test]
+async fn default_logs_hold_only_the_hubs_own_info_lines() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = serve_logging(dir.path(), &[], None).await;
+    let http = reqwest::Client::new();
+    let admin = |method: reqwest::Method, path: &str, body: serde_json::Value| {
+        http.request(method, format!("{}{path}", hub.address))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+    };
+    let tenant = serde_json::json!({"slug": "acme"});
+    admin(reqwest::Method::POST, "/api/v1/tenants", tenant)
+        .await
+        .expect("tenant");
+    for manifest in [crate::helpers::crm_at("1.0.0"), crate::helpers::analytics()] {
+        admin(reqwest::Method::POST, "/api/v1/plugins", manifest)
+            .await
+            .expect("publish");
+    }
+    let plan = admin(
+        reqwest::Method::POST,
+        "/api/v1/tenants/acme/plans/install",
+        serde_json::json!({"pluginId": "plugin-analytics"}),
+    )
+    .await
+    .expect("plan");
+    assert_eq!(plan.status(), 200);
+    let install = serde_json::json!({"pluginId": "plugin-crm", "baseUrl": "http://127.0.0.1:9"});
+    let installed = admin(
+        reqwest::Method::POST,
+        "/api/v1/tenants/acme/installations",
+        install,
+    )
+    .await
+    .expect("install");
+    assert_eq!(installed.status(), 201);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = hub.captured.lock().expect("lock").clone();
+    let mut targets = std::collections::BTreeSet::new();
+    for line in logs.lines().filter(|line| line.starts_with('{')) {
+        let entry: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        let target = entry["target"].as_str().unwrap_or_default().to_owned();
+        let level = entry["level"].as_str().unwrap_or_default();
+        if !target.starts_with("plexhub") {
+            assert!(
+                matches!(level, "WARN" | "ERROR"),
+                "a line of another crate below WARN: {line}"
+            );
+        }
+        targets.insert(target);
+    }
+    assert!(
+        targets.iter().any(|target| target.starts_with("plexhub")),
+        "the hub's own info lines are there: {logs}"
+    );
+}
+
+/// Logs operators can use, and never a secret: `RUST_LOG` overrides `--log-level`; with
+/// `--log-format json` every line is a JSON object, and the access log (`plexhub::access` at
+/// DEBUG) gives tenant, caller, route, status and duration per request. Through a whole flow at
+/// DEBUG for every crate, the captured output never contains the admin token, a credential or a
+/// signing secret.
+#[tokio::test]
+async fn logs_are_json_follow_rust_log_and_never_hold_a_secret() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hub = serve_logging(dir.path(), &["--log-level", "error"], Some("debug")).await;
+    let (captured, address) = (hub.captured.clone(), hub.address.clone());
     let http = reqwest::Client::new();
     let admin = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
         let mut request = http
@@ -1174,7 +1248,7 @@ async fn logs_are_json_follow_rust_log_and_never_hold_a_secret() {
         .send()
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = child.kill().await;
+    drop(hub);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let logs = captured.lock().expect("lock").clone();
 

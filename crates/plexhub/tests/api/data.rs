@@ -842,3 +842,36 @@ async fn two_hubs_share_one_counter_without_losing_updates() {
     assert_flat(&get(&a, &crm, "n", "brief").await, 404, "DATA_NOT_FOUND");
     assert_flat(&get(&b, &crm, "n", "brief").await, 404, "DATA_NOT_FOUND");
 }
+
+/// Read-your-writes across instances: a value acknowledged by one hub is what the other reads
+/// next, every time (scaled mode serves shared data from the database, not from a cache that
+/// the change feed invalidates a moment later).
+#[tokio::test]
+async fn a_write_on_one_hub_is_read_at_once_on_the_other() {
+    let Some((a, b)) = crate::helpers::two_hubs(None).await else {
+        return;
+    };
+    let (crm, _) = plugins(&a).await;
+    let mut stale = Vec::new();
+    for n in 0..200 {
+        a.send(
+            Method::PUT,
+            "/api/v1/data/counters/fresh",
+            Some(&crm),
+            &[],
+            Some(&json!({ "value": n })),
+        )
+        .await
+        .assert_status(200);
+        let read = b
+            .as_plugin(&crm, Method::GET, "/api/v1/data/counters/fresh")
+            .await;
+        if read.assert_status(200)["value"] != n {
+            stale.push((n, read.body["value"].clone()));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale reads on hub b (written, read): {stale:?}"
+    );
+}
