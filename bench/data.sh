@@ -1,25 +1,38 @@
 #!/usr/bin/env bash
-# Shared data throughput, in one run, on the embedded default (SQLite) and on PostgreSQL:
+# Shared data throughput, in one run, on the embedded default (SQLite), on PostgreSQL alone, and
+# in scaled mode (PostgreSQL + Redis: reads come from the database, not the cache):
 #   healthz       GET /healthz of the same hub (the HTTP stack alone)
 #   get-<backend> GET /api/v1/data/bench/warm        (a warm key: auth + cache + expiry check)
 #   put-<backend> PUT /api/v1/data/bench/counter     (a small value; committed before the answer)
 #   put-keys-<backend> PUT /api/v1/data/bench/key-N  (the same, spread over 10000 keys at random)
 # Compare put with etcd's put from ../shared/bench/kv.sh run beside it (KV_TARGETS=etcd).
 # Settings: CONNS (32), DURATION (10), REPEATS (3), DATABASE_URL (postgres://postgres@127.0.0.1:5432/test;
-# a fresh database is created and dropped), BACKENDS ("sqlite postgres").
+# fresh databases are created and dropped), REDIS_URL (redis://127.0.0.1:6379),
+# BACKENDS ("sqlite postgres", add "scaled").
 . "$(dirname "$0")/common.sh"
 
 BACKENDS=${BACKENDS:-"sqlite postgres"}
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 BENCH_DB=plexhub_bench_$$
-drop_db() { psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true; }
+drop_db() {
+  for db in "${BENCH_DB}_postgres" "${BENCH_DB}_scaled"; do
+    psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+}
 
 declare -A URLS TOKENS
 for backend in $BACKENDS; do
-  if [ "$backend" = postgres ]; then
-    drop_db; psql "$DATABASE_URL" -qc "CREATE DATABASE $BENCH_DB" >/dev/null
+  if [ "$backend" = postgres ] || [ "$backend" = scaled ]; then
+    db="${BENCH_DB}_$backend"
+    psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    psql "$DATABASE_URL" -qc "CREATE DATABASE $db" >/dev/null
     trap 'drop_db; cleanup' EXIT
-    start_hub postgres --database-url "${DATABASE_URL%/*}/$BENCH_DB"
+    if [ "$backend" = scaled ]; then
+      start_hub scaled --database-url "${DATABASE_URL%/*}/$db" --redis-url "$REDIS_URL"
+    else
+      start_hub postgres --database-url "${DATABASE_URL%/*}/$db"
+    fi
   else
     start_hub sqlite
   fi
