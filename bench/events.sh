@@ -19,12 +19,12 @@ for binary in "$@"; do
     for keys in $KEYS; do
       repeats=$REPEATS; [ "$keys" = 1 ] && repeats=$REPEATS_SLOW
       for _ in $(seq 1 "$repeats"); do
-        row=$(BENCH_THROUGHPUT_ONLY=1 BENCH_KEYS=$keys "$path" "$backend" 2>/dev/null | grep '^| ' | tail -1)
+        row=$(BENCH_THROUGHPUT_ONLY=1 BENCH_KEYS=$keys "$path" "$backend" 2>/dev/null | grep '^| ' | tail -1) || row="(failed or stopped)"
         echo "$name keys=$keys $row"
       done
     done
     if [ -n "$LATENCY_KEYS" ]; then
-      row=$(BENCH_KEYS=$LATENCY_KEYS "$path" "$backend" 2>/dev/null | grep '^| ' | tail -1)
+      row=$(BENCH_KEYS=$LATENCY_KEYS "$path" "$backend" 2>/dev/null | grep '^| ' | tail -1) || row="(failed or stopped)"
       echo "$name latency keys=$LATENCY_KEYS $row"
     fi
   done

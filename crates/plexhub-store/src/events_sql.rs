@@ -3,21 +3,6 @@
 /// Rows per multi-row insert statement.
 pub(crate) const EVENT_ROWS: usize = 64;
 
-/// The deliveries a claim takes: claimable ones (unkeyed, or at the head of their key) that are
-/// due and not leased, oldest due first, at most `$4` (`$1`: now). Read through the partial
-/// index `deliveries_claimable`, so neither the batch size nor a key's backlog changes the plan.
-pub const CLAIM_PICK: &str = "SELECT d.subscription_id, d.seq FROM deliveries d \
-     WHERE d.claimable AND d.due_at <= $1 AND d.leased_until <= $1 ORDER BY d.due_at, d.seq LIMIT $4";
-
-/// The next delivery of a key once its head ended (`$1` subscription, `$2` key): the oldest
-/// pending one, through the index `deliveries_in_order`.
-pub const NEXT_OF_KEY: &str =
-    "SELECT MIN(seq) FROM deliveries WHERE subscription_id = $1 AND partition_key = $2";
-
-/// Makes the next delivery of a key claimable (`$1` subscription, `$2` its seq).
-pub const MAKE_CLAIMABLE: &str =
-    "UPDATE deliveries SET claimable = TRUE WHERE subscription_id = $1 AND seq = $2";
-
 /// Columns of a stored event, as selected by the queries below (alias `ev`).
 pub(crate) const EVENT_COLUMNS: &str =
     "ev.seq, ev.event_id, ev.source, ev.event_type, ev.partition_key, ev.published_at, ev.envelope";
@@ -33,7 +18,7 @@ pub(crate) const EVENT_COLUMNS: &str =
 /// cannot put an UPDATE in a CTE, so it claims (returning the keys), then reads those rows.
 macro_rules! event_store {
     ($store:ident, $db:ty, $row:ty, $claim_lock:literal, $begin:literal, $relaxed_commit:literal, $claim_in_one_statement:literal) => {
-        use crate::events_sql::{CLAIM_PICK, EVENT_COLUMNS, EVENT_ROWS, MAKE_CLAIMABLE, NEXT_OF_KEY};
+        use crate::events_sql::{EVENT_COLUMNS, EVENT_ROWS};
         use crate::sql::{param, value_rows};
         use crate::{
             ClaimedDelivery, DeadLetter, DeliveryOutcome, EventStore, NewEvent, Published,
@@ -103,74 +88,6 @@ macro_rules! event_store {
 
         fn count(value: i32) -> u32 {
             u32::try_from(value).unwrap_or(0)
-        }
-
-        /// Makes each (subscription, key, seq) the head of its key unless the key has one; returns
-        /// those that became heads. The upsert locks an existing head's row until commit, so a
-        /// hand-over of the same key waits and then sees the deliveries queued here. Rows go in
-        /// (subscription, key) order, the order hand-overs lock them in: no deadlock.
-        async fn claim_heads(
-            tx: &mut sqlx::Transaction<'_, $db>,
-            mut candidates: Vec<(&str, &str, i64)>,
-        ) -> StoreResult<std::collections::HashSet<(String, String, i64)>> {
-            candidates.sort_unstable();
-            // An existing head is older than any candidate: a returned row is the candidate's
-            // own when it carries the candidate's seq.
-            let mut heads = std::collections::HashSet::new();
-            for chunk in candidates.chunks(EVENT_ROWS) {
-                let sql = format!(
-                    "INSERT INTO delivery_heads (subscription_id, partition_key, seq) VALUES {} \
-                     ON CONFLICT (subscription_id, partition_key) DO UPDATE SET seq = delivery_heads.seq \
-                     RETURNING subscription_id, partition_key, seq",
-                    value_rows::<$db>(1, chunk.len(), &["$", "$", "CAST($ AS BIGINT)"])
-                );
-                let mut query = sqlx::query(&sql);
-                for (subscription, key, seq) in chunk {
-                    query = query.bind(*subscription).bind(*key).bind(*seq);
-                }
-                let own: std::collections::HashSet<i64> = chunk.iter().map(|(_, _, seq)| *seq).collect();
-                for row in query.fetch_all(&mut **tx).await? {
-                    let seq: i64 = row.try_get("seq")?;
-                    if own.contains(&seq) {
-                        heads.insert((row.try_get("subscription_id")?, row.try_get("partition_key")?, seq));
-                    }
-                }
-            }
-            Ok(heads)
-        }
-
-        /// After a key's head ended: the oldest remaining delivery of the key becomes its head
-        /// and claimable at once, or the key has no head until a new event arrives.
-        async fn hand_over(
-            tx: &mut sqlx::Transaction<'_, $db>,
-            subscription: &str,
-            key: &str,
-        ) -> StoreResult<()> {
-            // Deleting the head row first locks it: a publisher of this key waits for the commit.
-            sqlx::query("DELETE FROM delivery_heads WHERE subscription_id = $1 AND partition_key = $2")
-                .bind(subscription)
-                .bind(key)
-                .execute(&mut **tx)
-                .await?;
-            let next: Option<i64> = sqlx::query_scalar(NEXT_OF_KEY)
-                .bind(subscription)
-                .bind(key)
-                .fetch_one(&mut **tx)
-                .await?;
-            if let Some(next) = next {
-                sqlx::query("INSERT INTO delivery_heads (subscription_id, partition_key, seq) VALUES ($1, $2, $3)")
-                    .bind(subscription)
-                    .bind(key)
-                    .bind(next)
-                    .execute(&mut **tx)
-                    .await?;
-                sqlx::query(MAKE_CLAIMABLE)
-                    .bind(subscription)
-                    .bind(next)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            Ok(())
         }
 
         /// One attempt at [`EventStore::publish_events`].
@@ -303,21 +220,11 @@ macro_rules! event_store {
                     }
                 }
             }
-            // The first new delivery of each (subscription, key) may head its key.
-            let mut candidates: Vec<(&str, &str, i64)> = Vec::new();
-            let mut seen = std::collections::HashSet::new();
-            for (subscription, index) in &deliveries {
-                let key = events[*index].partition_key.as_deref().unwrap_or_default();
-                if !key.is_empty() && seen.insert((*subscription, key)) {
-                    candidates.push((*subscription, key, answers[*index].seq));
-                }
-            }
-            let heads = claim_heads(&mut tx, candidates).await?;
             for chunk in deliveries.chunks(EVENT_ROWS) {
                 let sql = format!(
                     "INSERT INTO deliveries (subscription_id, tenant_id, seq, partition_key, \
-                     due_at, claimable) VALUES {}",
-                    value_rows::<$db>(1, chunk.len(), &["$"; 6])
+                     due_at) VALUES {}",
+                    value_rows::<$db>(1, chunk.len(), &["$"; 5])
                 );
                 let mut query = sqlx::query(&sql);
                 for (subscription, index) in chunk {
@@ -325,16 +232,12 @@ macro_rules! event_store {
                     // Without a partition key (`''`, which no key can be), nothing orders
                     // an event after another.
                     let key = event.partition_key.as_deref().unwrap_or_default();
-                    let seq = answers[*index].seq;
-                    let claimable = key.is_empty()
-                        || heads.contains(&((*subscription).to_owned(), key.to_owned(), seq));
                     query = query
                         .bind(*subscription)
                         .bind(&tenant)
-                        .bind(seq)
+                        .bind(answers[*index].seq)
                         .bind(key)
-                        .bind(now_ms)
-                        .bind(claimable);
+                        .bind(now_ms);
                 }
                 query.execute(&mut *tx).await?;
             }
@@ -452,15 +355,20 @@ macro_rules! event_store {
                 limit: u32,
             ) -> StoreResult<Vec<ClaimedDelivery>> {
                 let token = uuid::Uuid::new_v4().to_string();
-                let claim = format!(
-                    "WITH picked AS ({CLAIM_PICK} {}) UPDATE deliveries SET due_at = $2, \
-                     leased_until = $2, lease_token = $3 FROM picked \
+                let claim = concat!(
+                    "WITH picked AS (SELECT d.subscription_id, d.seq FROM deliveries d \
+                       WHERE d.due_at <= $1 AND d.leased_until <= $1 \
+                       AND (d.partition_key = '' OR NOT EXISTS (SELECT 1 FROM deliveries e \
+                         WHERE e.subscription_id = d.subscription_id \
+                         AND e.partition_key = d.partition_key AND e.seq < d.seq)) \
+                       ORDER BY d.due_at, d.seq LIMIT $4 ",
+                    $claim_lock,
+                    ") UPDATE deliveries SET due_at = $2, leased_until = $2, lease_token = $3 FROM picked \
                      WHERE deliveries.subscription_id = picked.subscription_id \
-                     AND deliveries.seq = picked.seq AND deliveries.leased_until <= $1",
-                    $claim_lock
+                     AND deliveries.seq = picked.seq AND deliveries.leased_until <= $1"
                 );
-                let details = "d.partition_key, t.slug, s.plugin_id, s.endpoint, s.max_attempts, \
-                     i.base_url, ev.source, ev.event_id, ev.published_at, ev.envelope";
+                let details = "t.slug, s.plugin_id, s.endpoint, s.max_attempts, i.base_url, \
+                     ev.source, ev.event_id, ev.published_at, ev.envelope";
                 let joins = "JOIN subscriptions s ON s.id = d.subscription_id \
                      JOIN installations i ON i.tenant_id = s.tenant_id AND i.plugin_id = s.plugin_id \
                      JOIN events ev ON ev.tenant_id = d.tenant_id AND ev.seq = d.seq \
@@ -468,7 +376,7 @@ macro_rules! event_store {
                 let rows = if $claim_in_one_statement {
                     let sql = format!(
                         "{} RETURNING deliveries.subscription_id, deliveries.seq, \
-                         deliveries.attempts, deliveries.tenant_id, deliveries.partition_key) \
+                         deliveries.attempts, deliveries.tenant_id) \
                          SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, {details} \
                          FROM claimed d {joins} ORDER BY d.seq",
                         claim.replacen(") UPDATE deliveries", "), claimed AS (UPDATE deliveries", 1)
@@ -515,7 +423,6 @@ macro_rules! event_store {
                         Ok(ClaimedDelivery {
                             subscription_id: row.try_get("subscription_id")?,
                             seq: row.try_get("seq")?,
-                            partition_key: row.try_get("partition_key")?,
                             tenant_id: crate::sql::tenant_id(row.try_get("tenant_id")?)?,
                             tenant_slug: row.try_get("slug")?,
                             plugin_id: row.try_get("plugin_id")?,
@@ -632,20 +539,6 @@ macro_rules! event_store {
                         }
                     }
                 }
-                // Each ended keyed delivery hands its key over, in (subscription, key) order.
-                let mut ended: Vec<(&str, &str)> = outcomes
-                    .iter()
-                    .filter(|(delivery, outcome)| {
-                        !delivery.partition_key.is_empty()
-                            && !matches!(outcome, DeliveryOutcome::Retry { .. })
-                    })
-                    .map(|(delivery, _)| (delivery.subscription_id.as_str(), delivery.partition_key.as_str()))
-                    .collect();
-                ended.sort_unstable();
-                ended.dedup();
-                for (subscription, key) in ended {
-                    hand_over(&mut tx, subscription, key).await?;
-                }
                 tx.commit().await?;
                 Ok(())
             }
@@ -676,39 +569,19 @@ macro_rules! event_store {
             ) -> StoreResult<bool> {
                 let tenant = tenant_id.to_string();
                 let mut tx = self.pool.begin_with($begin).await?;
-                let found = sqlx::query(
-                    "SELECT dl.subscription_id, dl.seq, COALESCE(ev.partition_key, '') AS partition_key \
+                sqlx::query(
+                    "INSERT INTO deliveries (subscription_id, tenant_id, seq, partition_key, due_at) \
+                     SELECT dl.subscription_id, dl.tenant_id, dl.seq, \
+                     COALESCE(ev.partition_key, ''), $3 \
                      FROM dead_letters dl JOIN events ev ON ev.tenant_id = dl.tenant_id AND ev.seq = dl.seq \
-                     WHERE dl.id = $1 AND dl.tenant_id = $2",
+                     WHERE dl.id = $1 AND dl.tenant_id = $2 \
+                     ON CONFLICT (subscription_id, seq) DO NOTHING",
                 )
                 .bind(id)
                 .bind(&tenant)
-                .fetch_optional(&mut *tx)
+                .bind(now_ms)
+                .execute(&mut *tx)
                 .await?;
-                if let Some(row) = found {
-                    let subscription: String = row.try_get("subscription_id")?;
-                    let seq: i64 = row.try_get("seq")?;
-                    let key: String = row.try_get("partition_key")?;
-                    // A retried keyed event waits for the key's current head, then goes first
-                    // (the oldest pending one is handed the key).
-                    let claimable = key.is_empty()
-                        || !claim_heads(&mut tx, vec![(subscription.as_str(), key.as_str(), seq)])
-                            .await?
-                            .is_empty();
-                    sqlx::query(
-                        "INSERT INTO deliveries (subscription_id, tenant_id, seq, partition_key, due_at, \
-                         claimable) VALUES ($1, $2, $3, $4, $5, $6) \
-                         ON CONFLICT (subscription_id, seq) DO NOTHING",
-                    )
-                    .bind(&subscription)
-                    .bind(&tenant)
-                    .bind(seq)
-                    .bind(&key)
-                    .bind(now_ms)
-                    .bind(claimable)
-                    .execute(&mut *tx)
-                    .await?;
-                }
                 let removed = sqlx::query("DELETE FROM dead_letters WHERE id = $1 AND tenant_id = $2")
                     .bind(id)
                     .bind(&tenant)

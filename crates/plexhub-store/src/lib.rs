@@ -31,8 +31,6 @@ mod registry_sql;
 mod sql;
 pub mod sqlite;
 
-pub use events_sql::{CLAIM_PICK, MAKE_CLAIMABLE, NEXT_OF_KEY};
-
 /// A failure of the storage backend, or stored data that no longer parses.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -801,8 +799,6 @@ pub struct ClaimedDelivery {
     pub subscription_id: String,
     /// The event's position.
     pub seq: i64,
-    /// The event's partition key (`""`: none); its head hands over when this one ends.
-    pub partition_key: String,
     /// The tenant.
     pub tenant_id: TenantId,
     /// The tenant's slug.

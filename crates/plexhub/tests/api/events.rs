@@ -39,6 +39,10 @@ struct Received {
     counts: Arc<Mutex<HashMap<String, u32>>>,
     /// Acknowledged envelopes, in order.
     acknowledged: Arc<Mutex<Vec<Value>>>,
+    /// Deliveries being handled now, per partition key.
+    in_flight: Arc<Mutex<HashMap<String, u32>>>,
+    /// Times a delivery arrived while another of its key was being handled.
+    overlaps: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A subscriber plugin's server: `POST /events`, only for requests the hub signed (with the
@@ -57,6 +61,17 @@ impl Subscriber {
             Json(event): Json<Value>,
         ) -> StatusCode {
             let id = event["id"].as_str().unwrap_or_default().to_owned();
+            let key = event["partitionkey"].as_str().map(str::to_owned);
+            if let Some(key) = &key {
+                let mut in_flight = received.in_flight.lock().expect("lock");
+                let count = in_flight.entry(key.clone()).or_default();
+                *count += 1;
+                if *count > 1 {
+                    received
+                        .overlaps
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
             received
                 .attempts
                 .lock()
@@ -79,6 +94,11 @@ impl Subscriber {
                     true
                 }
             };
+            if let Some(key) = &key
+                && let Some(count) = received.in_flight.lock().expect("lock").get_mut(key)
+            {
+                *count -= 1;
+            }
             if ok {
                 received.acknowledged.lock().expect("lock").push(event);
                 StatusCode::OK
@@ -91,6 +111,8 @@ impl Subscriber {
             attempts: Arc::default(),
             counts: Arc::default(),
             acknowledged: Arc::default(),
+            in_flight: Arc::default(),
+            overlaps: Arc::default(),
         };
         let verifier = Arc::new(Verifier::fetch(hub).await.expect("hub keys"));
         let app = Router::new()
@@ -637,6 +659,61 @@ async fn two_hubs_deliver_each_event_once() {
         100 + 1,
         "100 events, and Analytics activated (installed before its subscriptions existed)"
     );
+}
+
+/// Two hubs on one PostgreSQL + Redis share one keyed queue: each key's events reach a slow
+/// subscriber one at a time (never two of a key at once) and in publication order.
+#[tokio::test]
+async fn two_hubs_keep_each_key_in_order_one_at_a_time() {
+    let Some((a, b)) = crate::helpers::two_hubs(Some(Clock::system())).await else {
+        return;
+    };
+    catalog(&a, 4).await;
+    let subscriber = Subscriber::start(&a.base, Behaviour::Slow(Duration::from_millis(3))).await;
+    let crm = tenant(&a, "acme", &subscriber).await;
+    let mut seq_of = HashMap::new();
+    for batch in 0..20 {
+        let hub = if batch % 2 == 0 { &a } else { &b };
+        let events: Vec<Value> = (0..10)
+            .map(|i| {
+                let n = batch * 10 + i;
+                json!({"type": "plugin.crm.contact.updated", "id": format!("k-{n}"),
+                       "partitionkey": format!("key-{}", n % 4)})
+            })
+            .collect();
+        let answer = publish(hub, &crm, json!(events)).await;
+        for event in answer["events"].as_array().expect("events") {
+            let id = event["id"].as_str().expect("id").to_owned();
+            seq_of.insert(id, event["seq"].as_i64().expect("seq"));
+        }
+    }
+    eventually("200 keyed events acknowledged", || {
+        ids_of(&subscriber.acknowledged(), "plugin.crm.contact.updated").len() >= 200
+    })
+    .await;
+    let overlaps = subscriber
+        .received
+        .overlaps
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(overlaps, 0, "two deliveries of one key were in flight at once");
+    let mut per_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for event in subscriber.acknowledged() {
+        if event["type"] == "plugin.crm.contact.updated" {
+            let key = event["partitionkey"].as_str().expect("key").to_owned();
+            per_key
+                .entry(key)
+                .or_default()
+                .push(seq_of[event["id"].as_str().expect("id")]);
+        }
+    }
+    assert_eq!(per_key.len(), 4);
+    for (key, order) in per_key {
+        assert_eq!(order.len(), 50, "{key}: every event once");
+        assert!(
+            order.windows(2).all(|pair| pair[0] < pair[1]),
+            "{key} out of order: {order:?}"
+        );
+    }
 }
 
 /// `plexhub serve` killed (SIGKILL) in the middle of a run of deliveries, then started again
