@@ -695,7 +695,10 @@ async fn two_hubs_keep_each_key_in_order_one_at_a_time() {
         .received
         .overlaps
         .load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(overlaps, 0, "two deliveries of one key were in flight at once");
+    assert_eq!(
+        overlaps, 0,
+        "two deliveries of one key were in flight at once"
+    );
     let mut per_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for event in subscriber.acknowledged() {
         if event["type"] == "plugin.crm.contact.updated" {
