@@ -77,7 +77,7 @@ impl Application {
             proxy_metrics: metrics.route("/api/v1/proxy/{serviceName}/{*path}", "proxy"),
             call_metrics: metrics.route("/api/plugin-gateway/call", "call"),
             metrics,
-            cache: HubCache::new(feed.clone()),
+            cache: HubCache::new(feed.clone(), settings.cache_shared_data_when_scaled),
             feed,
             health: settings.health,
             max_value_bytes: settings.max_value_bytes,

@@ -50,6 +50,7 @@ impl PerRequest {
             events: crate::EventSettings::default(),
             connections: crate::ConnectionLimits::default(),
             upstream_tls: crate::UpstreamTls::default(),
+            cache_shared_data_when_scaled: false,
         };
         let app = Application::build(settings).await.expect("the hub builds");
         let Application {

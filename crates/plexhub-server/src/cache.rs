@@ -162,11 +162,14 @@ pub struct HubCache {
     tenants: Cache<String, Arc<Tenant>>,
     generation: AtomicU64,
     feed: ChangeFeed,
+    /// Serve shared data from the cache even when several instances share the database.
+    cache_shared_data: bool,
 }
 
 impl HubCache {
-    /// Empty caches that trust themselves only while `feed` is connected.
-    pub fn new(feed: ChangeFeed) -> Arc<Self> {
+    /// Empty caches that trust themselves only while `feed` is connected; with several
+    /// instances, shared data is cached only if `cache_shared_data_when_scaled`.
+    pub fn new(feed: ChangeFeed, cache_shared_data_when_scaled: bool) -> Arc<Self> {
         Arc::new(Self {
             services: bounded(),
             data: bounded(),
@@ -175,6 +178,7 @@ impl HubCache {
             signing: bounded(),
             tenants: bounded(),
             generation: AtomicU64::new(0),
+            cache_shared_data: !feed.is_shared() || cache_shared_data_when_scaled,
             feed,
         })
     }
@@ -237,8 +241,8 @@ impl HubCache {
         };
         // With several instances, an entry another one just wrote must be read at once (a
         // write acknowledged there, then read here, is never older): the database answers,
-        // not a cache the feed invalidates a moment later.
-        if self.feed.is_shared() {
+        // not a cache the feed invalidates a moment later (unless the operator chose speed).
+        if !self.cache_shared_data {
             return load().await.map(Arc::new);
         }
         self.get_or_load(&self.data, key, load).await

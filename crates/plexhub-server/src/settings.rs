@@ -68,6 +68,10 @@ pub struct Settings {
     pub connections: crate::connections::ConnectionLimits,
     /// Trust (and client certificate) for plugins served over https.
     pub upstream_tls: crate::upstream_tls::UpstreamTls,
+    /// With several instances (Redis), serve shared data from each instance's cache too: reads
+    /// about 7× faster, but a value written on another instance may be read in its old version
+    /// for the feed's delay (milliseconds; up to 500 ms while Redis is silent). Off by default.
+    pub cache_shared_data_when_scaled: bool,
 }
 
 /// Limits, retention and delivery timing of the event bus.

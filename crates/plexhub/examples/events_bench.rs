@@ -81,6 +81,7 @@ async fn hub(database_url: &str) -> String {
         events: EventSettings::default(),
         connections: plexhub_server::ConnectionLimits::default(),
         upstream_tls: plexhub_server::UpstreamTls::default(),
+        cache_shared_data_when_scaled: false,
     };
     let app = Application::build(settings).await.unwrap();
     let url = format!("http://{}", app.local_addr());

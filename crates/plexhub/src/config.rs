@@ -85,6 +85,9 @@ pub struct ServeConfig {
     pub upstream_client_cert: Option<PathBuf>,
     /// PEM private key of `upstream_client_cert`.
     pub upstream_client_key: Option<PathBuf>,
+    /// Scaled mode: serve shared data from each instance's cache (faster reads; a value written
+    /// on another instance may be read in its old version for milliseconds).
+    pub scaled_data_cache: bool,
     /// File of the keys that sign forwarded requests, one base64url seed per line: the first
     /// signs, every one is published (rotate by adding a new first line and restarting)
     /// [default: `<data_dir>/signing-keys`, generated at first start].
@@ -142,6 +145,7 @@ impl Default for ServeConfig {
             upstream_ca_file: None,
             upstream_client_cert: None,
             upstream_client_key: None,
+            scaled_data_cache: false,
             signing_keys_file: None,
             sign_requests: true,
             signing_scheme: "hmac".to_owned(),
@@ -329,6 +333,7 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
             client_cert: config.upstream_client_cert.clone(),
             client_key: config.upstream_client_key.clone(),
         },
+        cache_shared_data_when_scaled: config.scaled_data_cache,
     };
     Ok((settings, generated.then_some(token)))
 }

@@ -105,6 +105,12 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     upstream_client_key: Option<PathBuf>,
+    /// Scaled mode: serve shared data from each instance's cache (about 7× the reads; a value
+    /// written on another instance may be read in its old version for milliseconds)
+    /// [default: false, every read from the database].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scaled_data_cache: Option<bool>,
     /// File of request-signing keys, one per line, the first signs [default:
     /// <data-dir>/signing-keys, generated].
     #[arg(long)]

@@ -180,6 +180,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
         }),
         connections: options.connections.unwrap_or_default(),
         upstream_tls: options.upstream_tls.unwrap_or_default(),
+        cache_shared_data_when_scaled: false,
     };
     let app = Application::build(settings).await.expect("hub starts");
     let address = app.local_addr();
