@@ -11,8 +11,11 @@ THREADS=${THREADS:-1}
 ADMIN_TOKEN=bench-admin-token-0123456789
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 1; }
 
-cargo build --release -p plexhub >&2
-HUB_BIN=$PWD/target/release/plexhub
+# HUB_BIN set: that binary, nothing built (as bench/gateway.sh); else this checkout's release build.
+if [ -z "${HUB_BIN:-}" ]; then
+  cargo build --release -p plexhub >&2
+  HUB_BIN=$PWD/target/release/plexhub
+fi
 WORK=$(mktemp -d /tmp/plexhub-bench.XXXXXX)
 RESULTS=$WORK/results.tsv
 HUB_PIDS=()
