@@ -60,24 +60,9 @@ pub struct SignedRequest<'a> {
 }
 
 impl SignedRequest<'_> {
-    fn message(&self, timestamp_ms: i64) -> String {
-        format!(
-            "plexhub-v1\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{timestamp_ms}",
-            self.method,
-            self.path,
-            self.query,
-            self.tenant_id,
-            self.caller,
-            self.request_id,
-            self.user_id,
-            self.workspace_id
-        )
-    }
-
-    /// Feeds the `v2` message into a MAC, field by field (no message buffer).
-    fn feed(&self, mac: &mut HmacSha256, timestamp: &str) {
-        mac.update(b"plexhub-v2");
-        for field in [
+    /// The signed fields after the scheme's tag, in order, ending with the timestamp.
+    fn fields<'a>(&'a self, timestamp: &'a str) -> [&'a str; 9] {
+        [
             self.method,
             self.path,
             self.query,
@@ -87,7 +72,24 @@ impl SignedRequest<'_> {
             self.user_id,
             self.workspace_id,
             timestamp,
-        ] {
+        ]
+    }
+
+    /// The `v1` message: the tag and the fields, one per line.
+    fn message(&self, timestamp_ms: i64) -> String {
+        let timestamp = timestamp_ms.to_string();
+        let mut message = String::from("plexhub-v1");
+        for field in self.fields(&timestamp) {
+            message.push('\n');
+            message.push_str(field);
+        }
+        message
+    }
+
+    /// Feeds the `v2` message into a MAC, field by field (no message buffer).
+    fn feed(&self, mac: &mut HmacSha256, timestamp: &str) {
+        mac.update(b"plexhub-v2");
+        for field in self.fields(timestamp) {
             mac.update(b"\n");
             mac.update(field.as_bytes());
         }

@@ -7,6 +7,26 @@ use serde_json::{Value, json};
 use crate::client::HubClient;
 use crate::commands::print_json;
 
+/// Which installation a command is about.
+#[derive(clap::Args)]
+pub struct Which {
+    /// Plugin id.
+    plugin_id: String,
+    /// Tenant slug.
+    #[arg(long)]
+    tenant: String,
+}
+
+impl Which {
+    /// `/tenants/{tenant}/installations/{pluginId}`, followed by `rest`.
+    fn path(&self, rest: &str) -> String {
+        format!(
+            "/tenants/{}/installations/{}{rest}",
+            self.tenant, self.plugin_id
+        )
+    }
+}
+
 /// `plexhub installation …`
 #[derive(Subcommand)]
 pub enum InstallationCommand {
@@ -17,36 +37,15 @@ pub enum InstallationCommand {
         tenant: String,
     },
     /// Show one installation.
-    Show {
-        /// Plugin id.
-        plugin_id: String,
-        /// Tenant slug.
-        #[arg(long)]
-        tenant: String,
-    },
+    Show(Which),
     /// Activate an installation (INSTALLED or DISABLED → ACTIVE).
-    Activate {
-        /// Plugin id.
-        plugin_id: String,
-        /// Tenant slug.
-        #[arg(long)]
-        tenant: String,
-    },
+    Activate(Which),
     /// Deactivate an installation (ACTIVE → DISABLED): it can no longer call or be called.
-    Deactivate {
-        /// Plugin id.
-        plugin_id: String,
-        /// Tenant slug.
-        #[arg(long)]
-        tenant: String,
-    },
+    Deactivate(Which),
     /// Uninstall a plugin; `--plan` only shows what it would do.
     Uninstall {
-        /// Plugin id.
-        plugin_id: String,
-        /// Tenant slug.
-        #[arg(long)]
-        tenant: String,
+        #[command(flatten)]
+        which: Which,
         /// Also remove the installed plugins that require it, dependents first.
         #[arg(long)]
         cascade: bool,
@@ -60,21 +59,15 @@ pub enum InstallationCommand {
     /// Set where an installation is reachable (a caller-only plugin that starts serving, or one
     /// that moved); its manifest's services move there when it is ACTIVE.
     BaseUrl {
-        /// Plugin id.
-        plugin_id: String,
-        /// Tenant slug.
-        #[arg(long)]
-        tenant: String,
+        #[command(flatten)]
+        which: Which,
         /// The new URL, e.g. http://127.0.0.1:3200.
         url: String,
     },
     /// Set the origins an installation may register services at (none: its baseUrl's origin).
     Origins {
-        /// Plugin id.
-        plugin_id: String,
-        /// Tenant slug.
-        #[arg(long)]
-        tenant: String,
+        #[command(flatten)]
+        which: Which,
         /// An origin, `scheme://host[:port]` (repeatable; none clears the list).
         #[arg(long = "origin")]
         origins: Vec<String>,
@@ -95,17 +88,10 @@ pub enum GrantsCommand {
 /// Which installation, and the grants to set, add or remove.
 #[derive(clap::Args)]
 pub struct GrantsArgs {
-    /// Plugin id.
-    plugin_id: String,
-    /// Tenant slug.
-    #[arg(long)]
-    tenant: String,
+    #[command(flatten)]
+    which: Which,
     /// Permissions, e.g. plugin.crm.contacts.read.
     grants: Vec<String>,
-}
-
-fn installation_path(tenant: &str, plugin_id: &str) -> String {
-    format!("/tenants/{tenant}/installations/{plugin_id}")
 }
 
 fn strings(value: &Value) -> Vec<String> {
@@ -139,40 +125,30 @@ pub async fn run(client: &HubClient, command: InstallationCommand) -> anyhow::Re
                 print_installation(installation);
             }
         }
-        InstallationCommand::Show { plugin_id, tenant } => {
-            let path = installation_path(&tenant, &plugin_id);
-            print_json(&client.call(Method::GET, &path, None).await?);
+        InstallationCommand::Show(which) => {
+            print_json(&client.call(Method::GET, &which.path(""), None).await?);
         }
-        InstallationCommand::Activate { plugin_id, tenant } => {
-            let path = format!("{}/activate", installation_path(&tenant, &plugin_id));
+        InstallationCommand::Activate(which) => {
+            let path = which.path("/activate");
             print_installation(&client.call(Method::POST, &path, None).await?);
         }
-        InstallationCommand::Deactivate { plugin_id, tenant } => {
-            let path = format!("{}/deactivate", installation_path(&tenant, &plugin_id));
+        InstallationCommand::Deactivate(which) => {
+            let path = which.path("/deactivate");
             print_installation(&client.call(Method::POST, &path, None).await?);
         }
         InstallationCommand::Uninstall {
-            plugin_id,
-            tenant,
+            which,
             cascade,
             plan,
-        } => uninstall(client, &tenant, &plugin_id, cascade, plan).await?,
+        } => uninstall(client, &which, cascade, plan).await?,
         InstallationCommand::Grants(command) => grants(client, command).await?,
-        InstallationCommand::BaseUrl {
-            plugin_id,
-            tenant,
-            url,
-        } => {
-            let path = format!("{}/base-url", installation_path(&tenant, &plugin_id));
+        InstallationCommand::BaseUrl { which, url } => {
             let body = json!({ "baseUrl": url });
+            let path = which.path("/base-url");
             print_installation(&client.call(Method::PUT, &path, Some(&body)).await?);
         }
-        InstallationCommand::Origins {
-            plugin_id,
-            tenant,
-            origins,
-        } => {
-            let path = format!("{}/allowed-origins", installation_path(&tenant, &plugin_id));
+        InstallationCommand::Origins { which, origins } => {
+            let path = which.path("/allowed-origins");
             let body = json!({ "allowedOrigins": origins });
             let updated = client.call(Method::PUT, &path, Some(&body)).await?;
             println!(
@@ -190,11 +166,11 @@ pub async fn run(client: &HubClient, command: InstallationCommand) -> anyhow::Re
 
 async fn uninstall(
     client: &HubClient,
-    tenant: &str,
-    plugin_id: &str,
+    which: &Which,
     cascade: bool,
     plan: bool,
 ) -> anyhow::Result<()> {
+    let (tenant, plugin_id) = (&which.tenant, &which.plugin_id);
     if plan {
         let body = json!({ "pluginId": plugin_id, "cascade": cascade });
         let plan = client
@@ -207,7 +183,7 @@ async fn uninstall(
         print_json(&plan);
         return Ok(());
     }
-    let path = format!("{}?cascade={cascade}", installation_path(tenant, plugin_id));
+    let path = which.path(&format!("?cascade={cascade}"));
     let answer = client.call(Method::DELETE, &path, None).await?;
     let removed = strings(&answer["uninstalled"]);
     if removed.is_empty() {
@@ -235,12 +211,16 @@ async fn grants(client: &HubClient, command: GrantsCommand) -> anyhow::Result<()
             current.retain(|grant| !given.contains(grant));
         }),
     };
-    let path = installation_path(&args.tenant, &args.plugin_id);
+    let path = args.which.path("");
     let mut grants = strings(&client.call(Method::GET, &path, None).await?["grants"]);
     let before = grants.clone();
     change(&mut grants, args.grants);
     if grants == before {
-        println!("{} grants unchanged: {}", args.plugin_id, grants.join(", "));
+        println!(
+            "{} grants unchanged: {}",
+            args.which.plugin_id,
+            grants.join(", ")
+        );
         return Ok(());
     }
     let body = json!({ "grants": grants });
@@ -248,6 +228,6 @@ async fn grants(client: &HubClient, command: GrantsCommand) -> anyhow::Result<()
         .call(Method::PUT, &format!("{path}/grants"), Some(&body))
         .await?;
     let now = strings(&updated["grants"]);
-    println!("{} is granted: {}", args.plugin_id, now.join(", "));
+    println!("{} is granted: {}", args.which.plugin_id, now.join(", "));
     Ok(())
 }

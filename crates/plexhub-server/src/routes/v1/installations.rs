@@ -1105,9 +1105,12 @@ async fn set_grants(
         }
     }
     let manifest = installed_manifest(&state, &installation).await?;
+    // A plugin depended on for several of its services is read once.
+    let depended: std::collections::BTreeSet<&PluginId> =
+        manifest.dependencies.iter().map(|d| &d.plugin_id).collect();
     let mut candidates = Vec::new();
-    for dependency in &manifest.dependencies {
-        for published in state.store.plugin_versions(&dependency.plugin_id).await? {
+    for plugin_id in depended {
+        for published in state.store.plugin_versions(plugin_id).await? {
             if let Ok(candidate) = validate_manifest(&published.manifest) {
                 candidates.push(candidate);
             }
@@ -1217,8 +1220,8 @@ async fn set_base_url(
     let updated = update_installation(&state, &tenant, installation, update).await?;
     if updated.state == InstallationState::Active {
         let manifest = installed_manifest(&state, &updated).await?;
+        // Registering announces the moved services itself.
         register_manifest_services(&state, &tenant, &updated, &manifest.services, true).await?;
-        state.changed(Change::Tenant { tenant: tenant.id }).await;
     }
     let url = updated.base_url.as_ref().map(BaseUrl::as_str);
     tracing::info!(tenant = %tenant.slug, plugin = %updated.plugin_id, base_url = ?url, "base URL changed");
