@@ -29,7 +29,14 @@ fn request_segments(path: &str) -> Option<Vec<&str>> {
         if segment.is_empty() {
             return None;
         }
-        let decoded = percent_decoded(segment)?;
+        // Most segments hold no escape: they are checked as they are, without a copy.
+        let escaped;
+        let decoded = if segment.contains('%') {
+            escaped = percent_decoded(segment)?;
+            escaped.as_slice()
+        } else {
+            segment.as_bytes()
+        };
         if decoded == b"." || decoded == b".." || decoded.contains(&b'/') || decoded.contains(&0) {
             return None;
         }
@@ -56,34 +63,40 @@ fn percent_decoded(segment: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// How a template matches request segments, with its specificity per segment.
-fn template_match(template: &str, request: &[&str]) -> Option<Vec<Specificity>> {
-    let rest = template.strip_prefix('/')?;
-    let parts: Vec<&str> = if rest.is_empty() {
-        Vec::new()
-    } else {
-        rest.split('/').collect()
+/// Whether a template matches the request's segments; `score` receives its specificity per
+/// segment.
+fn template_match(template: &str, request: &[&str], score: &mut Vec<Specificity>) -> bool {
+    score.clear();
+    let Some(rest) = template.strip_prefix('/') else {
+        return false;
     };
-    let mut score = Vec::with_capacity(parts.len());
-    for (index, part) in parts.iter().enumerate() {
-        if *part == "*" && index == parts.len() - 1 {
+    if rest.is_empty() {
+        return request.is_empty();
+    }
+    let mut parts = rest.split('/').peekable();
+    let mut index = 0;
+    while let Some(part) = parts.next() {
+        if part == "*" && parts.peek().is_none() {
             // A trailing `*` matches one or more remaining segments.
             if request.len() <= index {
-                return None;
+                return false;
             }
             score.push(Specificity::Wildcard);
-            return Some(score);
+            return true;
         }
-        let segment = request.get(index)?;
+        let Some(segment) = request.get(index) else {
+            return false;
+        };
         if part.starts_with(':') && part.len() > 1 {
             score.push(Specificity::Param);
-        } else if part == segment {
+        } else if part == *segment {
             score.push(Specificity::Literal);
         } else {
-            return None;
+            return false;
         }
+        index += 1;
     }
-    (parts.len() == request.len()).then_some(score)
+    index == request.len()
 }
 
 /// The endpoint a request hits: among the service's endpoints of that method whose template
@@ -95,14 +108,21 @@ pub fn match_endpoint<'a>(
     path: &str,
 ) -> Option<&'a EndpointSpec> {
     let request = request_segments(path)?;
-    endpoints
+    // Two score buffers for the whole search: the best so far and the candidate's.
+    let (mut best, mut best_score, mut score) = (None, Vec::new(), Vec::new());
+    for endpoint in endpoints
         .iter()
         .filter(|endpoint| endpoint.method == method)
-        .filter_map(|endpoint| {
-            template_match(&endpoint.path, &request).map(|score| (score, endpoint))
-        })
-        .max_by(|(a, _), (b, _)| a.cmp(b))
-        .map(|(_, endpoint)| endpoint)
+    {
+        // Among equally specific templates the last wins.
+        if template_match(&endpoint.path, &request, &mut score)
+            && (best.is_none() || score >= best_score)
+        {
+            std::mem::swap(&mut best_score, &mut score);
+            best = Some(endpoint);
+        }
+    }
+    best
 }
 
 /// `"GET /contacts"`, as listed to a caller whose path matched nothing.

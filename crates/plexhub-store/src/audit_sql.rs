@@ -5,20 +5,20 @@ macro_rules! audit_store {
     ($store:ident, $db:ty, $row:ty) => {
         use crate::{AuditStore, CallQuery, CallRecord};
 
-        /// Rows per multi-row insert statement.
-        const CALL_ROWS: usize = 64;
+        /// Rows per insert statement, largest first: a batch is written in as few statements
+        /// as these shapes allow, and each shape stays prepared.
+        const CALL_ROWS: [usize; 3] = [256, 16, 1];
 
-        /// Inserts `CALL_ROWS` calls or one with one statement.
+        /// Inserts `CALL_ROWS[shape]` calls with one statement.
         async fn insert_calls(
             connection: &mut <$db as sqlx::Database>::Connection,
+            shape: usize,
             calls: &[CallRecord],
         ) -> StoreResult<()> {
-            // The two statement shapes (a full chunk, one row) are written once.
-            debug_assert!(calls.len() == CALL_ROWS || calls.len() == 1);
-            static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-            static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-            let shape = if calls.len() == CALL_ROWS { &FULL } else { &ONE };
-            let sql = shape.get_or_init(|| {
+            static SHAPES: [std::sync::OnceLock<String>; 3] =
+                [const { std::sync::OnceLock::new() }; 3];
+            debug_assert_eq!(calls.len(), CALL_ROWS[shape]);
+            let sql = SHAPES[shape].get_or_init(|| {
                 format!(
                     "INSERT INTO gateway_calls (tenant_id, at, caller, target, service, method, \
                      path, endpoint, status, duration_us, request_id) VALUES {}",
@@ -66,14 +66,14 @@ macro_rules! audit_store {
         #[async_trait]
         impl AuditStore for $store {
             async fn record_calls(&self, calls: &[CallRecord]) -> StoreResult<()> {
-                // Two statement shapes only (a full chunk, one row), so both stay prepared.
                 let mut tx = self.pool.begin().await?;
-                let mut chunks = calls.chunks_exact(CALL_ROWS);
-                for chunk in chunks.by_ref() {
-                    insert_calls(&mut tx, chunk).await?;
-                }
-                for call in chunks.remainder() {
-                    insert_calls(&mut tx, std::slice::from_ref(call)).await?;
+                let mut rest = calls;
+                for (shape, rows) in CALL_ROWS.into_iter().enumerate() {
+                    let mut chunks = rest.chunks_exact(rows);
+                    for chunk in chunks.by_ref() {
+                        insert_calls(&mut tx, shape, chunk).await?;
+                    }
+                    rest = chunks.remainder();
                 }
                 tx.commit().await?;
                 Ok(())
