@@ -1,24 +1,167 @@
 //! The event bus's SQL, shared by every backend like [`crate::sql`].
+//!
+//! Keyed deliveries: only the head of a key (per subscription) is ever due. A delivery queued
+//! behind another of its key is inserted *parked* (`due_at` = [`PARKED`]); the completion that
+//! ends a head (acknowledged or dead-lettered; a retry keeps its place) hands the key to the
+//! oldest remaining delivery of that key in the same transaction. A claim reads due deliveries
+//! through the index on `(due_at, seq)`, so a key's backlog costs it nothing. On PostgreSQL a
+//! publisher and a completer of the same key serialize on a transaction-scoped advisory lock
+//! per (subscription, key), taken in one order, so a hand-over always sees the deliveries a
+//! publisher parked. Every statement reads `deliveries` by index only, whatever the batch size
+//! or the queue length (scalar subqueries the planners cannot turn into joins); the store tests
+//! check the plans with `EXPLAIN`.
+
+use crate::sql::{ParamStyle, value_rows};
 
 /// Rows per multi-row insert statement.
 pub(crate) const EVENT_ROWS: usize = 64;
+
+/// `due_at` of a parked delivery (the largest BIGINT: never due).
+pub(crate) const PARKED: i64 = i64::MAX;
+
+/// The backend a statement is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite: anonymous `?` parameters in generated statements, no row locks.
+    Sqlite,
+    /// PostgreSQL: `$n` parameters, claims skip locked rows.
+    Postgres,
+}
+
+/// The claim (`$1` now, `$2` lease end, `$3` lease token, `$4` batch size): due, unleased
+/// deliveries, oldest due first, each the oldest unparked one of its key, leased at once. On
+/// PostgreSQL one statement that also returns the deliveries' columns (without the joined
+/// details); on SQLite it returns `(subscription_id, seq)` and the details are read after.
+pub fn claim_statement(backend: Backend) -> String {
+    let lock = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => "FOR UPDATE OF d SKIP LOCKED",
+    };
+    let claim = format!(
+        "UPDATE deliveries SET due_at = $2, leased_until = $2, lease_token = $3 FROM picked \
+         WHERE deliveries.subscription_id = picked.subscription_id \
+         AND deliveries.seq = picked.seq AND deliveries.leased_until <= $1"
+    );
+    // The order check is a scalar subquery in a CASE: evaluated per candidate through the
+    // index (subscription_id, partition_key, seq), never planned as a join over the queue.
+    let picked = format!(
+        "picked AS (SELECT d.subscription_id, d.seq FROM deliveries d \
+         WHERE d.due_at <= $1 AND d.leased_until <= $1 \
+         AND CASE WHEN d.partition_key = '' THEN d.seq ELSE (SELECT MIN(e.seq) FROM deliveries e \
+           WHERE e.subscription_id = d.subscription_id AND e.partition_key = d.partition_key \
+           AND e.due_at < {PARKED}) END = d.seq \
+         ORDER BY d.due_at, d.seq LIMIT $4 {lock})"
+    );
+    match backend {
+        Backend::Sqlite => format!("WITH {picked} {claim} RETURNING subscription_id, seq"),
+        Backend::Postgres => format!(
+            "WITH {picked}, claimed AS ({claim} RETURNING deliveries.subscription_id, \
+             deliveries.seq, deliveries.attempts, deliveries.tenant_id, deliveries.partition_key)"
+        ),
+    }
+}
+
+/// Hands `keys` keys over (`$1` now, then per key its subscription twice and the key): the
+/// oldest remaining delivery of each, if parked, becomes due now. One index lookup per key.
+pub fn hand_over_statement(backend: Backend, keys: usize) -> String {
+    match backend {
+        Backend::Sqlite => hand_over::<sqlx::Sqlite>(keys),
+        Backend::Postgres => hand_over::<sqlx::Postgres>(keys),
+    }
+}
+
+fn hand_over<D: ParamStyle>(keys: usize) -> String {
+    let param = crate::sql::param::<D>;
+    let arms: Vec<String> = (0..keys)
+        .map(|key| {
+            let n = 2 + 3 * key;
+            format!(
+                "(subscription_id = {} AND seq = (SELECT MIN(e.seq) FROM deliveries e \
+                 WHERE e.subscription_id = {} AND e.partition_key = {}))",
+                param(n),
+                param(n + 1),
+                param(n + 2)
+            )
+        })
+        .collect();
+    format!(
+        "UPDATE deliveries SET due_at = CASE WHEN due_at = {PARKED} THEN {} ELSE due_at END \
+         WHERE {}",
+        param(1),
+        arms.join(" OR ")
+    )
+}
+
+/// Inserts `rows` deliveries (per row: subscription, tenant, seq, key, due time, and 1 when it
+/// is the first of its key in its batch, else 0). A first one is parked when a delivery of its
+/// key is already queued; the others carry their due time ([`PARKED`] behind a first one).
+/// `on_conflict_ignore`: a delivery already queued is left as it is.
+pub fn insert_deliveries_statement(
+    backend: Backend,
+    rows: usize,
+    on_conflict_ignore: bool,
+) -> String {
+    let values = match backend {
+        Backend::Sqlite => insert_values::<sqlx::Sqlite>(rows),
+        Backend::Postgres => insert_values::<sqlx::Postgres>(rows),
+    };
+    let conflict = if on_conflict_ignore {
+        " WHERE TRUE ON CONFLICT (subscription_id, seq) DO NOTHING"
+    } else {
+        ""
+    };
+    format!(
+        "WITH v (s, t, q, k, d, c) AS (VALUES {values}) \
+         INSERT INTO deliveries (subscription_id, tenant_id, seq, partition_key, due_at) \
+         SELECT v.s, v.t, v.q, v.k, CASE WHEN v.c = 1 AND EXISTS (SELECT 1 FROM deliveries e \
+           WHERE e.subscription_id = v.s AND e.partition_key = v.k) THEN {PARKED} ELSE v.d END \
+         FROM v{conflict}"
+    )
+}
+
+fn insert_values<D: ParamStyle>(rows: usize) -> String {
+    value_rows::<D>(
+        1,
+        rows,
+        &[
+            "$",
+            "$",
+            "CAST($ AS BIGINT)",
+            "$",
+            "CAST($ AS BIGINT)",
+            "CAST($ AS INTEGER)",
+        ],
+    )
+}
+
+/// The advisory-lock id of a (subscription, key): FNV-1a over both, stable across builds.
+pub(crate) fn key_lock_id(subscription: &str, key: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in subscription.bytes().chain([0x1f]).chain(key.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}
 
 /// Columns of a stored event, as selected by the queries below (alias `ev`).
 pub(crate) const EVENT_COLUMNS: &str =
     "ev.seq, ev.event_id, ev.source, ev.event_type, ev.partition_key, ev.published_at, ev.envelope";
 
-/// Implements [`crate::EventStore`] for `$store` (see [`crate::sql::sql_store!`]); `$claim_lock`
-/// is appended to the claim's row selection (`FOR UPDATE SKIP LOCKED` on PostgreSQL), and
-/// write transactions open with `$begin` (`BEGIN IMMEDIATE` on SQLite, so a transaction that
-/// reads first never fails to upgrade its lock while another connection writes), and claims
-/// and completions run `$relaxed_commit` first (PostgreSQL: `SET LOCAL synchronous_commit =
-/// off`): losing one in a crash only means the event is delivered again, which at-least-once
-/// allows; publishing always waits for a durable commit. With `$claim_in_one_statement`
-/// (PostgreSQL) a claim is one statement, the UPDATE's `RETURNING` joined in a CTE; SQLite
-/// cannot put an UPDATE in a CTE, so it claims (returning the keys), then reads those rows.
+/// Implements [`crate::EventStore`] for `$store` (see [`crate::sql::sql_store!`]) on `$backend`
+/// (a [`Backend`]): write transactions open with `$begin` (`BEGIN IMMEDIATE` on SQLite, so a
+/// transaction that reads first never fails to upgrade its lock while another connection
+/// writes), and claims and completions run `$relaxed_commit` first (PostgreSQL: `SET LOCAL
+/// synchronous_commit = off`): losing one in a crash only means the event is delivered again,
+/// which at-least-once allows; publishing always waits for a durable commit. On PostgreSQL a
+/// claim is one statement, the UPDATE's `RETURNING` joined in a CTE; SQLite cannot put an
+/// UPDATE in a CTE, so it claims (returning the keys), then reads those rows.
 macro_rules! event_store {
-    ($store:ident, $db:ty, $row:ty, $claim_lock:literal, $begin:literal, $relaxed_commit:literal, $claim_in_one_statement:literal) => {
-        use crate::events_sql::{EVENT_COLUMNS, EVENT_ROWS};
+    ($store:ident, $db:ty, $row:ty, $backend:expr, $begin:literal, $relaxed_commit:literal) => {
+        use crate::events_sql::{
+            Backend, EVENT_COLUMNS, EVENT_ROWS, PARKED, claim_statement, hand_over_statement,
+            insert_deliveries_statement, key_lock_id,
+        };
         use crate::sql::{param, value_rows};
         use crate::{
             ClaimedDelivery, DeadLetter, DeliveryOutcome, EventStore, NewEvent, Published,
@@ -88,6 +231,73 @@ macro_rules! event_store {
 
         fn count(value: i32) -> u32 {
             u32::try_from(value).unwrap_or(0)
+        }
+
+        /// PostgreSQL: takes the advisory lock of each (subscription, key) until the end of
+        /// the transaction, in ascending id order (no deadlock between two takers). SQLite
+        /// writers are serialized already.
+        async fn lock_keys(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            keys: &[(&str, &str)],
+        ) -> StoreResult<()> {
+            if $backend != Backend::Postgres || keys.is_empty() {
+                return Ok(());
+            }
+            let mut ids: Vec<i64> = keys.iter().map(|(subscription, key)| key_lock_id(subscription, key)).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(string_to_array($1, ',') AS BIGINT[])) AS k",
+            )
+            .bind(list)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        /// One delivery to insert: subscription, seq, key, due time, first of its key here.
+        type NewDelivery<'a> = (&'a str, i64, &'a str, i64, bool);
+
+        /// Inserts deliveries of `tenant` (see [`insert_deliveries_statement`]).
+        async fn insert_deliveries(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            tenant: &str,
+            deliveries: &[NewDelivery<'_>],
+            on_conflict_ignore: bool,
+        ) -> StoreResult<()> {
+            for chunk in deliveries.chunks(EVENT_ROWS) {
+                let sql = insert_deliveries_statement($backend, chunk.len(), on_conflict_ignore);
+                let mut query = sqlx::query(&sql);
+                for (subscription, seq, key, due_at, first) in chunk {
+                    query = query
+                        .bind(*subscription)
+                        .bind(tenant)
+                        .bind(*seq)
+                        .bind(*key)
+                        .bind(*due_at)
+                        .bind(i32::from(*first));
+                }
+                query.execute(&mut **tx).await?;
+            }
+            Ok(())
+        }
+
+        /// After the heads of `keys` ended: the oldest remaining delivery of each key is due.
+        async fn hand_over(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            keys: &[(&str, &str)],
+            now_ms: i64,
+        ) -> StoreResult<()> {
+            for chunk in keys.chunks(EVENT_ROWS) {
+                let sql = hand_over_statement($backend, chunk.len());
+                let mut query = sqlx::query(&sql).bind(now_ms);
+                for (subscription, key) in chunk {
+                    query = query.bind(*subscription).bind(*subscription).bind(*key);
+                }
+                query.execute(&mut **tx).await?;
+            }
+            Ok(())
         }
 
         /// One attempt at [`EventStore::publish_events`].
@@ -220,27 +430,22 @@ macro_rules! event_store {
                     }
                 }
             }
-            for chunk in deliveries.chunks(EVENT_ROWS) {
-                let sql = format!(
-                    "INSERT INTO deliveries (subscription_id, tenant_id, seq, partition_key, \
-                     due_at) VALUES {}",
-                    value_rows::<$db>(1, chunk.len(), &["$"; 5])
-                );
-                let mut query = sqlx::query(&sql);
-                for (subscription, index) in chunk {
-                    let event = &events[*index];
-                    // Without a partition key (`''`, which no key can be), nothing orders
-                    // an event after another.
-                    let key = event.partition_key.as_deref().unwrap_or_default();
-                    query = query
-                        .bind(*subscription)
-                        .bind(&tenant)
-                        .bind(answers[*index].seq)
-                        .bind(key)
-                        .bind(now_ms);
-                }
-                query.execute(&mut *tx).await?;
-            }
+            // Without a partition key (`''`, which no key can be), nothing orders an event
+            // after another. With one, the first delivery of each (subscription, key) in this
+            // batch is due unless one of its key is queued already; the rest are parked.
+            let mut firsts = std::collections::HashSet::new();
+            let rows: Vec<NewDelivery<'_>> = deliveries
+                .iter()
+                .map(|(subscription, index)| {
+                    let key = events[*index].partition_key.as_deref().unwrap_or_default();
+                    let first = !key.is_empty() && firsts.insert((*subscription, key));
+                    let due_at = if key.is_empty() || first { now_ms } else { PARKED };
+                    (*subscription, answers[*index].seq, key, due_at, first)
+                })
+                .collect();
+            let keys: Vec<(&str, &str)> = firsts.into_iter().collect();
+            lock_keys(&mut tx, &keys).await?;
+            insert_deliveries(&mut tx, &tenant, &rows, false).await?;
             tx.commit().await?;
             Ok(answers)
         }
@@ -355,31 +560,17 @@ macro_rules! event_store {
                 limit: u32,
             ) -> StoreResult<Vec<ClaimedDelivery>> {
                 let token = uuid::Uuid::new_v4().to_string();
-                let claim = concat!(
-                    "WITH picked AS (SELECT d.subscription_id, d.seq FROM deliveries d \
-                       WHERE d.due_at <= $1 AND d.leased_until <= $1 \
-                       AND (d.partition_key = '' OR NOT EXISTS (SELECT 1 FROM deliveries e \
-                         WHERE e.subscription_id = d.subscription_id \
-                         AND e.partition_key = d.partition_key AND e.seq < d.seq)) \
-                       ORDER BY d.due_at, d.seq LIMIT $4 ",
-                    $claim_lock,
-                    ") UPDATE deliveries SET due_at = $2, leased_until = $2, lease_token = $3 FROM picked \
-                     WHERE deliveries.subscription_id = picked.subscription_id \
-                     AND deliveries.seq = picked.seq AND deliveries.leased_until <= $1"
-                );
-                let details = "t.slug, s.plugin_id, s.endpoint, s.max_attempts, i.base_url, \
+                let claim = claim_statement($backend);
+                let details = "d.partition_key, t.slug, s.plugin_id, s.endpoint, s.max_attempts, i.base_url, \
                      ev.source, ev.event_id, ev.published_at, ev.envelope";
                 let joins = "JOIN subscriptions s ON s.id = d.subscription_id \
                      JOIN installations i ON i.tenant_id = s.tenant_id AND i.plugin_id = s.plugin_id \
                      JOIN events ev ON ev.tenant_id = d.tenant_id AND ev.seq = d.seq \
                      JOIN tenants t ON t.id = d.tenant_id";
-                let rows = if $claim_in_one_statement {
+                let rows = if $backend == Backend::Postgres {
                     let sql = format!(
-                        "{} RETURNING deliveries.subscription_id, deliveries.seq, \
-                         deliveries.attempts, deliveries.tenant_id) \
-                         SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, {details} \
-                         FROM claimed d {joins} ORDER BY d.seq",
-                        claim.replacen(") UPDATE deliveries", "), claimed AS (UPDATE deliveries", 1)
+                        "{claim} SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, {details} \
+                         FROM claimed d {joins} ORDER BY d.seq"
                     );
                     sqlx::query(&sql)
                         .bind(now_ms)
@@ -391,7 +582,7 @@ macro_rules! event_store {
                 } else {
                     let mut tx = self.pool.begin_with($begin).await?;
                     relax(&mut tx).await?;
-                    let claimed = sqlx::query(&format!("{claim} RETURNING subscription_id, seq"))
+                    let claimed = sqlx::query(&claim)
                         .bind(now_ms)
                         .bind(now_ms.saturating_add(lease_ms))
                         .bind(&token)
@@ -423,6 +614,7 @@ macro_rules! event_store {
                         Ok(ClaimedDelivery {
                             subscription_id: row.try_get("subscription_id")?,
                             seq: row.try_get("seq")?,
+                            partition_key: row.try_get("partition_key")?,
                             tenant_id: crate::sql::tenant_id(row.try_get("tenant_id")?)?,
                             tenant_slug: row.try_get("slug")?,
                             plugin_id: row.try_get("plugin_id")?,
@@ -449,6 +641,18 @@ macro_rules! event_store {
             ) -> StoreResult<()> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 relax(&mut tx).await?;
+                // Keys whose head ends here (a retry keeps its place), handed over below.
+                let mut ended: Vec<(&str, &str)> = outcomes
+                    .iter()
+                    .filter(|(delivery, outcome)| {
+                        !delivery.partition_key.is_empty()
+                            && !matches!(outcome, DeliveryOutcome::Retry { .. })
+                    })
+                    .map(|(delivery, _)| (delivery.subscription_id.as_str(), delivery.partition_key.as_str()))
+                    .collect();
+                ended.sort_unstable();
+                ended.dedup();
+                lock_keys(&mut tx, &ended).await?;
                 // Acknowledgements, by subscription, in multi-row deletes.
                 let mut acknowledged = std::collections::BTreeMap::<&str, Vec<&ClaimedDelivery>>::new();
                 for (delivery, outcome) in outcomes {
@@ -539,6 +743,7 @@ macro_rules! event_store {
                         }
                     }
                 }
+                hand_over(&mut tx, &ended, now_ms).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -569,19 +774,27 @@ macro_rules! event_store {
             ) -> StoreResult<bool> {
                 let tenant = tenant_id.to_string();
                 let mut tx = self.pool.begin_with($begin).await?;
-                sqlx::query(
-                    "INSERT INTO deliveries (subscription_id, tenant_id, seq, partition_key, due_at) \
-                     SELECT dl.subscription_id, dl.tenant_id, dl.seq, \
-                     COALESCE(ev.partition_key, ''), $3 \
+                let found = sqlx::query(
+                    "SELECT dl.subscription_id, dl.seq, COALESCE(ev.partition_key, '') AS partition_key \
                      FROM dead_letters dl JOIN events ev ON ev.tenant_id = dl.tenant_id AND ev.seq = dl.seq \
-                     WHERE dl.id = $1 AND dl.tenant_id = $2 \
-                     ON CONFLICT (subscription_id, seq) DO NOTHING",
+                     WHERE dl.id = $1 AND dl.tenant_id = $2",
                 )
                 .bind(id)
                 .bind(&tenant)
-                .bind(now_ms)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
+                if let Some(row) = found {
+                    let subscription: String = row.try_get("subscription_id")?;
+                    let key: String = row.try_get("partition_key")?;
+                    // A keyed event waits for its key's queued deliveries to hand it the key
+                    // (it is older than them, so it is next once the current head ends).
+                    let keyed = !key.is_empty();
+                    if keyed {
+                        lock_keys(&mut tx, &[(subscription.as_str(), key.as_str())]).await?;
+                    }
+                    let delivery = (subscription.as_str(), row.try_get("seq")?, key.as_str(), now_ms, keyed);
+                    insert_deliveries(&mut tx, &tenant, &[delivery], true).await?;
+                }
                 let removed = sqlx::query("DELETE FROM dead_letters WHERE id = $1 AND tenant_id = $2")
                     .bind(id)
                     .bind(&tenant)

@@ -24,6 +24,7 @@ use plexhub_core::version::Version;
 mod audit_sql;
 mod data_sql;
 mod events_sql;
+pub use events_sql::{Backend, claim_statement, hand_over_statement, insert_deliveries_statement};
 pub mod feed;
 pub mod postgres;
 pub mod redis;
@@ -799,6 +800,8 @@ pub struct ClaimedDelivery {
     pub subscription_id: String,
     /// The event's position.
     pub seq: i64,
+    /// The event's partition key (`""` without one): its completion hands the key over.
+    pub partition_key: String,
     /// The tenant.
     pub tenant_id: TenantId,
     /// The tenant's slug.

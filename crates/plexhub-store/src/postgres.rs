@@ -128,8 +128,7 @@ crate::events_sql::event_store!(
     PostgresStore,
     sqlx::Postgres,
     sqlx::postgres::PgRow,
-    "FOR UPDATE OF d SKIP LOCKED",
+    crate::events_sql::Backend::Postgres,
     "BEGIN",
-    "SET LOCAL synchronous_commit = off",
-    true
+    "SET LOCAL synchronous_commit = off"
 );

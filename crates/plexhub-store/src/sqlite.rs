@@ -42,8 +42,7 @@ crate::events_sql::event_store!(
     SqliteStore,
     sqlx::Sqlite,
     sqlx::sqlite::SqliteRow,
-    "",
+    crate::events_sql::Backend::Sqlite,
     "BEGIN IMMEDIATE",
-    "",
-    false
+    ""
 );

@@ -75,17 +75,29 @@ pub async fn tenant_with_plugins(store: &Arc<dyn Store>, slug: &str) -> TenantId
 
 /// Runs `test` on a store in a fresh SQLite file.
 pub async fn on_sqlite<F: Future<Output = ()>>(test: impl FnOnce(Arc<dyn Store>) -> F) {
+    on_sqlite_at(|store, _| test(store)).await;
+}
+
+/// [`on_sqlite`], also giving the test the database's URL.
+pub async fn on_sqlite_at<F: Future<Output = ()>>(test: impl FnOnce(Arc<dyn Store>, String) -> F) {
     let dir = std::env::temp_dir().join(format!("plexhub-store-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}", dir.join("hub.db").display());
     let store = plexhub_store::open(&url).await.unwrap();
-    test(store).await;
+    test(store, url).await;
     std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Runs `test` on a store in a fresh PostgreSQL database, dropped afterwards; skipped (with a
 /// note) without `PLEXHUB_TEST_DATABASE_URL`, except under CI.
 pub async fn on_postgres<F: Future<Output = ()>>(test: impl FnOnce(Arc<dyn Store>) -> F) {
+    on_postgres_at(|store, _| test(store)).await;
+}
+
+/// [`on_postgres`], also giving the test the database's URL.
+pub async fn on_postgres_at<F: Future<Output = ()>>(
+    test: impl FnOnce(Arc<dyn Store>, String) -> F,
+) {
     let Some(admin_url) = postgres_url() else {
         return;
     };
@@ -96,10 +108,9 @@ pub async fn on_postgres<F: Future<Output = ()>>(test: impl FnOnce(Arc<dyn Store
         .await
         .unwrap();
     let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let store = plexhub_store::open(&format!("{base}/{name}"))
-        .await
-        .unwrap();
-    test(store).await;
+    let url = format!("{base}/{name}");
+    let store = plexhub_store::open(&url).await.unwrap();
+    test(store, url).await;
     sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .execute(&mut admin)
         .await

@@ -1,0 +1,428 @@
+//! Keyed events on both backends: only the head of a key (per subscription) is due, the next one
+//! becomes due the moment its predecessor ends, a retry keeps its place, two store instances
+//! never have two deliveries of one key in flight, and the claim, hand-over and insert
+//! statements read the queue through its indexes whatever the batch size, the number of keys or
+//! the backlog.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use common::{NOW, tenant_with_plugins};
+use plexhub_core::ids::PluginId;
+use plexhub_core::tenant::TenantId;
+use plexhub_store::{
+    Backend, ClaimedDelivery, DeliveryOutcome, NewEvent, Store, SubscriptionSpec, claim_statement,
+    hand_over_statement, insert_deliveries_statement,
+};
+
+const LEASE: i64 = 30_000;
+
+fn event(id: &str, key: Option<&str>) -> NewEvent {
+    NewEvent {
+        event_id: id.to_owned(),
+        source: "plugin-crm".to_owned(),
+        event_type: "plugin.crm.deal.updated".to_owned(),
+        partition_key: key.map(str::to_owned),
+        published_at_ms: NOW,
+        envelope: format!(r#"{{"id":"{id}"}}"#),
+    }
+}
+
+async fn subscribed_tenant(store: &Arc<dyn Store>) -> TenantId {
+    let tenant = tenant_with_plugins(store, "acme").await;
+    let spec = SubscriptionSpec {
+        pattern: "plugin.crm.#".to_owned(),
+        endpoint: "/events".to_owned(),
+        max_attempts: 5,
+    };
+    let plugin = PluginId::parse("plugin-analytics").unwrap();
+    store
+        .replace_subscriptions(tenant, &plugin, &[spec], NOW)
+        .await
+        .unwrap();
+    tenant
+}
+
+async fn claim_at(store: &Arc<dyn Store>, now: i64) -> Vec<ClaimedDelivery> {
+    store.claim_deliveries(now, LEASE, 100).await.unwrap()
+}
+
+fn ids(claimed: &[ClaimedDelivery]) -> Vec<&str> {
+    claimed.iter().map(|d| d.event_id.as_str()).collect()
+}
+
+async fn end(store: &Arc<dyn Store>, delivery: &ClaimedDelivery, outcome: DeliveryOutcome) {
+    store
+        .complete_deliveries(&[(delivery.clone(), outcome)], NOW)
+        .await
+        .unwrap();
+}
+
+/// Hand-over at once, a retry keeps its place, a dead letter hands over, a retried dead letter
+/// waits for the key's current head and then goes first.
+async fn a_key_backlog_waits_its_turn(store: Arc<dyn Store>) {
+    let acme = subscribed_tenant(&store).await;
+    let batch = [
+        event("a1", Some("a")),
+        event("a2", Some("a")),
+        event("a3", Some("a")),
+        event("u1", None),
+        event("b1", Some("b")),
+    ];
+    store.publish_events(acme, &batch, NOW).await.unwrap();
+    let first = claim_at(&store, NOW).await;
+    assert_eq!(
+        ids(&first),
+        ["a1", "u1", "b1"],
+        "the heads and the unkeyed one"
+    );
+    assert!(claim_at(&store, NOW).await.is_empty(), "a2 waits behind a1");
+
+    end(&store, &first[0], DeliveryOutcome::Acknowledged).await;
+    let second = claim_at(&store, NOW).await;
+    assert_eq!(
+        ids(&second),
+        ["a2"],
+        "handed over at once, no lease to wait for"
+    );
+
+    let retry_at = NOW + 1_000;
+    let retry = DeliveryOutcome::Retry {
+        retry_at_ms: retry_at,
+        error: "503".to_owned(),
+    };
+    end(&store, &second[0], retry).await;
+    assert!(
+        claim_at(&store, NOW).await.is_empty(),
+        "a3 does not overtake a2's retry"
+    );
+    let again = claim_at(&store, retry_at).await;
+    assert_eq!(ids(&again), ["a2"], "the retry kept its place");
+
+    let dead = DeliveryOutcome::DeadLetter {
+        error: "gave up".to_owned(),
+    };
+    end(&store, &again[0], dead).await;
+    let third = claim_at(&store, retry_at).await;
+    assert_eq!(ids(&third), ["a3"], "a dead letter hands over");
+
+    // Retried while a3 is in flight: a2 waits, then goes before anything newer.
+    store
+        .publish_events(acme, &[event("a4", Some("a"))], NOW)
+        .await
+        .unwrap();
+    let letters = store.dead_letters(acme, None, 10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert!(
+        store
+            .retry_dead_letter(acme, &letters[0].id, retry_at)
+            .await
+            .unwrap()
+    );
+    assert!(
+        claim_at(&store, retry_at).await.is_empty(),
+        "a3 is still in flight"
+    );
+    end(&store, &third[0], DeliveryOutcome::Acknowledged).await;
+    let fourth = claim_at(&store, retry_at).await;
+    assert_eq!(
+        ids(&fourth),
+        ["a2"],
+        "the oldest pending delivery of the key goes next"
+    );
+    end(&store, &fourth[0], DeliveryOutcome::Acknowledged).await;
+    let fifth = claim_at(&store, retry_at).await;
+    assert_eq!(ids(&fifth), ["a4"]);
+    end(&store, &fifth[0], DeliveryOutcome::Acknowledged).await;
+
+    // A key whose backlog ran dry gets a head again with its next event.
+    store
+        .publish_events(acme, &[event("a5", Some("a"))], NOW)
+        .await
+        .unwrap();
+    assert_eq!(ids(&claim_at(&store, retry_at).await), ["a5"]);
+}
+
+/// Claimers and publishers working at once on two store instances (as two hubs do): two
+/// deliveries of one key are never in flight together, and each key's events end in
+/// publication order.
+async fn concurrent_claimers_never_overlap_a_key(store: Arc<dyn Store>, url: String) {
+    let acme = subscribed_tenant(&store).await;
+    let other = plexhub_store::open(&url).await.unwrap();
+    const EVENTS: usize = 400;
+    const KEYS: usize = 5;
+    let publisher = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for start in (0..EVENTS).step_by(20) {
+                let batch: Vec<NewEvent> = (start..start + 20)
+                    .map(|n| event(&format!("e{n}"), Some(&format!("k{}", n % KEYS))))
+                    .collect();
+                store.publish_events(acme, &batch, NOW).await.unwrap();
+            }
+        })
+    };
+    let in_flight = Arc::new(Mutex::new(HashSet::<String>::new()));
+    let ended = Arc::new(Mutex::new(BTreeMap::<String, Vec<i64>>::new()));
+    let mut claimers = Vec::new();
+    for instance in 0..4 {
+        let store = if instance % 2 == 0 {
+            store.clone()
+        } else {
+            other.clone()
+        };
+        let (in_flight, ended) = (in_flight.clone(), ended.clone());
+        claimers.push(tokio::spawn(async move {
+            loop {
+                let done: usize = ended.lock().unwrap().values().map(Vec::len).sum();
+                if done == EVENTS {
+                    return;
+                }
+                let claimed = store.claim_deliveries(NOW, LEASE, 8).await.unwrap();
+                if claimed.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    continue;
+                }
+                for delivery in &claimed {
+                    let fresh = in_flight
+                        .lock()
+                        .unwrap()
+                        .insert(delivery.partition_key.clone());
+                    assert!(
+                        fresh,
+                        "two deliveries of {} in flight",
+                        delivery.partition_key
+                    );
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                for delivery in &claimed {
+                    in_flight.lock().unwrap().remove(&delivery.partition_key);
+                    ended
+                        .lock()
+                        .unwrap()
+                        .entry(delivery.partition_key.clone())
+                        .or_default()
+                        .push(delivery.seq);
+                }
+                let outcomes: Vec<_> = claimed
+                    .into_iter()
+                    .map(|delivery| (delivery, DeliveryOutcome::Acknowledged))
+                    .collect();
+                store.complete_deliveries(&outcomes, NOW).await.unwrap();
+            }
+        }));
+    }
+    publisher.await.unwrap();
+    for claimer in claimers {
+        tokio::time::timeout(std::time::Duration::from_secs(60), claimer)
+            .await
+            .expect("every event is delivered")
+            .unwrap();
+    }
+    for (key, seqs) in ended.lock().unwrap().iter() {
+        assert!(
+            seqs.windows(2).all(|pair| pair[0] < pair[1]),
+            "{key} out of order: {seqs:?}"
+        );
+    }
+}
+
+/// 20 000 queued deliveries over `keys` keys.
+async fn fill(store: &Arc<dyn Store>, tenant: TenantId, keys: usize) {
+    for start in (0..20_000).step_by(500) {
+        let batch: Vec<NewEvent> = (start..start + 500)
+            .map(|n| event(&format!("f{keys}-{n}"), Some(&format!("k{}", n % keys))))
+            .collect();
+        store.publish_events(tenant, &batch, NOW).await.unwrap();
+    }
+}
+
+/// Every plan node of a PostgreSQL `EXPLAIN (FORMAT JSON)` that scans `deliveries` sequentially.
+fn sequential_scans(plan: &serde_json::Value) -> usize {
+    let here =
+        usize::from(plan["Node Type"] == "Seq Scan" && plan["Relation Name"] == "deliveries");
+    here + plan["Plans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(sequential_scans)
+        .sum::<usize>()
+}
+
+/// The statements checked, with their binds: the claim at batch sizes 1, 64 and 512, and the
+/// hand-over and the insert at 1 and 64 rows (the store writes larger batches as statements of
+/// 64).
+fn checked_statements(backend: Backend, subscription: &str) -> Vec<(String, Vec<Bind>)> {
+    let mut statements = Vec::new();
+    for batch in [1_i64, 64, 512] {
+        let claim = claim_statement(backend);
+        let sql = match backend {
+            Backend::Postgres => format!("{claim} SELECT subscription_id FROM claimed"),
+            Backend::Sqlite => claim,
+        };
+        let binds = vec![
+            Bind::Int(NOW),
+            Bind::Int(NOW + LEASE),
+            Bind::Text("token".into()),
+            Bind::Int(batch),
+        ];
+        statements.push((sql, binds));
+    }
+    for rows in [1_usize, 64] {
+        let mut binds = vec![Bind::Int(NOW)];
+        for key in 0..rows {
+            binds.push(Bind::Text(subscription.to_owned()));
+            binds.push(Bind::Text(subscription.to_owned()));
+            binds.push(Bind::Text(format!("k{key}")));
+        }
+        statements.push((hand_over_statement(backend, rows), binds));
+        let mut binds = Vec::new();
+        for row in 0..rows {
+            let seq = 1_000_000 + i64::try_from(row).unwrap();
+            binds.extend([
+                Bind::Text(subscription.to_owned()),
+                Bind::Text("tenant".into()),
+                Bind::Int(seq),
+                Bind::Text(format!("k{row}")),
+                Bind::Int(NOW),
+                Bind::Int32(1),
+            ]);
+        }
+        statements.push((insert_deliveries_statement(backend, rows, false), binds));
+    }
+    statements
+}
+
+/// A bind parameter of a checked statement.
+enum Bind {
+    Int(i64),
+    Int32(i32),
+    Text(String),
+}
+
+macro_rules! bind_all {
+    ($query:expr, $binds:expr) => {{
+        let mut query = $query;
+        for bind in $binds {
+            query = match bind {
+                Bind::Int(value) => query.bind(*value),
+                Bind::Int32(value) => query.bind(*value),
+                Bind::Text(value) => query.bind(value.clone()),
+            };
+        }
+        query
+    }};
+}
+
+/// The claim, the hand-over and the insert of deliveries use their indexes on PostgreSQL (no
+/// sequential scan of `deliveries` anywhere in the plan), with 100 and with 5 000 keys.
+#[tokio::test]
+async fn postgres_claims_and_hand_overs_use_their_indexes() {
+    common::on_postgres_at(|store, url| async move {
+        let acme = subscribed_tenant(&store).await;
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let subscription: String = sqlx::query_scalar("SELECT id FROM subscriptions")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        for keys in [100, 5_000] {
+            sqlx::query("DELETE FROM deliveries")
+                .execute(&pool)
+                .await
+                .unwrap();
+            fill(&store, acme, keys).await;
+            sqlx::query("ANALYZE").execute(&pool).await.unwrap();
+            // The check can fail: a filter on an unindexed column is a sequential scan.
+            let unindexed: serde_json::Value = sqlx::query_scalar(
+                "EXPLAIN (FORMAT JSON) SELECT seq FROM deliveries WHERE attempts = $1",
+            )
+            .bind(3_i32)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert_eq!(sequential_scans(&unindexed[0]["Plan"]), 1, "{unindexed}");
+            for (statement, binds) in checked_statements(Backend::Postgres, &subscription) {
+                let sql = format!("EXPLAIN (FORMAT JSON) {statement}");
+                let plan: serde_json::Value = bind_all!(sqlx::query_scalar(&sql), &binds)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    sequential_scans(&plan[0]["Plan"]),
+                    0,
+                    "{keys} keys, {statement}: {plan}"
+                );
+            }
+        }
+    })
+    .await;
+}
+
+/// The same on SQLite, with `EXPLAIN QUERY PLAN`: no bare `SCAN` of `deliveries`.
+#[tokio::test]
+async fn sqlite_claims_and_hand_overs_use_their_indexes() {
+    common::on_sqlite_at(|store, url| async move {
+        let acme = subscribed_tenant(&store).await;
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let subscription: String = sqlx::query_scalar("SELECT id FROM subscriptions")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        // `SCAN d USING INDEX …` walks an index in order; a bare `SCAN` reads the whole table
+        // (`d`, `e`: the statements' aliases of `deliveries`).
+        let table_scan = |detail: &String| {
+            ["SCAN deliveries", "SCAN d", "SCAN e"]
+                .iter()
+                .any(|scan| detail == scan || detail.starts_with(&format!("{scan} ")))
+                && !detail.contains("USING INDEX")
+                && !detail.contains("USING COVERING INDEX")
+        };
+        for keys in [100, 5_000] {
+            sqlx::query("DELETE FROM deliveries")
+                .execute(&pool)
+                .await
+                .unwrap();
+            fill(&store, acme, keys).await;
+            sqlx::query("ANALYZE").execute(&pool).await.unwrap();
+            // The check can fail: a filter on an unindexed column scans the table.
+            let unindexed =
+                sqlx::query("EXPLAIN QUERY PLAN SELECT seq FROM deliveries WHERE attempts = 3")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            let detail: String = sqlx::Row::get(&unindexed[0], "detail");
+            assert!(table_scan(&detail), "{detail}");
+            for (statement, binds) in checked_statements(Backend::Sqlite, &subscription) {
+                let sql = format!("EXPLAIN QUERY PLAN {statement}");
+                let rows = bind_all!(sqlx::query(&sql), &binds)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+                let details: Vec<String> = rows
+                    .iter()
+                    .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
+                    .collect();
+                assert!(
+                    !details.iter().any(table_scan),
+                    "{keys} keys, {statement}: {details:?}"
+                );
+            }
+        }
+    })
+    .await;
+}
+
+common::on_both_backends!(#[tokio::test] sqlite_key_backlog, postgres_key_backlog => a_key_backlog_waits_its_turn);
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_claimers() {
+    common::on_sqlite_at(concurrent_claimers_never_overlap_a_key).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_claimers() {
+    common::on_postgres_at(concurrent_claimers_never_overlap_a_key).await;
+}
