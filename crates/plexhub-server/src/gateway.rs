@@ -309,7 +309,8 @@ fn manifest_method(method: &Method) -> Option<HttpMethod> {
     HttpMethod::parse(method.as_str())
 }
 
-fn denial_error(denial: &Denial, service: &ServiceName, caller: &PluginId) -> ApiError {
+fn denial_error(denial: &Denial, service: &ServiceName, call: &CallContext<'_>) -> ApiError {
+    let caller = call.caller;
     match denial {
         Denial::ServiceNotFound => crate::registry::service_not_found(service),
         Denial::PluginMismatch => ApiError::new(
@@ -336,8 +337,10 @@ fn denial_error(denial: &Denial, service: &ServiceName, caller: &PluginId) -> Ap
         Denial::PermissionDenied { missing } => ApiError::new(
             ErrorCode::PermissionDenied,
             format!(
-                "{caller} lacks {} for this endpoint: grant it at install",
-                missing.join(", ")
+                "{caller} lacks {} for this endpoint: grant it with `plexhub installation grants add {caller} --tenant {} {}`",
+                missing.join(", "),
+                call.tenant.slug,
+                missing.join(" ")
             ),
         )
         .with_details(json!({ "missing": missing })),
@@ -346,6 +349,61 @@ fn denial_error(denial: &Denial, service: &ServiceName, caller: &PluginId) -> Ap
             format!("{service} has no HEALTHY or DEGRADED replica"),
         ),
     }
+}
+
+/// `SERVICE_NOT_FOUND` with what the caller could have meant: the services of the tenant it
+/// may call (those of the plugins its manifest depends on, ACTIVE), and the closest name among
+/// them when one is close.
+async fn service_not_found(
+    state: &AppState,
+    call: &CallContext<'_>,
+    service_name: &ServiceName,
+    caller: Option<&CallerProfile>,
+) -> ApiError {
+    let error = crate::registry::service_not_found(service_name);
+    let Some(caller) = caller else {
+        return error;
+    };
+    let Ok(services) = state.store.services(call.tenant.id).await else {
+        return error;
+    };
+    let callable: Vec<&str> = services
+        .iter()
+        .filter(|(service, installation)| {
+            *installation == InstallationState::Active
+                && caller.dependencies.iter().any(|dependency| {
+                    dependency.plugin_id == service.plugin_id
+                        && dependency
+                            .service_name
+                            .as_ref()
+                            .is_none_or(|name| *name == service.name)
+                })
+        })
+        .map(|(service, _)| service.name.as_str())
+        .collect();
+    let closest = callable
+        .iter()
+        .map(|name| (strsim::levenshtein(name, service_name.as_str()), *name))
+        .filter(|(distance, _)| *distance <= 3)
+        .min()
+        .map(|(_, name)| name);
+    let message = match closest {
+        Some(name) => format!("Service not found: {service_name} (did you mean {name}?)"),
+        None if callable.is_empty() => format!(
+            "Service not found: {service_name} ({} may call no service in this tenant: add a dependency to its manifest's api.dependencies)",
+            call.caller
+        ),
+        None => format!(
+            "Service not found: {service_name} ({} may call {})",
+            call.caller,
+            callable.join(", ")
+        ),
+    };
+    ApiError::new(ErrorCode::ServiceNotFound, message).with_details(json!({
+        "serviceName": service_name.as_str(),
+        "didYouMean": closest,
+        "callable": callable,
+    }))
 }
 
 /// Decides a call; when allowed, picks the replica (round robin over the best ones).
@@ -364,7 +422,7 @@ pub async fn authorize(
                 available_endpoints: Vec::new(),
             },
             service_name,
-            call.caller,
+            call,
         ));
     };
     let request = loaded.request(state, call, service_name, expected_plugin, method, path)?;
@@ -386,7 +444,16 @@ pub async fn authorize(
                 "requested": requested.as_str(),
             })));
         }
-        return Err(denial_error(denial, service_name, call.caller));
+        if matches!(denial, Denial::ServiceNotFound) {
+            return Err(service_not_found(
+                state,
+                call,
+                service_name,
+                loaded.caller.as_ref().as_ref(),
+            )
+            .await);
+        }
+        return Err(denial_error(denial, service_name, call));
     }
     let (Some((service, _)), Some(endpoint)) = (&loaded.service.found, decision.endpoint) else {
         return Err(ApiError::internal(&"an allowed call without its service"));
@@ -460,7 +527,7 @@ pub async fn explain_call(
     let error = decision
         .denial
         .as_ref()
-        .map(|denial| denial_error(denial, service_name, call.caller));
+        .map(|denial| denial_error(denial, service_name, call));
     Ok(json!({
         "allowed": decision.allowed(),
         "code": error.as_ref().map(|e| e.code()),
@@ -961,8 +1028,9 @@ async fn send_once(
             Err(upstream_error(
                 code,
                 format!(
-                    "{} could not be reached: {}",
+                    "{} could not be reached at {}: {}",
                     route.target_plugin,
+                    replica.base_url,
                     with_causes(&error)
                 ),
             ))

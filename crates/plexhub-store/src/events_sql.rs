@@ -37,11 +37,9 @@ pub fn claim_statement(backend: Backend) -> String {
         Backend::Sqlite => "",
         Backend::Postgres => "FOR UPDATE OF d SKIP LOCKED",
     };
-    let claim = format!(
-        "UPDATE deliveries SET due_at = $2, leased_until = $2, lease_token = $3 FROM picked \
-         WHERE deliveries.subscription_id = picked.subscription_id \
-         AND deliveries.seq = picked.seq AND deliveries.leased_until <= $1"
-    );
+    let claim = "UPDATE deliveries SET due_at = $2, leased_until = $2, lease_token = $3 \
+         FROM picked WHERE deliveries.subscription_id = picked.subscription_id \
+         AND deliveries.seq = picked.seq AND deliveries.leased_until <= $1";
     // The order check is a scalar subquery in a CASE: evaluated per candidate through the
     // index (subscription_id, partition_key, seq), never planned as a join over the queue.
     let picked = format!(
@@ -92,46 +90,52 @@ fn hand_over<D: ParamStyle>(keys: usize) -> String {
     )
 }
 
-/// Inserts `rows` deliveries (per row: subscription, tenant, seq, key, due time, and 1 when it
-/// is the first of its key in its batch, else 0). A first one is parked when a delivery of its
-/// key is already queued; the others carry their due time ([`PARKED`] behind a first one).
+/// Inserts `rows` deliveries (per row: subscription, tenant, seq, key, due time). With
+/// `first_of_key` each row, the first of its key in its batch, is parked when a delivery of its
+/// key is already queued; without, each row carries its due time ([`PARKED`] behind a first
+/// one; unkeyed rows are never checked, so they cost what a plain insert costs).
 /// `on_conflict_ignore`: a delivery already queued is left as it is.
 pub fn insert_deliveries_statement(
     backend: Backend,
     rows: usize,
+    first_of_key: bool,
     on_conflict_ignore: bool,
 ) -> String {
     let values = match backend {
-        Backend::Sqlite => insert_values::<sqlx::Sqlite>(rows),
-        Backend::Postgres => insert_values::<sqlx::Postgres>(rows),
+        Backend::Sqlite => insert_values::<sqlx::Sqlite>(rows, first_of_key),
+        Backend::Postgres => insert_values::<sqlx::Postgres>(rows, first_of_key),
     };
     let conflict = if on_conflict_ignore {
-        " WHERE TRUE ON CONFLICT (subscription_id, seq) DO NOTHING"
+        " ON CONFLICT (subscription_id, seq) DO NOTHING"
     } else {
         ""
     };
+    let columns = "deliveries (subscription_id, tenant_id, seq, partition_key, due_at)";
+    if !first_of_key {
+        return format!("INSERT INTO {columns} VALUES {values}{conflict}");
+    }
+    // SQLite needs a WHERE before an upsert's ON CONFLICT after a SELECT.
+    let conflict = if on_conflict_ignore {
+        format!(" WHERE TRUE{conflict}")
+    } else {
+        String::new()
+    };
     format!(
-        "WITH v (s, t, q, k, d, c) AS (VALUES {values}) \
-         INSERT INTO deliveries (subscription_id, tenant_id, seq, partition_key, due_at) \
-         SELECT v.s, v.t, v.q, v.k, CASE WHEN v.c = 1 AND EXISTS (SELECT 1 FROM deliveries e \
+        "WITH v (s, t, q, k, d) AS (VALUES {values}) INSERT INTO {columns} \
+         SELECT v.s, v.t, v.q, v.k, CASE WHEN EXISTS (SELECT 1 FROM deliveries e \
            WHERE e.subscription_id = v.s AND e.partition_key = v.k) THEN {PARKED} ELSE v.d END \
          FROM v{conflict}"
     )
 }
 
-fn insert_values<D: ParamStyle>(rows: usize) -> String {
-    value_rows::<D>(
-        1,
-        rows,
-        &[
-            "$",
-            "$",
-            "CAST($ AS BIGINT)",
-            "$",
-            "CAST($ AS BIGINT)",
-            "CAST($ AS INTEGER)",
-        ],
-    )
+fn insert_values<D: ParamStyle>(rows: usize, typed: bool) -> String {
+    // In a CTE PostgreSQL needs the types spelled out; in an INSERT's VALUES the columns give them.
+    let columns: &[&str] = if typed {
+        &["$", "$", "CAST($ AS BIGINT)", "$", "CAST($ AS BIGINT)"]
+    } else {
+        &["$"; 5]
+    };
+    value_rows::<D>(1, rows, columns)
 }
 
 /// The advisory-lock id of a (subscription, key): FNV-1a over both, stable across builds.
@@ -266,19 +270,22 @@ macro_rules! event_store {
             deliveries: &[NewDelivery<'_>],
             on_conflict_ignore: bool,
         ) -> StoreResult<()> {
-            for chunk in deliveries.chunks(EVENT_ROWS) {
-                let sql = insert_deliveries_statement($backend, chunk.len(), on_conflict_ignore);
+            let (checked, plain): (Vec<&NewDelivery<'_>>, Vec<&NewDelivery<'_>>) =
+                deliveries.iter().partition(|(_, _, _, _, first)| *first);
+            for (first_of_key, rows) in [(true, checked), (false, plain)] {
+              for chunk in rows.chunks(EVENT_ROWS) {
+                let sql = insert_deliveries_statement($backend, chunk.len(), first_of_key, on_conflict_ignore);
                 let mut query = sqlx::query(&sql);
-                for (subscription, seq, key, due_at, first) in chunk {
+                for (subscription, seq, key, due_at, _) in chunk.iter().copied() {
                     query = query
                         .bind(*subscription)
                         .bind(tenant)
                         .bind(*seq)
                         .bind(*key)
-                        .bind(*due_at)
-                        .bind(i32::from(*first));
+                        .bind(*due_at);
                 }
                 query.execute(&mut **tx).await?;
+              }
             }
             Ok(())
         }
@@ -652,7 +659,6 @@ macro_rules! event_store {
                     .collect();
                 ended.sort_unstable();
                 ended.dedup();
-                lock_keys(&mut tx, &ended).await?;
                 // Acknowledgements, by subscription, in multi-row deletes.
                 let mut acknowledged = std::collections::BTreeMap::<&str, Vec<&ClaimedDelivery>>::new();
                 for (delivery, outcome) in outcomes {
@@ -743,6 +749,8 @@ macro_rules! event_store {
                         }
                     }
                 }
+                // Locked only now: the key locks are held for the hand-over and the commit alone.
+                lock_keys(&mut tx, &ended).await?;
                 hand_over(&mut tx, &ended, now_ms).await?;
                 tx.commit().await?;
                 Ok(())

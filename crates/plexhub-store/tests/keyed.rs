@@ -289,10 +289,12 @@ fn checked_statements(backend: Backend, subscription: &str) -> Vec<(String, Vec<
                 Bind::Int(seq),
                 Bind::Text(format!("k{row}")),
                 Bind::Int(NOW),
-                Bind::Int32(1),
             ]);
         }
-        statements.push((insert_deliveries_statement(backend, rows, false), binds));
+        statements.push((
+            insert_deliveries_statement(backend, rows, true, false),
+            binds,
+        ));
     }
     statements
 }
@@ -300,7 +302,6 @@ fn checked_statements(backend: Backend, subscription: &str) -> Vec<(String, Vec<
 /// A bind parameter of a checked statement.
 enum Bind {
     Int(i64),
-    Int32(i32),
     Text(String),
 }
 
@@ -310,7 +311,6 @@ macro_rules! bind_all {
         for bind in $binds {
             query = match bind {
                 Bind::Int(value) => query.bind(*value),
-                Bind::Int32(value) => query.bind(*value),
                 Bind::Text(value) => query.bind(value.clone()),
             };
         }

@@ -203,6 +203,10 @@ impl HubClient {
                     "\n  {}",
                     dependency["message"].as_str().unwrap_or("")
                 ));
+                // The manifest's own words on why the dependency is needed.
+                if let Some(reason) = dependency["reason"].as_str() {
+                    description.push_str(&format!(" (needed for: {reason})"));
+                }
             }
         }
         bail!(description)

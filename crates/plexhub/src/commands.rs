@@ -60,6 +60,14 @@ pub enum PluginCommand {
     },
     /// List the catalog.
     List,
+    /// Show a catalog plugin (its versions), or one version's manifest with `--version`.
+    Show {
+        /// Plugin id, e.g. plugin-crm.
+        plugin_id: String,
+        /// An exact version, e.g. 1.2.0.
+        #[arg(long)]
+        version: Option<String>,
+    },
 }
 
 /// `plexhub install …`
@@ -191,6 +199,7 @@ pub async fn run(client: &HubClient, command: Command) -> anyhow::Result<()> {
         Command::Deps(command) => crate::deps::run(client, command).await,
         Command::Call(args) => crate::gateway::call(client, args).await,
         Command::Access(command) => crate::gateway::access(client, command).await,
+        Command::Calls(args) => crate::gateway::calls(client, args).await,
         Command::Events(command) => crate::events::events(client, command).await,
         Command::DeadLetters(command) => crate::events::dead_letters(client, command).await,
         Command::Whoami => {
@@ -285,6 +294,17 @@ async fn plugin(client: &HubClient, command: PluginCommand) -> anyhow::Result<()
                 published["pluginId"].as_str().unwrap_or(""),
                 published["version"].as_str().unwrap_or("")
             );
+        }
+        PluginCommand::Show { plugin_id, version } => {
+            let path = match version {
+                Some(version) => format!(
+                    "/plugins/{}/versions/{}",
+                    segment(&plugin_id),
+                    segment(&version)
+                ),
+                None => format!("/plugins/{}", segment(&plugin_id)),
+            };
+            print_json(&client.call(Method::GET, &path, None).await?);
         }
         PluginCommand::List => {
             let catalog = client.call(Method::GET, "/plugins", None).await?;

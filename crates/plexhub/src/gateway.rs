@@ -1,4 +1,5 @@
-//! `plexhub call` and `plexhub access explain`: the gateway from the command line.
+//! `plexhub call`, `plexhub access explain` and `plexhub calls`: the gateway from the command
+//! line.
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
@@ -45,6 +46,72 @@ pub enum AccessCommand {
         #[arg(long)]
         tenant: String,
     },
+}
+
+/// `plexhub calls [--tenant …] [--caller …] [--target …] [--status …] [--since …] [--limit …]`
+#[derive(Args)]
+pub struct CallsArgs {
+    /// Only this tenant (slug).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Only calls of this plugin.
+    #[arg(long)]
+    caller: Option<String>,
+    /// Only calls to this plugin.
+    #[arg(long)]
+    target: Option<String>,
+    /// A status (404) or a class (5xx).
+    #[arg(long)]
+    status: Option<String>,
+    /// Since this time: RFC 3339 or epoch milliseconds.
+    #[arg(long)]
+    since: Option<String>,
+    /// How many, newest first (1-1000, default 100).
+    #[arg(long)]
+    limit: Option<u32>,
+}
+
+/// Runs `plexhub calls`: the gateway's audit log, newest first, one call per line (time,
+/// tenant id, caller → target, service, method, path, status, milliseconds, request id).
+pub async fn calls(client: &HubClient, args: CallsArgs) -> anyhow::Result<()> {
+    let limit = args.limit.map(|limit| limit.to_string());
+    let filters = [
+        ("tenant", args.tenant.as_deref()),
+        ("caller", args.caller.as_deref()),
+        ("target", args.target.as_deref()),
+        ("status", args.status.as_deref()),
+        ("since", args.since.as_deref()),
+        ("limit", limit.as_deref()),
+    ];
+    let query: Vec<String> = filters
+        .iter()
+        .filter_map(|(name, value)| {
+            value.map(|value| format!("{name}={}", crate::commands::segment(value)))
+        })
+        .collect();
+    let path = if query.is_empty() {
+        "/calls".to_owned()
+    } else {
+        format!("/calls?{}", query.join("&"))
+    };
+    let answer = client.call(Method::GET, &path, None).await?;
+    for call in answer["calls"].as_array().into_iter().flatten() {
+        let text = |name: &str| call[name].as_str().unwrap_or("-").to_owned();
+        println!(
+            "{}\t{}\t{} -> {}\t{}\t{} {}\t{}\t{}ms\t{}",
+            text("at"),
+            text("tenantId"),
+            text("caller"),
+            text("target"),
+            text("service"),
+            text("method"),
+            text("path"),
+            call["status"],
+            call["durationMs"],
+            text("requestId")
+        );
+    }
+    Ok(())
 }
 
 fn method(text: &str) -> anyhow::Result<Method> {

@@ -83,6 +83,8 @@ enum Command {
     Deps(deps::DepsCommand),
     /// Call another plugin's service through the gateway, as a plugin of a tenant.
     Call(gateway::CallArgs),
+    /// Read the gateway's audit log: who called what, with which status, how long it took.
+    Calls(gateway::CallsArgs),
     /// Explain the gateway's access decisions.
     #[command(subcommand)]
     Access(gateway::AccessCommand),

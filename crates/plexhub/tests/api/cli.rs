@@ -110,6 +110,14 @@ async fn the_readme_walkthrough_works_through_the_cli(app: TestApp) {
     .await;
     failed_with(&unmet, "DEPENDENCY_UNMET");
     assert!(unmet.stderr.contains("plugin-crm"), "{}", unmet.stderr);
+    // The manifest's reason for the dependency is printed with it.
+    assert!(
+        unmet
+            .stderr
+            .contains("(needed for: Reads contacts for the contacts summary and forecast reports)"),
+        "{}",
+        unmet.stderr
+    );
 
     let installed = plexhub(
         &app,
@@ -499,6 +507,310 @@ async fn gateway_commands_call_and_explain(app: TestApp) {
         explained.contains("  ok   dependency_declared: "),
         "{explained}"
     );
+
+    // The audit log holds the call (written in batches: it may take a moment).
+    let mut audited = String::new();
+    for _ in 0..50 {
+        let calls = plexhub(
+            &app,
+            ADMIN,
+            &[
+                "calls",
+                "--tenant",
+                "acme",
+                "--caller",
+                "plugin-analytics",
+                "--status",
+                "2xx",
+            ],
+        )
+        .await;
+        audited = succeeded(&calls).to_owned();
+        if !audited.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let line = audited.lines().next().unwrap_or_default();
+    assert!(
+        line.contains("plugin-analytics -> plugin-crm\tcrm.contacts\tGET /contacts\t200\t"),
+        "{audited}"
+    );
+    failed_with(
+        &plexhub(&app, ADMIN, &["calls", "--status", "6xx"]).await,
+        "INVALID_PARAMETER",
+    );
+
+    // The catalog, plugin by plugin.
+    let shown = plexhub(&app, ADMIN, &["plugin", "show", "plugin-crm"]).await;
+    let shown: serde_json::Value = serde_json::from_str(succeeded(&shown)).expect("JSON");
+    assert_eq!(shown["pluginId"], "plugin-crm");
+    let version = shown["latestVersion"]
+        .as_str()
+        .expect("a latest version")
+        .to_owned();
+    let manifest = plexhub(
+        &app,
+        ADMIN,
+        &["plugin", "show", "plugin-crm", "--version", &version],
+    )
+    .await;
+    let manifest: serde_json::Value = serde_json::from_str(succeeded(&manifest)).expect("JSON");
+    assert_eq!(manifest["version"], version.as_str(), "{manifest}");
+    failed_with(
+        &plexhub(&app, ADMIN, &["plugin", "show", "plugin-nothing"]).await,
+        "PLUGIN_NOT_FOUND",
+    );
+}
+
+/// Every operation in `/openapi.json` is reachable from the CLI, or listed here with the reason
+/// it is not (plugin-facing routes the SDKs call, probes). A new route fails this test until it
+/// gets a command or a reason; each command named must exist.
+#[tokio::test]
+async fn every_admin_route_has_a_cli_command() {
+    const SDK: &str = "plugin-facing: called by the SDKs with a plugin credential";
+    const SEED: &str =
+        "the original SDK's route, kept for compatibility; the native route has the command";
+    const PROBE: &str = "for probes, scrapers and verifiers, not operators";
+    let commands: &[(&str, &str, &str)] = &[
+        ("get", "/api/v1/tenants", "tenant list"),
+        ("post", "/api/v1/tenants", "tenant create"),
+        ("get", "/api/v1/tenants/{slug}", "tenant show"),
+        ("patch", "/api/v1/tenants/{slug}", "tenant suspend"),
+        ("delete", "/api/v1/tenants/{slug}", "tenant delete"),
+        ("get", "/api/v1/plugins", "plugin list"),
+        ("post", "/api/v1/plugins", "plugin publish"),
+        ("post", "/api/v1/plugins/validate", "plugin validate"),
+        ("get", "/api/v1/plugins/{pluginId}", "plugin show"),
+        (
+            "get",
+            "/api/v1/plugins/{pluginId}/versions/{version}",
+            "plugin show",
+        ),
+        (
+            "get",
+            "/api/v1/tenants/{slug}/installations",
+            "installation list",
+        ),
+        ("post", "/api/v1/tenants/{slug}/installations", "install"),
+        (
+            "get",
+            "/api/v1/tenants/{slug}/installations/{pluginId}",
+            "installation show",
+        ),
+        (
+            "delete",
+            "/api/v1/tenants/{slug}/installations/{pluginId}",
+            "installation uninstall",
+        ),
+        (
+            "post",
+            "/api/v1/tenants/{slug}/installations/{pluginId}/activate",
+            "installation activate",
+        ),
+        (
+            "post",
+            "/api/v1/tenants/{slug}/installations/{pluginId}/deactivate",
+            "installation deactivate",
+        ),
+        (
+            "put",
+            "/api/v1/tenants/{slug}/installations/{pluginId}/grants",
+            "installation grants set",
+        ),
+        (
+            "put",
+            "/api/v1/tenants/{slug}/installations/{pluginId}/allowed-origins",
+            "installation origins",
+        ),
+        (
+            "put",
+            "/api/v1/tenants/{slug}/installations/{pluginId}/base-url",
+            "installation base-url",
+        ),
+        (
+            "get",
+            "/api/v1/tenants/{slug}/installations/{pluginId}/credentials",
+            "credential list",
+        ),
+        (
+            "post",
+            "/api/v1/tenants/{slug}/installations/{pluginId}/credentials",
+            "credential rotate",
+        ),
+        (
+            "delete",
+            "/api/v1/tenants/{slug}/installations/{pluginId}/credentials/{credentialId}",
+            "credential revoke",
+        ),
+        (
+            "post",
+            "/api/v1/tenants/{slug}/installations/{pluginId}/signing-secret/rotate",
+            "credential rotate-signing-secret",
+        ),
+        (
+            "post",
+            "/api/v1/tenants/{slug}/plans/install",
+            "deps plan install",
+        ),
+        (
+            "post",
+            "/api/v1/tenants/{slug}/plans/uninstall",
+            "deps plan uninstall",
+        ),
+        (
+            "post",
+            "/api/v1/tenants/{slug}/plans/upgrade",
+            "deps plan upgrade",
+        ),
+        ("get", "/api/v1/services", "services list"),
+        ("get", "/api/v1/services/{serviceName}", "services show"),
+        ("get", "/api/v1/services/watch", "services watch"),
+        ("get", "/api/v1/data/{namespace}", "data list"),
+        ("get", "/api/v1/data/{namespace}/{key}", "data get"),
+        ("put", "/api/v1/data/{namespace}/{key}", "data set"),
+        ("delete", "/api/v1/data/{namespace}/{key}", "data delete"),
+        ("get", "/api/v1/data-watch/{namespace}", "data watch"),
+        ("post", "/api/v1/events", "events publish"),
+        ("get", "/api/v1/events/stream", "events tail"),
+        ("get", "/api/v1/subscriptions", "events subscriptions"),
+        ("get", "/api/v1/dead-letters", "dead-letters list"),
+        (
+            "post",
+            "/api/v1/dead-letters/{id}/retry",
+            "dead-letters retry",
+        ),
+        ("delete", "/api/v1/dead-letters/{id}", "dead-letters drop"),
+        ("get", "/api/v1/access/explain", "access explain"),
+        ("get", "/api/v1/calls", "calls"),
+        ("get", "/api/v1/whoami", "whoami"),
+        ("get", "/api/v1/proxy/{serviceName}", "call"),
+        ("post", "/api/v1/proxy/{serviceName}", "call"),
+        ("put", "/api/v1/proxy/{serviceName}", "call"),
+        ("patch", "/api/v1/proxy/{serviceName}", "call"),
+        ("delete", "/api/v1/proxy/{serviceName}", "call"),
+        ("get", "/api/v1/proxy/{serviceName}/{path}", "call"),
+        ("post", "/api/v1/proxy/{serviceName}/{path}", "call"),
+        ("put", "/api/v1/proxy/{serviceName}/{path}", "call"),
+        ("patch", "/api/v1/proxy/{serviceName}/{path}", "call"),
+        ("delete", "/api/v1/proxy/{serviceName}/{path}", "call"),
+        ("post", "/api/plugin-gateway/call", "call"),
+    ];
+    let exceptions: &[(&str, &str, &str)] = &[
+        ("post", "/api/v1/data/{namespace}/batch-get", SDK),
+        ("post", "/api/v1/data-transactions", SDK),
+        ("get", "/api/v1/self/signing-secrets", SDK),
+        (
+            "put",
+            "/api/v1/services/{serviceName}/instances/{instanceId}",
+            SDK,
+        ),
+        (
+            "delete",
+            "/api/v1/services/{serviceName}/instances/{instanceId}",
+            SDK,
+        ),
+        (
+            "post",
+            "/api/v1/services/{serviceName}/instances/{instanceId}/heartbeat",
+            SDK,
+        ),
+        (
+            "post",
+            "/api/v1/services/{serviceName}/instances/{instanceId}/health",
+            SDK,
+        ),
+        ("post", "/api/plugin-gateway/services/register", SEED),
+        ("get", "/api/plugin-gateway/services", SEED),
+        (
+            "get",
+            "/api/plugin-gateway/services/discover/{serviceName}",
+            SEED,
+        ),
+        (
+            "delete",
+            "/api/plugin-gateway/services/{pluginId}/{serviceName}",
+            SEED,
+        ),
+        (
+            "post",
+            "/api/plugin-gateway/services/{serviceId}/heartbeat",
+            SEED,
+        ),
+        ("post", "/api/plugin-gateway/shared-data", SEED),
+        ("get", "/api/plugin-gateway/shared-data/{namespace}", SEED),
+        (
+            "get",
+            "/api/plugin-gateway/shared-data/{namespace}/{key}",
+            SEED,
+        ),
+        (
+            "delete",
+            "/api/plugin-gateway/shared-data/{namespace}/{key}",
+            SEED,
+        ),
+        ("post", "/api/plugin-gateway/dependencies", SEED),
+        ("get", "/api/plugin-gateway/dependencies/{pluginId}", SEED),
+        (
+            "get",
+            "/api/plugin-gateway/dependencies/{pluginId}/dependents",
+            SEED,
+        ),
+        (
+            "post",
+            "/api/plugin-gateway/dependencies/{pluginId}/resolve",
+            SEED,
+        ),
+        (
+            "post",
+            "/api/plugin-gateway/dependencies/{pluginId}/can-uninstall",
+            SEED,
+        ),
+        ("get", "/healthz", PROBE),
+        ("get", "/readyz", PROBE),
+        ("get", "/metrics", PROBE),
+        ("get", "/.well-known/plexhub-keys", PROBE),
+    ];
+    let app = crate::helpers::spawn(crate::helpers::Backend::Sqlite)
+        .await
+        .expect("sqlite");
+    let doc = app
+        .send(reqwest::Method::GET, "/openapi.json", None, &[], None)
+        .await;
+    let doc = doc.assert_status(200);
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            if method != "parameters" {
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+    }
+    let accounted: std::collections::BTreeSet<(String, String)> = commands
+        .iter()
+        .chain(exceptions)
+        .map(|(method, path, _)| ((*method).to_owned(), (*path).to_owned()))
+        .collect();
+    let without_command: Vec<_> = documented.difference(&accounted).collect();
+    assert!(
+        without_command.is_empty(),
+        "routes with neither a CLI command nor a listed reason: {without_command:?}"
+    );
+    let stale: Vec<_> = accounted.difference(&documented).collect();
+    assert!(stale.is_empty(), "listed but not documented: {stale:?}");
+    for (_, _, command) in commands {
+        let output = Command::new(env!("CARGO_BIN_EXE_plexhub"))
+            .args(command.split(' '))
+            .arg("--help")
+            .output()
+            .await
+            .expect("run plexhub");
+        assert!(
+            output.status.success(),
+            "`plexhub {command}` is not a command: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 /// `plexhub installation …`: lifecycle, grants and origins without the REST calls.

@@ -290,12 +290,39 @@ async fn the_proxy_forwards_what_it_may_and_refuses_what_it_must(app: TestApp) {
         write.body["error"]["details"]["missing"],
         json!(["plugin.crm.contacts.write"])
     );
+    // The message says the command that grants it.
+    let message = write.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(
+            "`plexhub installation grants add plugin-analytics --tenant acme plugin.crm.contacts.write`"
+        ),
+        "{message}"
+    );
     proxy(&app, &crm, Method::GET, "/crm.contacts/contacts", &[])
         .await
         .assert_error(403, "ACCESS_DENIED");
-    proxy(&app, &analytics, Method::GET, "/crm.nothing/contacts", &[])
-        .await
-        .assert_error(404, "SERVICE_NOT_FOUND");
+    let nothing = proxy(&app, &analytics, Method::GET, "/crm.nothing/contacts", &[]).await;
+    nothing.assert_error(404, "SERVICE_NOT_FOUND");
+    // No name is close: the services the caller may call are listed.
+    assert_eq!(nothing.body["error"]["details"]["didYouMean"], json!(null));
+    let callable = nothing.body["error"]["details"]["callable"].clone();
+    assert!(
+        callable
+            .as_array()
+            .is_some_and(|names| names.contains(&json!("crm.contacts"))),
+        "{callable}"
+    );
+    // A near miss gets the closest name.
+    let typo = proxy(&app, &analytics, Method::GET, "/crm.contact/contacts", &[]).await;
+    typo.assert_error(404, "SERVICE_NOT_FOUND");
+    assert_eq!(typo.body["error"]["details"]["didYouMean"], "crm.contacts");
+    assert!(
+        typo.body["error"]["message"]
+            .as_str()
+            .is_some_and(|text| text.contains("did you mean crm.contacts?")),
+        "{}",
+        typo.body
+    );
     let unknown = proxy(&app, &analytics, Method::GET, "/crm.contacts/nowhere", &[]).await;
     unknown.assert_error(404, "ENDPOINT_NOT_FOUND");
     let listed = &unknown.body["error"]["details"]["availableEndpoints"];
@@ -716,9 +743,16 @@ async fn timeouts_refusals_size_caps_and_streaming() {
             json!({"activate": true, "grants": grants}),
         )
         .await;
-    proxy(&app, &caller, Method::GET, "/crm.contacts/contacts", &[])
-        .await
-        .assert_error(502, "UPSTREAM_UNREACHABLE");
+    let refused = proxy(&app, &caller, Method::GET, "/crm.contacts/contacts", &[]).await;
+    refused.assert_error(502, "UPSTREAM_UNREACHABLE");
+    // The message names where the hub tried and what the connection got.
+    let message = refused.body["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains(&format!("at http://127.0.0.1:{port}")) && message.contains("refused"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
