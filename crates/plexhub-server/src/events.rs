@@ -129,11 +129,18 @@ pub async fn run(state: AppState) {
     let permits = Arc::new(Semaphore::new(settings.max_in_flight));
     let wake = Arc::new(Notify::new());
     let (done, outcomes) = mpsc::unbounded_channel();
-    let completer = tokio::spawn(record_outcomes(state.clone(), outcomes, wake.clone()));
+    // Deliveries a completion handed over to this hub (the next of a key), already leased.
+    let (handed_over, mut next_of_keys) = mpsc::unbounded_channel();
+    let lease_ms = lease_ms(&state);
+    let completer = tokio::spawn(record_outcomes(
+        state.clone(),
+        outcomes,
+        wake.clone(),
+        (handed_over, lease_ms),
+    ));
     let mut feed = state.feed.subscribe();
     let mut lag = tokio::time::interval(LAG_EVERY);
     lag.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let lease_ms = lease_ms(&state);
     let mut last_claim = tokio::time::Instant::now();
     loop {
         // Under load (little room left), let completions gather so the claim is larger.
@@ -150,15 +157,9 @@ pub async fn run(state: AppState) {
                 Ok(claimed) => {
                     full = claimed.len() == room;
                     for delivery in claimed {
-                        let Ok(permit) = permits.clone().acquire_owned().await else {
+                        if !dispatch(&state, &permits, &done, delivery).await {
                             break;
-                        };
-                        let (state, done) = (state.clone(), done.clone());
-                        tokio::spawn(async move {
-                            let outcome = attempt(&state, &delivery).await;
-                            let _ = done.send((delivery, outcome));
-                            drop(permit);
-                        });
+                        }
                     }
                 }
                 Err(error) => tracing::warn!(%error, "cannot claim event deliveries; retrying"),
@@ -179,6 +180,13 @@ pub async fn run(state: AppState) {
                     return;
                 }
                 () = wake.notified() => break,
+                Some(next) = next_of_keys.recv() => {
+                    for delivery in next {
+                        if !dispatch(&state, &permits, &done, delivery).await {
+                            break;
+                        }
+                    }
+                }
                 () = &mut poll => break,
                 _ = lag.tick() => publish_lag(&state).await,
                 received = feed.recv() => match received {
@@ -189,6 +197,26 @@ pub async fn run(state: AppState) {
             }
         }
     }
+}
+
+/// Sends one claimed delivery in the background once there is room; its outcome goes to
+/// `done`. False once the hub is stopping (no more room is given).
+async fn dispatch(
+    state: &AppState,
+    permits: &Arc<Semaphore>,
+    done: &mpsc::UnboundedSender<(ClaimedDelivery, DeliveryOutcome)>,
+    delivery: ClaimedDelivery,
+) -> bool {
+    let Ok(permit) = permits.clone().acquire_owned().await else {
+        return false;
+    };
+    let (state, done) = (state.clone(), done.clone());
+    tokio::spawn(async move {
+        let outcome = attempt(&state, &delivery).await;
+        let _ = done.send((delivery, outcome));
+        drop(permit);
+    });
+    true
 }
 
 /// How long a claim lasts: longer than an attempt can take (the delivery timeout bounds it,
@@ -310,12 +338,15 @@ async fn post(state: &AppState, delivery: &ClaimedDelivery) -> Result<(), String
     }
 }
 
-/// Records outcomes in batches (whatever is queued, in one transaction), then wakes the
-/// worker: an acknowledged event may free the next one of its partition key.
+/// Records outcomes in batches (whatever is queued, in one transaction), passes the deliveries
+/// the completion handed to this hub (the next of each key that ended) to the worker, then
+/// wakes the worker. Once the hub is stopping, nothing is handed over to it: the next of a key
+/// stays due for the other hubs.
 async fn record_outcomes(
     state: AppState,
     mut outcomes: mpsc::UnboundedReceiver<(ClaimedDelivery, DeliveryOutcome)>,
     wake: Arc<Notify>,
+    (handed_over, lease_ms): (mpsc::UnboundedSender<Vec<ClaimedDelivery>>, i64),
 ) {
     while let Some(first) = outcomes.recv().await {
         let mut batch = vec![first];
@@ -327,12 +358,23 @@ async fn record_outcomes(
         }
         let mut tries = 0;
         loop {
+            // The next delivery of each key that ends here comes back leased to this hub: it
+            // is sent at once, without a claim.
             match state
                 .store
-                .complete_deliveries(&batch, state.clock.now_ms())
+                .complete_deliveries(
+                    &batch,
+                    state.clock.now_ms(),
+                    (!state.shutdown.is_cancelled()).then_some(lease_ms),
+                )
                 .await
             {
-                Ok(()) => break,
+                Ok(next) => {
+                    if !next.is_empty() {
+                        let _ = handed_over.send(next);
+                    }
+                    break;
+                }
                 Err(error) if tries < 5 => {
                     tries += 1;
                     tracing::warn!(%error, "cannot record delivery outcomes; retrying");

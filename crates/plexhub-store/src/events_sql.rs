@@ -16,6 +16,16 @@ use crate::sql::{ParamStyle, value_rows};
 /// Rows per multi-row insert statement.
 pub(crate) const EVENT_ROWS: usize = 64;
 
+/// What a claimed delivery is sent with, read with [`CLAIMED_JOINS`] (alias `d`: deliveries).
+pub(crate) const CLAIMED_DETAILS: &str = "d.partition_key, t.slug, s.plugin_id, s.endpoint, \
+     s.max_attempts, i.base_url, ev.source, ev.event_id, ev.published_at, ev.envelope";
+
+/// The tables [`CLAIMED_DETAILS`] come from.
+pub(crate) const CLAIMED_JOINS: &str = "JOIN subscriptions s ON s.id = d.subscription_id \
+     JOIN installations i ON i.tenant_id = s.tenant_id AND i.plugin_id = s.plugin_id \
+     JOIN events ev ON ev.tenant_id = d.tenant_id AND ev.seq = d.seq \
+     JOIN tenants t ON t.id = d.tenant_id";
+
 /// `due_at` of a parked delivery (the largest BIGINT: never due).
 pub(crate) const PARKED: i64 = i64::MAX;
 
@@ -59,20 +69,47 @@ pub fn claim_statement(backend: Backend) -> String {
     }
 }
 
-/// Hands `keys` keys over (`$1` now, then per key its subscription twice and the key): the
-/// oldest remaining delivery of each, if parked, becomes due now. One index lookup per key.
-pub fn hand_over_statement(backend: Backend, keys: usize) -> String {
+/// Hands `keys` keys over: the oldest remaining delivery of each, if parked, becomes due at the
+/// first parameter (then per key its subscription twice and the key). With `lease`, it is
+/// leased instead: parameters due time, lease end and lease token (the same instant twice: a
+/// claim's lease), then the keys; the statement returns `(subscription_id, seq, lease_token)` of
+/// every row it matched (those still holding another token were not handed over). One index
+/// lookup per key.
+pub fn hand_over_statement(backend: Backend, keys: usize, lease: bool) -> String {
     match backend {
-        Backend::Sqlite => hand_over::<sqlx::Sqlite>(keys),
-        Backend::Postgres => hand_over::<sqlx::Postgres>(keys),
+        Backend::Sqlite => hand_over::<sqlx::Sqlite>(keys, lease),
+        Backend::Postgres => hand_over::<sqlx::Postgres>(keys, lease),
     }
 }
 
-fn hand_over<D: ParamStyle>(keys: usize) -> String {
+fn hand_over<D: ParamStyle>(keys: usize, lease: bool) -> String {
     let param = crate::sql::param::<D>;
+    let (set, first_key_param, returning) = if lease {
+        (
+            format!(
+                "due_at = CASE WHEN due_at = {PARKED} THEN {} ELSE due_at END, \
+                 leased_until = CASE WHEN due_at = {PARKED} THEN {} ELSE leased_until END, \
+                 lease_token = CASE WHEN due_at = {PARKED} THEN {} ELSE lease_token END",
+                param(1),
+                param(2),
+                param(3)
+            ),
+            4,
+            " RETURNING subscription_id, seq, lease_token",
+        )
+    } else {
+        (
+            format!(
+                "due_at = CASE WHEN due_at = {PARKED} THEN {} ELSE due_at END",
+                param(1)
+            ),
+            2,
+            "",
+        )
+    };
     let arms: Vec<String> = (0..keys)
         .map(|key| {
-            let n = 2 + 3 * key;
+            let n = first_key_param + 3 * key;
             format!(
                 "(subscription_id = {} AND seq = (SELECT MIN(e.seq) FROM deliveries e \
                  WHERE e.subscription_id = {} AND e.partition_key = {}))",
@@ -83,9 +120,7 @@ fn hand_over<D: ParamStyle>(keys: usize) -> String {
         })
         .collect();
     format!(
-        "UPDATE deliveries SET due_at = CASE WHEN due_at = {PARKED} THEN {} ELSE due_at END \
-         WHERE {}",
-        param(1),
+        "UPDATE deliveries SET {set} WHERE {}{returning}",
         arms.join(" OR ")
     )
 }
@@ -163,8 +198,8 @@ pub(crate) const EVENT_COLUMNS: &str =
 macro_rules! event_store {
     ($store:ident, $db:ty, $row:ty, $backend:expr, $begin:literal, $relaxed_commit:literal) => {
         use crate::events_sql::{
-            Backend, EVENT_COLUMNS, EVENT_ROWS, PARKED, claim_statement, hand_over_statement,
-            insert_deliveries_statement, key_lock_id,
+            Backend, CLAIMED_DETAILS, CLAIMED_JOINS, EVENT_COLUMNS, EVENT_ROWS, PARKED,
+            claim_statement, hand_over_statement, insert_deliveries_statement, key_lock_id,
         };
         use crate::sql::{param, value_rows};
         use crate::{
@@ -290,21 +325,101 @@ macro_rules! event_store {
             Ok(())
         }
 
-        /// After the heads of `keys` ended: the oldest remaining delivery of each key is due.
+        /// After the heads of `keys` ended: the oldest remaining delivery of each key is due, or
+        /// with `lease` (lease end, token) leased at once; returns the leased ones' keys.
         async fn hand_over(
             tx: &mut sqlx::Transaction<'_, $db>,
             keys: &[(&str, &str)],
             now_ms: i64,
-        ) -> StoreResult<()> {
+            lease: Option<(i64, &str)>,
+        ) -> StoreResult<Vec<(String, i64)>> {
+            let mut leased = Vec::new();
             for chunk in keys.chunks(EVENT_ROWS) {
-                let sql = hand_over_statement($backend, chunk.len());
-                let mut query = sqlx::query(&sql).bind(now_ms);
+                let sql = hand_over_statement($backend, chunk.len(), lease.is_some());
+                let mut query = sqlx::query(&sql);
+                query = match lease {
+                    Some((until, token)) => query.bind(until).bind(until).bind(token),
+                    None => query.bind(now_ms),
+                };
                 for (subscription, key) in chunk {
                     query = query.bind(*subscription).bind(*subscription).bind(*key);
                 }
-                query.execute(&mut **tx).await?;
+                match lease {
+                    Some((_, token)) => {
+                        for row in query.fetch_all(&mut **tx).await? {
+                            let owner: Option<String> = row.try_get("lease_token")?;
+                            if owner.as_deref() == Some(token) {
+                                leased.push((row.try_get("subscription_id")?, row.try_get("seq")?));
+                            }
+                        }
+                    }
+                    None => {
+                        query.execute(&mut **tx).await?;
+                    }
+                }
             }
-            Ok(())
+            Ok(leased)
+        }
+
+        /// The deliveries leased with `token` among `keys`, with what it takes to send them.
+        async fn leased_deliveries(
+            pool: &sqlx::Pool<$db>,
+            keys: &[(String, i64)],
+            token: &str,
+        ) -> StoreResult<Vec<ClaimedDelivery>> {
+            let mut rows = Vec::with_capacity(keys.len());
+            for chunk in keys.chunks(EVENT_ROWS) {
+                // SQLite looks each pair up by primary key; PostgreSQL by both columns' arrays (a
+                // VALUES list could be planned as a join over the queue), the token sorting out
+                // pairs that are not ours.
+                let sql = if $backend == Backend::Postgres {
+                    format!(
+                        "SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, {CLAIMED_DETAILS} \
+                         FROM deliveries d {CLAIMED_JOINS} WHERE d.subscription_id = ANY(string_to_array($1, ',')) \
+                         AND d.seq = ANY(CAST(string_to_array($2, ',') AS BIGINT[])) AND d.lease_token = $3"
+                    )
+                } else {
+                    format!(
+                        "SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, {CLAIMED_DETAILS} \
+                         FROM deliveries d {CLAIMED_JOINS} WHERE (d.subscription_id, d.seq) IN (VALUES {})",
+                        value_rows::<$db>(1, chunk.len(), &["$", "CAST($ AS BIGINT)"])
+                    )
+                };
+                let mut query = sqlx::query(&sql);
+                if $backend == Backend::Postgres {
+                    let subscriptions: Vec<&str> = chunk.iter().map(|(subscription, _)| subscription.as_str()).collect();
+                    let seqs: Vec<String> = chunk.iter().map(|(_, seq)| seq.to_string()).collect();
+                    query = query.bind(subscriptions.join(",")).bind(seqs.join(",")).bind(token);
+                } else {
+                    for (subscription, seq) in chunk {
+                        query = query.bind(subscription).bind(*seq);
+                    }
+                }
+                rows.extend(query.fetch_all(pool).await?);
+            }
+            let mut claimed = rows.iter().map(|row| claimed_from(row, token)).collect::<StoreResult<Vec<_>>>()?;
+            claimed.sort_unstable_by_key(|delivery| delivery.seq);
+            Ok(claimed)
+        }
+
+        fn claimed_from(row: &$row, token: &str) -> StoreResult<ClaimedDelivery> {
+            Ok(ClaimedDelivery {
+                subscription_id: row.try_get("subscription_id")?,
+                seq: row.try_get("seq")?,
+                partition_key: row.try_get("partition_key")?,
+                tenant_id: crate::sql::tenant_id(row.try_get("tenant_id")?)?,
+                tenant_slug: row.try_get("slug")?,
+                plugin_id: row.try_get("plugin_id")?,
+                base_url: row.try_get("base_url")?,
+                endpoint: row.try_get("endpoint")?,
+                attempts: count(row.try_get("attempts")?),
+                max_attempts: count(row.try_get("max_attempts")?),
+                source: row.try_get("source")?,
+                event_id: row.try_get("event_id")?,
+                published_at_ms: row.try_get("published_at")?,
+                envelope: row.try_get("envelope")?,
+                lease_token: token.to_owned(),
+            })
         }
 
         /// One attempt at [`EventStore::publish_events`].
@@ -568,84 +683,43 @@ macro_rules! event_store {
             ) -> StoreResult<Vec<ClaimedDelivery>> {
                 let token = uuid::Uuid::new_v4().to_string();
                 let claim = claim_statement($backend);
-                let details = "d.partition_key, t.slug, s.plugin_id, s.endpoint, s.max_attempts, i.base_url, \
-                     ev.source, ev.event_id, ev.published_at, ev.envelope";
-                let joins = "JOIN subscriptions s ON s.id = d.subscription_id \
-                     JOIN installations i ON i.tenant_id = s.tenant_id AND i.plugin_id = s.plugin_id \
-                     JOIN events ev ON ev.tenant_id = d.tenant_id AND ev.seq = d.seq \
-                     JOIN tenants t ON t.id = d.tenant_id";
-                let rows = if $backend == Backend::Postgres {
+                if $backend == Backend::Postgres {
                     let sql = format!(
-                        "{claim} SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, {details} \
-                         FROM claimed d {joins} ORDER BY d.seq"
+                        "{claim} SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, {CLAIMED_DETAILS} \
+                         FROM claimed d {CLAIMED_JOINS} ORDER BY d.seq"
                     );
-                    sqlx::query(&sql)
+                    let rows = sqlx::query(&sql)
                         .bind(now_ms)
                         .bind(now_ms.saturating_add(lease_ms))
                         .bind(&token)
                         .bind(i64::from(limit))
                         .fetch_all(&self.pool)
-                        .await?
-                } else {
-                    let mut tx = self.pool.begin_with($begin).await?;
-                    relax(&mut tx).await?;
-                    let claimed = sqlx::query(&claim)
-                        .bind(now_ms)
-                        .bind(now_ms.saturating_add(lease_ms))
-                        .bind(&token)
-                        .bind(i64::from(limit))
-                        .fetch_all(&mut *tx)
                         .await?;
-                    tx.commit().await?;
-                    let mut keys = Vec::with_capacity(claimed.len());
-                    for row in &claimed {
-                        keys.push((row.try_get::<String, _>("subscription_id")?, row.try_get::<i64, _>("seq")?));
-                    }
-                    let mut rows = Vec::with_capacity(keys.len());
-                    for chunk in keys.chunks(EVENT_ROWS) {
-                        let sql = format!(
-                            "SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, {details} \
-                             FROM deliveries d {joins} WHERE (d.subscription_id, d.seq) IN (VALUES {})",
-                            value_rows::<$db>(1, chunk.len(), &["$", "CAST($ AS BIGINT)"])
-                        );
-                        let mut query = sqlx::query(&sql);
-                        for (subscription, seq) in chunk {
-                            query = query.bind(subscription).bind(*seq);
-                        }
-                        rows.extend(query.fetch_all(&self.pool).await?);
-                    }
-                    rows
-                };
-                let mut claimed = rows.iter()
-                    .map(|row| {
-                        Ok(ClaimedDelivery {
-                            subscription_id: row.try_get("subscription_id")?,
-                            seq: row.try_get("seq")?,
-                            partition_key: row.try_get("partition_key")?,
-                            tenant_id: crate::sql::tenant_id(row.try_get("tenant_id")?)?,
-                            tenant_slug: row.try_get("slug")?,
-                            plugin_id: row.try_get("plugin_id")?,
-                            base_url: row.try_get("base_url")?,
-                            endpoint: row.try_get("endpoint")?,
-                            attempts: count(row.try_get("attempts")?),
-                            max_attempts: count(row.try_get("max_attempts")?),
-                            source: row.try_get("source")?,
-                            event_id: row.try_get("event_id")?,
-                            published_at_ms: row.try_get("published_at")?,
-                            envelope: row.try_get("envelope")?,
-                            lease_token: token.clone(),
-                        })
-                    })
-                    .collect::<StoreResult<Vec<_>>>()?;
-                claimed.sort_unstable_by_key(|delivery| delivery.seq);
-                Ok(claimed)
+                    return rows.iter().map(|row| claimed_from(row, &token)).collect();
+                }
+                let mut tx = self.pool.begin_with($begin).await?;
+                relax(&mut tx).await?;
+                let claimed = sqlx::query(&claim)
+                    .bind(now_ms)
+                    .bind(now_ms.saturating_add(lease_ms))
+                    .bind(&token)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                let mut keys = Vec::with_capacity(claimed.len());
+                for row in &claimed {
+                    keys.push((row.try_get::<String, _>("subscription_id")?, row.try_get::<i64, _>("seq")?));
+                }
+                leased_deliveries(&self.pool, &keys, &token).await
             }
 
             async fn complete_deliveries(
                 &self,
                 outcomes: &[(ClaimedDelivery, DeliveryOutcome)],
                 now_ms: i64,
-            ) -> StoreResult<()> {
+                lease_next_ms: Option<i64>,
+            ) -> StoreResult<Vec<ClaimedDelivery>> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 relax(&mut tx).await?;
                 // Keys whose head ends here (a retry keeps its place), handed over below.
@@ -751,9 +825,16 @@ macro_rules! event_store {
                 }
                 // Locked only now: the key locks are held for the hand-over and the commit alone.
                 lock_keys(&mut tx, &ended).await?;
-                hand_over(&mut tx, &ended, now_ms).await?;
+                let token = lease_next_ms.map(|_| uuid::Uuid::new_v4().to_string());
+                let lease = lease_next_ms
+                    .zip(token.as_deref())
+                    .map(|(lease_ms, token)| (now_ms.saturating_add(lease_ms), token));
+                let leased = hand_over(&mut tx, &ended, now_ms, lease).await?;
                 tx.commit().await?;
-                Ok(())
+                match token {
+                    Some(token) if !leased.is_empty() => leased_deliveries(&self.pool, &leased, &token).await,
+                    _ => Ok(Vec::new()),
+                }
             }
 
             async fn dead_letters(

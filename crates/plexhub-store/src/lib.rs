@@ -898,12 +898,16 @@ pub trait EventStore: Send + Sync {
         lease_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<ClaimedDelivery>>;
-    /// Records how claimed deliveries ended, in one transaction.
+    /// Records how claimed deliveries ended, in one transaction. A keyed delivery that ends
+    /// hands its key to the next delivery of the key; with `lease_next_ms` that delivery is
+    /// claimed at once for that long and returned (the caller sends it without claiming again),
+    /// else it is due for any claimer.
     async fn complete_deliveries(
         &self,
         outcomes: &[(ClaimedDelivery, DeliveryOutcome)],
         now_ms: i64,
-    ) -> StoreResult<()>;
+        lease_next_ms: Option<i64>,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
     /// Dead letters of a tenant, optionally of one subscription, oldest first.
     async fn dead_letters(
         &self,

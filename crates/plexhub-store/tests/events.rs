@@ -102,7 +102,7 @@ async fn events_flow_through_the_queue(store: Arc<dyn Store>) {
         error: "503".to_owned(),
     };
     store
-        .complete_deliveries(&[(first[0].clone(), retry)], NOW)
+        .complete_deliveries(&[(first[0].clone(), retry)], NOW, None)
         .await
         .unwrap();
     assert!(claim(&store, NOW + 99).await.is_empty());
@@ -111,13 +111,21 @@ async fn events_flow_through_the_queue(store: Arc<dyn Store>) {
     assert_eq!(retried[0].attempts, 1);
     // A completion under an old lease counts for nothing.
     store
-        .complete_deliveries(&[(first[0].clone(), DeliveryOutcome::Acknowledged)], NOW)
+        .complete_deliveries(
+            &[(first[0].clone(), DeliveryOutcome::Acknowledged)],
+            NOW,
+            None,
+        )
         .await
         .unwrap();
     assert!(claim(&store, NOW + 100).await.is_empty(), "e1 still leased");
 
     store
-        .complete_deliveries(&[(retried[0].clone(), DeliveryOutcome::Acknowledged)], NOW)
+        .complete_deliveries(
+            &[(retried[0].clone(), DeliveryOutcome::Acknowledged)],
+            NOW,
+            None,
+        )
         .await
         .unwrap();
     let second = claim(&store, NOW + 100).await;
@@ -126,7 +134,7 @@ async fn events_flow_through_the_queue(store: Arc<dyn Store>) {
         error: "answered 500".to_owned(),
     };
     store
-        .complete_deliveries(&[(second[0].clone(), dead)], NOW + 100)
+        .complete_deliveries(&[(second[0].clone(), dead)], NOW + 100, None)
         .await
         .unwrap();
 
@@ -222,7 +230,10 @@ async fn only_keyed_events_wait(store: Arc<dyn Store>) {
         .iter()
         .map(|delivery| (delivery.clone(), DeliveryOutcome::Acknowledged))
         .collect();
-    store.complete_deliveries(&acknowledged, NOW).await.unwrap();
+    store
+        .complete_deliveries(&acknowledged, NOW, None)
+        .await
+        .unwrap();
     assert_eq!(event_ids(&claim(&store, NOW).await), ["k2"]);
 }
 

@@ -57,7 +57,7 @@ fn ids(claimed: &[ClaimedDelivery]) -> Vec<&str> {
 
 async fn end(store: &Arc<dyn Store>, delivery: &ClaimedDelivery, outcome: DeliveryOutcome) {
     store
-        .complete_deliveries(&[(delivery.clone(), outcome)], NOW)
+        .complete_deliveries(&[(delivery.clone(), outcome)], NOW, None)
         .await
         .unwrap();
 }
@@ -145,6 +145,42 @@ async fn a_key_backlog_waits_its_turn(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(ids(&claim_at(&store, retry_at).await), ["a5"]);
+
+    // A completion can lease the next delivery of the key to its caller at once.
+    store
+        .publish_events(acme, &[event("b2", Some("b")), event("b3", Some("b"))], NOW)
+        .await
+        .unwrap();
+    let b1 = &first[2];
+    assert_eq!(b1.event_id, "b1");
+    let handed = store
+        .complete_deliveries(
+            &[(b1.clone(), DeliveryOutcome::Acknowledged)],
+            NOW,
+            Some(LEASE),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&handed),
+        ["b2"],
+        "the next of the key, leased to the completer"
+    );
+    assert_eq!(handed[0].partition_key, "b");
+    assert!(
+        !ids(&claim_at(&store, retry_at).await).contains(&"b2"),
+        "a leased delivery is not claimed again"
+    );
+    let after = store
+        .complete_deliveries(
+            &[(handed[0].clone(), DeliveryOutcome::Acknowledged)],
+            NOW,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(after.is_empty(), "without a lease nothing is handed back");
+    assert_eq!(ids(&claim_at(&store, retry_at).await), ["b3"]);
 }
 
 /// Claimers and publishers working at once on two store instances (as two hubs do): two
@@ -176,13 +212,21 @@ async fn concurrent_claimers_never_overlap_a_key(store: Arc<dyn Store>, url: Str
             other.clone()
         };
         let (in_flight, ended) = (in_flight.clone(), ended.clone());
+        // Half the claimers take the next delivery of each key they end straight from the
+        // completion (leased to them), as a hub does; the others leave it to any claimer.
+        let lease_next = (instance < 2).then_some(LEASE);
         claimers.push(tokio::spawn(async move {
+            let mut handed: Vec<ClaimedDelivery> = Vec::new();
             loop {
                 let done: usize = ended.lock().unwrap().values().map(Vec::len).sum();
                 if done == EVENTS {
                     return;
                 }
-                let claimed = store.claim_deliveries(NOW, LEASE, 8).await.unwrap();
+                let claimed = if handed.is_empty() {
+                    store.claim_deliveries(NOW, LEASE, 8).await.unwrap()
+                } else {
+                    std::mem::take(&mut handed)
+                };
                 if claimed.is_empty() {
                     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                     continue;
@@ -212,7 +256,10 @@ async fn concurrent_claimers_never_overlap_a_key(store: Arc<dyn Store>, url: Str
                     .into_iter()
                     .map(|delivery| (delivery, DeliveryOutcome::Acknowledged))
                     .collect();
-                store.complete_deliveries(&outcomes, NOW).await.unwrap();
+                handed = store
+                    .complete_deliveries(&outcomes, NOW, lease_next)
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -254,7 +301,7 @@ fn sequential_scans(plan: &serde_json::Value) -> usize {
 }
 
 /// The statements checked, with their binds: the claim at batch sizes 1, 64 and 512, and the
-/// hand-over and the insert at 1 and 64 rows (the store writes larger batches as statements of
+/// hand-over (to any claimer, and leased to the completer) and the insert at 1 and 64 rows (the store writes larger batches as statements of
 /// 64).
 fn checked_statements(backend: Backend, subscription: &str) -> Vec<(String, Vec<Bind>)> {
     let mut statements = Vec::new();
@@ -273,13 +320,23 @@ fn checked_statements(backend: Backend, subscription: &str) -> Vec<(String, Vec<
         statements.push((sql, binds));
     }
     for rows in [1_usize, 64] {
-        let mut binds = vec![Bind::Int(NOW)];
-        for key in 0..rows {
-            binds.push(Bind::Text(subscription.to_owned()));
-            binds.push(Bind::Text(subscription.to_owned()));
-            binds.push(Bind::Text(format!("k{key}")));
+        for lease in [false, true] {
+            let mut binds = if lease {
+                vec![
+                    Bind::Int(NOW + LEASE),
+                    Bind::Int(NOW + LEASE),
+                    Bind::Text("token".into()),
+                ]
+            } else {
+                vec![Bind::Int(NOW)]
+            };
+            for key in 0..rows {
+                binds.push(Bind::Text(subscription.to_owned()));
+                binds.push(Bind::Text(subscription.to_owned()));
+                binds.push(Bind::Text(format!("k{key}")));
+            }
+            statements.push((hand_over_statement(backend, rows, lease), binds));
         }
-        statements.push((hand_over_statement(backend, rows), binds));
         let mut binds = Vec::new();
         for row in 0..rows {
             let seq = 1_000_000 + i64::try_from(row).unwrap();
