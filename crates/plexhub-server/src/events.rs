@@ -338,10 +338,10 @@ async fn post(state: &AppState, delivery: &ClaimedDelivery) -> Result<(), String
     }
 }
 
-/// Records outcomes in batches (whatever is queued, in one transaction), passes the deliveries
-/// the completion handed to this hub (the next of each key that ended) to the worker, then
-/// wakes the worker. Once the hub is stopping, nothing is handed over to it: the next of a key
-/// stays due for the other hubs.
+/// Records outcomes in batches (whatever is queued, in one transaction) and passes the
+/// deliveries the completion handed to this hub (the next of each key that ended) to the
+/// worker. Once the hub is stopping nothing is handed over to it (the next of a key stays due
+/// for the other hubs), and the worker is woken instead.
 async fn record_outcomes(
     state: AppState,
     mut outcomes: mpsc::UnboundedReceiver<(ClaimedDelivery, DeliveryOutcome)>,
@@ -356,7 +356,7 @@ async fn record_outcomes(
                 Err(_) => break,
             }
         }
-        let mut tries = 0;
+        let (mut tries, mut recorded) = (0, false);
         loop {
             // The next delivery of each key that ends here comes back leased to this hub: it
             // is sent at once, without a claim.
@@ -373,6 +373,7 @@ async fn record_outcomes(
                     if !next.is_empty() {
                         let _ = handed_over.send(next);
                     }
+                    recorded = true;
                     break;
                 }
                 Err(error) if tries < 5 => {
@@ -387,6 +388,10 @@ async fn record_outcomes(
                 }
             }
         }
-        wake.notify_one();
+        // What a completion freed was handed over; a wake-up is for what it could not hand
+        // over (the hub stopping) or when the outcomes could not be recorded.
+        if !recorded || state.shutdown.is_cancelled() {
+            wake.notify_one();
+        }
     }
 }

@@ -72,9 +72,9 @@ pub fn claim_statement(backend: Backend) -> String {
 /// Hands `keys` keys over: the oldest remaining delivery of each, if parked, becomes due at the
 /// first parameter (then per key its subscription twice and the key). With `lease`, it is
 /// leased instead: parameters due time, lease end and lease token (the same instant twice: a
-/// claim's lease), then the keys; the statement returns `(subscription_id, seq, lease_token)` of
-/// every row it matched (those still holding another token were not handed over). One index
-/// lookup per key.
+/// claim's lease), then the keys; the statement returns `subscription_id, seq, lease_token,
+/// attempts, tenant_id, partition_key` of every row it matched (those holding another token were
+/// not handed over). One index lookup per key.
 pub fn hand_over_statement(backend: Backend, keys: usize, lease: bool) -> String {
     match backend {
         Backend::Sqlite => hand_over::<sqlx::Sqlite>(keys, lease),
@@ -95,7 +95,7 @@ fn hand_over<D: ParamStyle>(keys: usize, lease: bool) -> String {
                 param(3)
             ),
             4,
-            " RETURNING subscription_id, seq, lease_token",
+            " RETURNING subscription_id, seq, lease_token, attempts, tenant_id, partition_key",
         )
     } else {
         (
@@ -326,16 +326,25 @@ macro_rules! event_store {
         }
 
         /// After the heads of `keys` ended: the oldest remaining delivery of each key is due, or
-        /// with `lease` (lease end, token) leased at once; returns the leased ones' keys.
+        /// with `lease` (lease end, token) leased at once. Returns the leased ones: on
+        /// PostgreSQL read whole in the same statement, on SQLite as keys to read after commit.
         async fn hand_over(
             tx: &mut sqlx::Transaction<'_, $db>,
             keys: &[(&str, &str)],
             now_ms: i64,
             lease: Option<(i64, &str)>,
-        ) -> StoreResult<Vec<(String, i64)>> {
-            let mut leased = Vec::new();
+        ) -> StoreResult<(Vec<ClaimedDelivery>, Vec<(String, i64)>)> {
+            let (mut whole, mut leased) = (Vec::new(), Vec::new());
             for chunk in keys.chunks(EVENT_ROWS) {
-                let sql = hand_over_statement($backend, chunk.len(), lease.is_some());
+                let update = hand_over_statement($backend, chunk.len(), lease.is_some());
+                let sql = match lease {
+                    Some(_) if $backend == Backend::Postgres => format!(
+                        "WITH handed AS ({update}) SELECT d.subscription_id, d.seq, d.attempts, \
+                         d.tenant_id, {CLAIMED_DETAILS} FROM handed d {CLAIMED_JOINS} \
+                         WHERE d.lease_token = $3"
+                    ),
+                    _ => update,
+                };
                 let mut query = sqlx::query(&sql);
                 query = match lease {
                     Some((until, token)) => query.bind(until).bind(until).bind(token),
@@ -344,24 +353,26 @@ macro_rules! event_store {
                 for (subscription, key) in chunk {
                     query = query.bind(*subscription).bind(*subscription).bind(*key);
                 }
-                match lease {
-                    Some((_, token)) => {
-                        for row in query.fetch_all(&mut **tx).await? {
-                            let owner: Option<String> = row.try_get("lease_token")?;
-                            if owner.as_deref() == Some(token) {
-                                leased.push((row.try_get("subscription_id")?, row.try_get("seq")?));
-                            }
-                        }
+                let Some((_, token)) = lease else {
+                    query.execute(&mut **tx).await?;
+                    continue;
+                };
+                for row in query.fetch_all(&mut **tx).await? {
+                    if $backend == Backend::Postgres {
+                        whole.push(claimed_from(&row, token)?);
+                        continue;
                     }
-                    None => {
-                        query.execute(&mut **tx).await?;
+                    let owner: Option<String> = row.try_get("lease_token")?;
+                    if owner.as_deref() == Some(token) {
+                        leased.push((row.try_get("subscription_id")?, row.try_get("seq")?));
                     }
                 }
             }
-            Ok(leased)
+            Ok((whole, leased))
         }
 
-        /// The deliveries leased with `token` among `keys`, with what it takes to send them.
+        /// The deliveries leased with `token` among `keys` (SQLite, after the commit that
+        /// leased them), with what it takes to send them; each pair is a primary-key lookup.
         async fn leased_deliveries(
             pool: &sqlx::Pool<$db>,
             keys: &[(String, i64)],
@@ -369,31 +380,14 @@ macro_rules! event_store {
         ) -> StoreResult<Vec<ClaimedDelivery>> {
             let mut rows = Vec::with_capacity(keys.len());
             for chunk in keys.chunks(EVENT_ROWS) {
-                // SQLite looks each pair up by primary key; PostgreSQL by both columns' arrays (a
-                // VALUES list could be planned as a join over the queue), the token sorting out
-                // pairs that are not ours.
-                let sql = if $backend == Backend::Postgres {
-                    format!(
-                        "SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, {CLAIMED_DETAILS} \
-                         FROM deliveries d {CLAIMED_JOINS} WHERE d.subscription_id = ANY(string_to_array($1, ',')) \
-                         AND d.seq = ANY(CAST(string_to_array($2, ',') AS BIGINT[])) AND d.lease_token = $3"
-                    )
-                } else {
-                    format!(
-                        "SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, {CLAIMED_DETAILS} \
-                         FROM deliveries d {CLAIMED_JOINS} WHERE (d.subscription_id, d.seq) IN (VALUES {})",
-                        value_rows::<$db>(1, chunk.len(), &["$", "CAST($ AS BIGINT)"])
-                    )
-                };
+                let sql = format!(
+                    "SELECT d.subscription_id, d.seq, d.attempts, d.tenant_id, {CLAIMED_DETAILS} \
+                     FROM deliveries d {CLAIMED_JOINS} WHERE (d.subscription_id, d.seq) IN (VALUES {})",
+                    value_rows::<$db>(1, chunk.len(), &["$", "CAST($ AS BIGINT)"])
+                );
                 let mut query = sqlx::query(&sql);
-                if $backend == Backend::Postgres {
-                    let subscriptions: Vec<&str> = chunk.iter().map(|(subscription, _)| subscription.as_str()).collect();
-                    let seqs: Vec<String> = chunk.iter().map(|(_, seq)| seq.to_string()).collect();
-                    query = query.bind(subscriptions.join(",")).bind(seqs.join(",")).bind(token);
-                } else {
-                    for (subscription, seq) in chunk {
-                        query = query.bind(subscription).bind(*seq);
-                    }
+                for (subscription, seq) in chunk {
+                    query = query.bind(subscription).bind(*seq);
                 }
                 rows.extend(query.fetch_all(pool).await?);
             }
@@ -829,12 +823,13 @@ macro_rules! event_store {
                 let lease = lease_next_ms
                     .zip(token.as_deref())
                     .map(|(lease_ms, token)| (now_ms.saturating_add(lease_ms), token));
-                let leased = hand_over(&mut tx, &ended, now_ms, lease).await?;
+                let (mut handed, leased) = hand_over(&mut tx, &ended, now_ms, lease).await?;
                 tx.commit().await?;
-                match token {
-                    Some(token) if !leased.is_empty() => leased_deliveries(&self.pool, &leased, &token).await,
-                    _ => Ok(Vec::new()),
+                if let Some(token) = token.filter(|_| !leased.is_empty()) {
+                    handed.extend(leased_deliveries(&self.pool, &leased, &token).await?);
                 }
+                handed.sort_unstable_by_key(|delivery| delivery.seq);
+                Ok(handed)
             }
 
             async fn dead_letters(
