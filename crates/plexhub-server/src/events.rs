@@ -388,9 +388,13 @@ async fn record_outcomes(
                 }
             }
         }
-        // What a completion freed was handed over; a wake-up is for what it could not hand
-        // over (the hub stopping) or when the outcomes could not be recorded.
-        if !recorded || state.shutdown.is_cancelled() {
+        // The next delivery of a key that ended was handed over; a wake-up is for room freed by
+        // unkeyed deliveries, for what could not be handed over (the hub stopping), or when the
+        // outcomes could not be recorded.
+        let unkeyed = batch
+            .iter()
+            .any(|(delivery, _)| delivery.partition_key.is_empty());
+        if unkeyed || !recorded || state.shutdown.is_cancelled() {
             wake.notify_one();
         }
     }
