@@ -362,12 +362,18 @@ pub enum Registered {
 pub enum RegistryEventKind {
     /// First registration.
     Registered,
-    /// Re-registration, instance change, or visibility change of the installation.
+    /// Re-registration, instance change, or another change of the installation (its base URL).
     Updated,
     /// The effective status of an instance changed.
     HealthChanged,
     /// Removed.
     Deregistered,
+    /// Its plugin's installation became ACTIVE: the service is discoverable and callable.
+    Activated,
+    /// Its plugin's installation left ACTIVE: the service is hidden from discovery and calls.
+    Deactivated,
+    /// Its plugin was uninstalled: the service is gone with it.
+    Uninstalled,
 }
 
 impl RegistryEventKind {
@@ -378,7 +384,15 @@ impl RegistryEventKind {
             Self::Updated => "updated",
             Self::HealthChanged => "health_changed",
             Self::Deregistered => "deregistered",
+            Self::Activated => "activated",
+            Self::Deactivated => "deactivated",
+            Self::Uninstalled => "uninstalled",
         }
+    }
+
+    /// Whether the service no longer exists after this change.
+    pub fn removes(self) -> bool {
+        matches!(self, Self::Deregistered | Self::Uninstalled)
     }
 
     /// Parses the stored form.
@@ -388,6 +402,9 @@ impl RegistryEventKind {
             Self::Updated,
             Self::HealthChanged,
             Self::Deregistered,
+            Self::Activated,
+            Self::Deactivated,
+            Self::Uninstalled,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)

@@ -598,6 +598,13 @@ macro_rules! sql_store {
                     return Ok(false);
                 }
                 // Whether the plugin's services are discoverable changed: tell watchers.
+                let kind = if to == InstallationState::Active {
+                    crate::RegistryEventKind::Activated
+                } else if from == InstallationState::Active {
+                    crate::RegistryEventKind::Deactivated
+                } else {
+                    crate::RegistryEventKind::Updated
+                };
                 let names: Vec<String> = sqlx::query_scalar(
                     "SELECT name FROM services WHERE tenant_id = $1 AND plugin_id = $2 ORDER BY name",
                 )
@@ -606,7 +613,7 @@ macro_rules! sql_store {
                 .fetch_all(&mut *tx)
                 .await?;
                 for name in &names {
-                    append_event(&mut tx, tenant_id, crate::RegistryEventKind::Updated, name, plugin_id.as_str(), now_ms).await?;
+                    append_event(&mut tx, tenant_id, kind, name, plugin_id.as_str(), now_ms).await?;
                 }
                 tx.commit().await?;
                 Ok(true)
@@ -662,7 +669,7 @@ macro_rules! sql_store {
                         return Ok(false);
                     }
                     for name in &names {
-                        append_event(&mut tx, tenant_id, crate::RegistryEventKind::Deregistered, name, plugin_id.as_str(), now_ms).await?;
+                        append_event(&mut tx, tenant_id, crate::RegistryEventKind::Uninstalled, name, plugin_id.as_str(), now_ms).await?;
                     }
                 }
                 tx.commit().await?;

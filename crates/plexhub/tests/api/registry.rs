@@ -903,8 +903,8 @@ async fn watch_streams_changes_and_resumes(app: TestApp) {
     )
     .await
     .assert_status(200);
-    // Activation registers the manifest's services, then every service of the plugin changes
-    // visibility; then the health report and the deregistration.
+    // Activation registers the manifest's services, then every service of the plugin becomes
+    // visible (an `activated` event each); then the health report and the deregistration.
     let later = next_events(&mut stream, &mut buffer, 7).await;
     let kinds: Vec<(&str, &str)> = later
         .iter()
@@ -920,9 +920,9 @@ async fn watch_streams_changes_and_resumes(app: TestApp) {
         [
             ("registered", "crm.contacts"),
             ("registered", "crm.deals"),
-            ("updated", "crm.contacts"),
-            ("updated", "crm.deals"),
-            ("updated", "crm.reports"),
+            ("activated", "crm.contacts"),
+            ("activated", "crm.deals"),
+            ("activated", "crm.reports"),
             ("health_changed", "crm.reports"),
             ("deregistered", "crm.reports"),
         ]
@@ -990,6 +990,69 @@ async fn watch_streams_changes_and_resumes(app: TestApp) {
     assert_eq!(seen[0].2["service"]["serviceName"], "crm.mine");
 }
 
+/// Deactivation, activation and uninstall are events of their own on the watch stream (read
+/// here by the admin acting for the tenant, whose watch outlives the plugin's credential).
+async fn watch_reports_the_installation_lifecycle(app: TestApp) {
+    let _crm = crm_installed(&app, json!({"activate": true})).await;
+    let mut stream = app
+        .http
+        .get(format!("{}/api/v1/services/watch", app.base))
+        .bearer_auth(crate::helpers::ADMIN)
+        .header("x-tenant-slug", "acme")
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(stream.status(), 200);
+    let mut buffer = String::new();
+    let lifecycle = |step: &'static str| {
+        let app = &app;
+        async move {
+            let (method, path) = match step {
+                "uninstall" => (Method::DELETE, String::new()),
+                step => (Method::POST, format!("/{step}")),
+            };
+            app.admin(
+                method,
+                &format!("/api/v1/tenants/acme/installations/plugin-crm{path}"),
+                None,
+            )
+            .await
+            .assert_status(if step == "uninstall" { 204 } else { 200 });
+        }
+    };
+    let kinds = |events: &[(String, String, Value)]| -> Vec<(String, String)> {
+        events
+            .iter()
+            .map(|(_, kind, data)| {
+                let name = data["service"]["serviceName"]
+                    .as_str()
+                    .or_else(|| data["serviceName"].as_str())
+                    .unwrap_or_default();
+                (kind.clone(), name.to_owned())
+            })
+            .collect()
+    };
+    let pairs = |kind: &str| -> Vec<(String, String)> {
+        ["crm.contacts", "crm.deals"]
+            .iter()
+            .map(|name| (kind.to_owned(), (*name).to_owned()))
+            .collect()
+    };
+    lifecycle("deactivate").await;
+    let events = next_events(&mut stream, &mut buffer, 2).await;
+    assert_eq!(kinds(&events), pairs("deactivated"));
+    // Activating again re-registers the manifest's services (at the base URL), then shows them.
+    lifecycle("activate").await;
+    let events = next_events(&mut stream, &mut buffer, 4).await;
+    assert_eq!(
+        kinds(&events),
+        [pairs("updated"), pairs("activated")].concat()
+    );
+    lifecycle("uninstall").await;
+    let events = next_events(&mut stream, &mut buffer, 2).await;
+    assert_eq!(kinds(&events), pairs("uninstalled"));
+}
+
 crate::on_both_backends!(
     the_seed_routes_register_discover_list_heartbeat_and_deregister,
     registry_errors_keep_the_seed_shape_and_stable_codes,
@@ -997,6 +1060,7 @@ crate::on_both_backends!(
     replicas_are_routed_by_health_then_recency,
     lifecycle_drives_visibility,
     watch_streams_changes_and_resumes,
+    watch_reports_the_installation_lifecycle,
 );
 
 /// Polls `check` until it holds, for at most `within`; returns how long it took.

@@ -9,7 +9,7 @@ use axum::response::sse::{Event, Sse};
 use futures::Stream;
 use plexhub_core::registry::ServiceStatus;
 use plexhub_store::feed::{Change, FeedEvent};
-use plexhub_store::{EventsSince, RegistryEvent, RegistryEventKind};
+use plexhub_store::{EventsSince, RegistryEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -314,7 +314,7 @@ struct RegistryLog {
 
 impl RegistryLog {
     async fn event_for(&self, change: &RegistryEvent) -> Event {
-        let service = if change.kind == RegistryEventKind::Deregistered {
+        let service = if change.kind.removes() {
             None
         } else {
             find_service(&self.state, &self.scope, &change.service_name)
@@ -382,7 +382,8 @@ impl ChangeLog for RegistryLog {
 }
 
 /// Server-Sent Events of the tenant's registry changes (`registered`, `updated`,
-/// `health_changed`, `deregistered`), each with the changed service; resumable with
+/// `health_changed`, `deregistered`, and `activated`, `deactivated`, `uninstalled` for its
+/// plugin's installation), each with the changed service; resumable with
 /// `Last-Event-ID`; `reset` when that id is too old (re-list, then continue).
 #[utoipa::path(get, path = "/api/v1/services/watch", tag = "registry",
     responses((status = 200, description = "text/event-stream of registry changes", content_type = "text/event-stream")),
