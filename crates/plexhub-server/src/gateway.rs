@@ -309,10 +309,18 @@ fn manifest_method(method: &Method) -> Option<HttpMethod> {
     HttpMethod::parse(method.as_str())
 }
 
-fn denial_error(denial: &Denial, service: &ServiceName, call: &CallContext<'_>) -> ApiError {
+/// The error a denied call gets (the same for a refused call and for the explain route); an
+/// unknown service is answered with what the caller (`profile`) could have meant.
+async fn denial_error(
+    state: &AppState,
+    denial: &Denial,
+    service: &ServiceName,
+    call: &CallContext<'_>,
+    profile: Option<&CallerProfile>,
+) -> ApiError {
     let caller = call.caller;
     match denial {
-        Denial::ServiceNotFound => crate::registry::service_not_found(service),
+        Denial::ServiceNotFound => service_not_found(state, call, service, profile).await,
         Denial::PluginMismatch => ApiError::new(
             ErrorCode::PluginMismatch,
             format!("{service} does not belong to the plugin named as its target"),
@@ -417,13 +425,10 @@ pub async fn authorize(
 ) -> Result<Authorized, ApiError> {
     let loaded = Loaded::new(state, call, service_name).await?;
     let Some(method) = manifest_method(method) else {
-        return Err(denial_error(
-            &Denial::EndpointNotFound {
-                available_endpoints: Vec::new(),
-            },
-            service_name,
-            call,
-        ));
+        let denial = Denial::EndpointNotFound {
+            available_endpoints: Vec::new(),
+        };
+        return Err(denial_error(state, &denial, service_name, call, None).await);
     };
     let request = loaded.request(state, call, service_name, expected_plugin, method, path)?;
     let decision: Decision<'_> = decide(&request);
@@ -444,16 +449,8 @@ pub async fn authorize(
                 "requested": requested.as_str(),
             })));
         }
-        if matches!(denial, Denial::ServiceNotFound) {
-            return Err(service_not_found(
-                state,
-                call,
-                service_name,
-                loaded.caller.as_ref().as_ref(),
-            )
-            .await);
-        }
-        return Err(denial_error(denial, service_name, call));
+        let profile = loaded.caller.as_ref().as_ref();
+        return Err(denial_error(state, denial, service_name, call, profile).await);
     }
     let (Some((service, _)), Some(endpoint)) = (&loaded.service.found, decision.endpoint) else {
         return Err(ApiError::internal(&"an allowed call without its service"));
@@ -524,10 +521,13 @@ pub async fn explain_call(
     };
     let request = loaded.request(state, call, service_name, None, method, path)?;
     let decision = explain(&request);
-    let error = decision
-        .denial
-        .as_ref()
-        .map(|denial| denial_error(denial, service_name, call));
+    let error = match &decision.denial {
+        Some(denial) => {
+            let profile = loaded.caller.as_ref().as_ref();
+            Some(denial_error(state, denial, service_name, call, profile).await)
+        }
+        None => None,
+    };
     Ok(json!({
         "allowed": decision.allowed(),
         "code": error.as_ref().map(|e| e.code()),

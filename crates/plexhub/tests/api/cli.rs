@@ -774,18 +774,7 @@ async fn every_admin_route_has_a_cli_command() {
     let app = crate::helpers::spawn(crate::helpers::Backend::Sqlite)
         .await
         .expect("sqlite");
-    let doc = app
-        .send(reqwest::Method::GET, "/openapi.json", None, &[], None)
-        .await;
-    let doc = doc.assert_status(200);
-    let mut documented = std::collections::BTreeSet::new();
-    for (path, item) in doc["paths"].as_object().expect("paths") {
-        for method in item.as_object().expect("path item").keys() {
-            if method != "parameters" {
-                documented.insert((method.clone(), path.clone()));
-            }
-        }
-    }
+    let documented = crate::helpers::documented_operations(&app).await;
     let accounted: std::collections::BTreeSet<(String, String)> = commands
         .iter()
         .chain(exceptions)

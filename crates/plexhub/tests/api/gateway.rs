@@ -323,6 +323,24 @@ async fn the_proxy_forwards_what_it_may_and_refuses_what_it_must(app: TestApp) {
         "{}",
         typo.body
     );
+    // The explain route tells the same.
+    let explained = app
+        .send(
+            Method::GET,
+            "/api/v1/access/explain?service=crm.contact&method=GET&path=/contacts",
+            Some(&analytics),
+            &[],
+            None,
+        )
+        .await;
+    let explained = explained.assert_status(200);
+    assert_eq!(explained["code"], "SERVICE_NOT_FOUND");
+    assert!(
+        explained["message"]
+            .as_str()
+            .is_some_and(|text| text.contains("did you mean crm.contacts?")),
+        "{explained}"
+    );
     let unknown = proxy(&app, &analytics, Method::GET, "/crm.contacts/nowhere", &[]).await;
     unknown.assert_error(404, "ENDPOINT_NOT_FOUND");
     let listed = &unknown.body["error"]["details"]["availableEndpoints"];

@@ -389,3 +389,20 @@ pub async fn two_hubs(clock: Option<Clock>) -> Option<(TestApp, TestApp)> {
     }
     Some((a, b))
 }
+
+/// Every operation `/openapi.json` documents, as (method, path).
+pub async fn documented_operations(app: &TestApp) -> std::collections::BTreeSet<(String, String)> {
+    let doc = app
+        .send(reqwest::Method::GET, "/openapi.json", None, &[], None)
+        .await;
+    let doc = doc.assert_status(200);
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            if method != "parameters" {
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+    }
+    documented
+}

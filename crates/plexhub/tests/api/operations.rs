@@ -378,18 +378,7 @@ async fn writes_do_not_wait_on_a_frozen_redis() {
 #[tokio::test]
 async fn the_router_serves_exactly_what_the_document_lists() {
     let app = spawn(Backend::Sqlite).await.expect("sqlite");
-    let doc = app
-        .send(Method::GET, "/openapi.json", None, &[], None)
-        .await;
-    let doc = doc.assert_status(200);
-    let mut documented = std::collections::BTreeSet::new();
-    for (path, item) in doc["paths"].as_object().expect("paths") {
-        for method in item.as_object().expect("path item").keys() {
-            if method != "parameters" {
-                documented.insert((method.clone(), path.clone()));
-            }
-        }
-    }
+    let documented = crate::helpers::documented_operations(&app).await;
     let served: std::collections::BTreeSet<(String, String)> = plexhub_server::served_routes()
         .into_iter()
         .map(|(method, path)| {
