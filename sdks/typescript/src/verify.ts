@@ -13,8 +13,8 @@ export const MAX_SKEW_MS = 5 * 60 * 1000;
 const MAX_REMEMBERED = 1_000_000;
 /** Expired signatures are forgotten every this many accepted ones. */
 const PRUNE_EVERY = 4_096;
-/** Least time between two key refreshes caused by an unknown key id. */
-const REFRESH_AT_MOST_EVERY_MS = 1_000;
+/** A key id still unknown after a refresh does not cause another one for this long. */
+const UNKNOWN_KEY_QUIET_MS = 1_000;
 
 /** The header that carries the signature. */
 export const SIGNATURE_HEADER = "x-plexhub-signature";
@@ -216,7 +216,8 @@ export class Verifier {
   readonly #installations: Client[];
   #trusted: TrustedKeys = { publicKeys: new Map(), secrets: new Map() };
   readonly #seen = new Map<string, number>();
-  #lastRefresh = 0;
+  /** Key ids still unknown after a refresh, and when: they do not cause another one at once. */
+  readonly #unknownKeys = new Map<string, number>();
   #refreshing: Promise<void> | undefined;
   /** The clock (ms since the epoch); replaceable in tests. */
   now: () => number = () => Date.now();
@@ -273,7 +274,6 @@ export class Verifier {
   async refresh(): Promise<void> {
     const hubUrl = this.#hubUrl;
     if (hubUrl === undefined) return;
-    this.#lastRefresh = Date.now();
     const answer = await fetch(`${hubUrl}/.well-known/plexhub-keys`);
     if (!answer.ok) throw new Error(`GET /.well-known/plexhub-keys answered ${answer.status}`);
     const { keys } = (await answer.json()) as { keys: PublicKeyInfo[] };
@@ -330,12 +330,13 @@ export class Verifier {
     try {
       this.#checkOrRefuse(header, fields);
     } catch (error) {
-      if (!(error instanceof VerifyError && error.kind === "unknown_key" && (await this.#refreshForUnknownKey()))) {
+      if (!(error instanceof VerifyError && error.kind === "unknown_key" && (await this.#refreshForUnknownKey(header)))) {
         throw toRefused(error);
       }
       try {
         this.#checkOrRefuse(header, fields);
       } catch (again) {
+        if (again instanceof VerifyError && again.kind === "unknown_key") this.#rememberUnknown(header);
         throw toRefused(again);
       }
     }
@@ -353,10 +354,17 @@ export class Verifier {
     this.check(header, fields);
   }
 
-  async #refreshForUnknownKey(): Promise<boolean> {
+  #rememberUnknown(header: string): void {
+    if (this.#unknownKeys.size >= 1_000) this.#unknownKeys.clear();
+    this.#unknownKeys.set(keyIdsOf(header), Date.now());
+  }
+
+  /** Reads the keys again for a signature naming an unknown key (one refresh at a time). */
+  async #refreshForUnknownKey(header: string): Promise<boolean> {
     if (this.#hubUrl === undefined) return false;
+    const refused = this.#unknownKeys.get(keyIdsOf(header));
+    if (refused !== undefined && Date.now() - refused < UNKNOWN_KEY_QUIET_MS) return false;
     if (!this.#refreshing) {
-      if (Date.now() - this.#lastRefresh < REFRESH_AT_MOST_EVERY_MS) return false;
       this.#refreshing = this.refresh().finally(() => (this.#refreshing = undefined));
     }
     try {
@@ -366,6 +374,10 @@ export class Verifier {
       return false;
     }
   }
+}
+
+function keyIdsOf(header: string): string {
+  return /;keyId=([^;]*)/.exec(header)?.[1] ?? "";
 }
 
 function toRefused(error: unknown): Refused {
