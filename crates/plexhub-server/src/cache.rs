@@ -49,6 +49,23 @@ pub struct Replica {
     pub service_id: String,
     /// The replica's id.
     pub instance: plexhub_core::registry::InstanceId,
+    /// The `Host` header its requests carry (host, and port unless the scheme's default), made
+    /// once instead of by the HTTP client on every request.
+    pub host: Option<axum::http::HeaderValue>,
+}
+
+/// The `Host` header for requests to `base_url`, as the HTTP client would write it.
+fn host_header(base_url: &str) -> Option<axum::http::HeaderValue> {
+    let uri: axum::http::Uri = base_url.parse().ok()?;
+    let host = uri.host()?;
+    let default_port = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    match uri.port_u16().filter(|port| *port != default_port) {
+        Some(port) => axum::http::HeaderValue::try_from(format!("{host}:{port}")).ok(),
+        None => axum::http::HeaderValue::from_str(host).ok(),
+    }
 }
 
 /// A rendered discovery answer and how long it stays true.
@@ -73,9 +90,11 @@ impl ServiceEntry {
                 .instances
                 .iter()
                 .map(|instance| {
+                    let base_url = instance.base_url.as_str().trim_end_matches('/').to_owned();
                     Arc::new(Replica {
                         key: format!("{tenant}/{}/{}", service.name, instance.id),
-                        base_url: instance.base_url.as_str().trim_end_matches('/').to_owned(),
+                        host: host_header(&base_url),
+                        base_url,
                         service_id: service.id.clone(),
                         instance: instance.id.clone(),
                     })
@@ -378,5 +397,33 @@ impl HubCache {
                 Err(RecvError::Closed) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_header;
+
+    #[test]
+    fn the_host_header_is_what_the_http_client_would_write() {
+        let host = |url| host_header(url).map(|value| value.to_str().unwrap().to_owned());
+        assert_eq!(
+            host("http://127.0.0.1:8080").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(host("http://crm.internal").as_deref(), Some("crm.internal"));
+        assert_eq!(
+            host("http://crm.internal:80/base").as_deref(),
+            Some("crm.internal")
+        );
+        assert_eq!(
+            host("https://crm.internal:443").as_deref(),
+            Some("crm.internal")
+        );
+        assert_eq!(
+            host("https://crm.internal:80").as_deref(),
+            Some("crm.internal:80")
+        );
+        assert_eq!(host("http://[::1]:9000").as_deref(), Some("[::1]:9000"));
     }
 }

@@ -983,6 +983,9 @@ async fn send_once(
     let mut outgoing = Request::builder().method(method.clone()).uri(uri);
     if let Some(target) = outgoing.headers_mut() {
         *target = headers;
+        if let Some(host) = &replica.host {
+            target.insert(header::HOST, host.clone());
+        }
     }
     // An empty body (most calls) needs no watching.
     let (body, fault) = if hyper::body::Body::size_hint(&body).exact() == Some(0) {

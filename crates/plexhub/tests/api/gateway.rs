@@ -215,6 +215,11 @@ async fn the_proxy_forwards_what_it_may_and_refuses_what_it_must(app: TestApp) {
         );
     }
     assert_eq!(headers["x-custom"], "kept");
+    assert_eq!(
+        headers["host"].as_str(),
+        plugin.base.strip_prefix("http://"),
+        "the plugin sees its own host, not the hub's"
+    );
     assert_eq!(headers["x-tenant-slug"], "acme");
     assert_eq!(headers["x-caller-plugin-id"], "plugin-analytics");
     assert_eq!(headers["x-request-id"], "req-from-caller-1");
