@@ -406,7 +406,7 @@ mod tests {
 
     #[test]
     fn the_host_header_is_what_the_http_client_would_write() {
-        let host = |url| host_header(url).map(|value| value.to_str().unwrap().to_owned());
+        let host = |url| host_header(url).map(|value| value.to_str().expect("ASCII").to_owned());
         assert_eq!(
             host("http://127.0.0.1:8080").as_deref(),
             Some("127.0.0.1:8080")
