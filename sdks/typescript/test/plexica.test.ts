@@ -22,6 +22,18 @@ after(async () => {
   await world?.stop();
 });
 
+/** Builds with `PLEXHUB_TOKEN` set to `token` (the plugin reads its credential from there). */
+function withToken<T>(token: string, build: () => T): T {
+  const saved = process.env["PLEXHUB_TOKEN"];
+  process.env["PLEXHUB_TOKEN"] = token;
+  try {
+    return build();
+  } finally {
+    if (saved === undefined) delete process.env["PLEXHUB_TOKEN"];
+    else process.env["PLEXHUB_TOKEN"] = saved;
+  }
+}
+
 describe("PlexicaPlugin", () => {
   test("without a credential, start() fails with the hub's code", async () => {
     const saved = process.env["PLEXHUB_TOKEN"];
@@ -29,7 +41,7 @@ describe("PlexicaPlugin", () => {
     try {
       const plugin = new (class extends ReportsPlugin {})({ pluginId: "plugin-reports", name: "Reports", version: "1.0.0", apiBaseUrl: world.url });
       await assert.rejects(plugin.start("acme"), { code: "UNAUTHENTICATED" });
-      const wrong = createPlugin(world.url, "phk_0000000000000000.wrong", world.ports.reports);
+      const wrong = withToken("phk_0000000000000000.wrong", () => createPlugin(world.url, world.ports.reports));
       await assert.rejects(wrong.start(), { code: "UNAUTHENTICATED", status: 401 });
       assert.equal(wrong.isStarted(), false);
     } finally {
@@ -38,12 +50,12 @@ describe("PlexicaPlugin", () => {
   });
 
   test("another tenant than the credential's is refused", async () => {
-    const plugin = createPlugin(world.url, world.reports.token, world.ports.reports);
+    const plugin = withToken(world.reports.token, () => createPlugin(world.url, world.ports.reports));
     await assert.rejects(plugin.start("globex"), { code: "TENANT_MISMATCH" });
   });
 
   test("the original plugin body runs: registers, discovers, calls CRM, shares, publishes; stop deregisters", async () => {
-    const plugin = createPlugin(world.url, world.reports.token, world.ports.reports);
+    const plugin = withToken(world.reports.token, () => createPlugin(world.url, world.ports.reports));
     assert.equal(plugin.getContext().tenantId, "");
     await plugin.start("acme");
     assert.equal(plugin.isStarted(), true);
