@@ -2,7 +2,7 @@
 // `file:../../sdks/typescript` dependency installs it) and run against a real hub and CRM.
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, test } from "node:test";
@@ -39,6 +39,7 @@ before(async () => {
 after(async () => {
   await crm?.stop();
   await world?.stop();
+  if (built) rmSync(built, { recursive: true, force: true });
 });
 
 interface Run {

@@ -1,7 +1,7 @@
 // src/generated/openapi.ts is what openapi-typescript makes of the hub's /openapi.json today:
 // regenerated from a hub started from PLEXHUB_BIN and compared (fix: `npm run generate`).
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { test } from "node:test";
 import { GENERATED, fetchDocument, renderTypes } from "../scripts/generate.mjs";
 import { startHub } from "../scripts/hub.mjs";
@@ -14,5 +14,6 @@ test("the committed OpenAPI types are not stale", async () => {
     assert.ok(fresh === committed, "src/generated/openapi.ts differs from the hub's /openapi.json: run `npm run generate` in sdks/typescript and commit it");
   } finally {
     await hub.stop();
+    rmSync(hub.dataDir, { recursive: true, force: true });
   }
 });

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
 import { promisify } from "node:util";
-import { readdirSync, readFileSync, writeFileSync, mkdtempSync, existsSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync, mkdtempSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, test } from "node:test";
@@ -27,13 +27,17 @@ after(async () => {
   await world?.stop();
 });
 
-test("the packed tarball installs in a new project and runs the README's five lines", async () => {
+test("the packed tarball installs in a new project and runs the README's five lines", async (t) => {
   const out = mkdtempSync(join(tmpdir(), "plexhub-pack-"));
+  const project = mkdtempSync(join(tmpdir(), "plexhub-consumer-"));
+  t.after(() => {
+    rmSync(out, { recursive: true, force: true });
+    rmSync(project, { recursive: true, force: true });
+  });
   execFileSync(NPM, ["pack", "--silent", "--pack-destination", out], { cwd: SDK, stdio: "pipe" });
   const tarball = readdirSync(out).find((name) => name.endsWith(".tgz"));
   assert.ok(tarball, "npm pack made no tarball");
 
-  const project = mkdtempSync(join(tmpdir(), "plexhub-consumer-"));
   writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", version: "1.0.0", private: true, type: "module" }));
   execFileSync(NPM, ["install", "--offline", "--no-audit", "--no-fund", join(out, tarball)], { cwd: project, stdio: "pipe" });
   const installed = join(project, "node_modules/@plexhub/sdk");

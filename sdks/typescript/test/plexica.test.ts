@@ -85,6 +85,11 @@ describe("PlexicaPlugin", () => {
     assert.equal(listed.total, 2);
     assert.equal((await plugin.sharedData.get("contacts-by-company")).success, true);
     assert.deepEqual((await plugin.sharedData.listKeys()).data, ["contacts-by-company"]);
+    const again = await plugin.services.registerService(plugin.getServiceDefinitions()[0]!);
+    assert.equal(again.success, true);
+    assert.ok((again.data?.heartbeatIntervalSeconds ?? 0) > 0);
+    assert.equal((await plugin.services.heartbeat(again.data?.serviceId ?? "")).success, true);
+    assert.equal((await plugin.services.heartbeat("no-such-service")).success, false);
 
     // Errors keep the hub's code, details and request id.
     const denied = await plugin.services.callPluginApi({ targetPluginId: "plugin-crm", serviceName: "crm.deals", method: "GET", path: "/deals" });

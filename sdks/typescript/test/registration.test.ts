@@ -17,7 +17,7 @@ before(async () => {
 });
 
 after(async () => {
-  await world?.hub.stop();
+  await world?.stop();
 });
 
 async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
