@@ -5,8 +5,11 @@ import type { components } from "./generated/openapi.js";
 /** A stable error code of the hub (`error.code` in its answers). */
 export type HubErrorCode = components["schemas"]["ErrorCode"];
 
-/** The codes a plugin's verifier refuses a request with (401), as the Rust SDK's `HubRequest`. */
-export type VerifierErrorCode = "UNSIGNED_REQUEST" | "BAD_SIGNATURE" | "REPLAYED_REQUEST" | "NO_VERIFIER";
+/**
+ * The codes a plugin's verifier refuses a request with (401), as the Rust SDK's `HubRequest`
+ * (its fourth, `NO_VERIFIER`, is an axum wiring error with no TypeScript counterpart).
+ */
+export type VerifierErrorCode = "UNSIGNED_REQUEST" | "BAD_SIGNATURE" | "REPLAYED_REQUEST";
 
 /**
  * A code as received: one of the hub's, or a code this version of the SDK does not know (a newer

@@ -328,13 +328,13 @@ export class Verifier {
       workspaceId: headerValue(request.headers, "x-workspace-id"),
     };
     try {
-      this.#checkOrRefuse(header, fields);
+      this.check(header, fields);
     } catch (error) {
       if (!(error instanceof VerifyError && error.kind === "unknown_key" && (await this.#refreshForUnknownKey(header)))) {
         throw toRefused(error);
       }
       try {
-        this.#checkOrRefuse(header, fields);
+        this.check(header, fields);
       } catch (again) {
         if (again instanceof VerifyError && again.kind === "unknown_key") this.#rememberUnknown(header);
         throw toRefused(again);
@@ -348,10 +348,6 @@ export class Verifier {
       userId: fields.userId || undefined,
       workspaceId: fields.workspaceId || undefined,
     };
-  }
-
-  #checkOrRefuse(header: string, fields: SignedFields): void {
-    this.check(header, fields);
   }
 
   #rememberUnknown(header: string): void {
