@@ -21,6 +21,9 @@ pub const DEFAULT_INSTANCE: &str = "default";
 pub enum ServiceStatus {
     /// Heartbeats arrive on time.
     Healthy,
+    /// Registered by activation and not heard from yet (no heartbeat, no answered call);
+    /// discoverable and callable. The seed routes show it as HEALTHY, as the original did.
+    Unknown,
     /// Three heartbeat intervals missed, or reported degraded by the plugin.
     Degraded,
     /// No heartbeat for `stale-after`, or reported unavailable by the plugin.
@@ -32,6 +35,7 @@ impl ServiceStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Healthy => "HEALTHY",
+            Self::Unknown => "UNKNOWN",
             Self::Degraded => "DEGRADED",
             Self::Unavailable => "UNAVAILABLE",
         }
@@ -41,15 +45,30 @@ impl ServiceStatus {
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "HEALTHY" => Some(Self::Healthy),
+            "UNKNOWN" => Some(Self::Unknown),
             "DEGRADED" => Some(Self::Degraded),
             "UNAVAILABLE" => Some(Self::Unavailable),
             _ => None,
         }
     }
 
+    /// Parses what a plugin may report about itself (not UNKNOWN, which only the hub says).
+    pub fn parse_report(text: &str) -> Option<Self> {
+        Self::parse(text).filter(|status| *status != Self::Unknown)
+    }
+
     /// Whether discovery may return a service in this state.
     pub fn is_discoverable(self) -> bool {
         self != Self::Unavailable
+    }
+
+    /// The status as the seed-compatible routes show it: they know only HEALTHY, DEGRADED and
+    /// UNAVAILABLE, and the original showed a service it had not heard from as HEALTHY.
+    pub fn seed_form(self) -> Self {
+        match self {
+            Self::Unknown => Self::Healthy,
+            other => other,
+        }
     }
 }
 
@@ -82,8 +101,12 @@ impl Default for HealthPolicy {
 
 impl HealthPolicy {
     /// The effective status: the worse of what the plugin last reported and what the silence
-    /// since `last_seen_ms` implies at `now_ms`.
+    /// since `last_seen_ms` implies at `now_ms`; UNKNOWN stays UNKNOWN (a replica that was never
+    /// heard from is not expected to beat).
     pub fn status(&self, reported: ServiceStatus, last_seen_ms: i64, now_ms: i64) -> ServiceStatus {
+        if reported == ServiceStatus::Unknown {
+            return reported;
+        }
         let silence = now_ms.saturating_sub(last_seen_ms);
         let implied = if silence >= self.stale_after_ms {
             ServiceStatus::Unavailable
@@ -96,8 +119,12 @@ impl HealthPolicy {
     }
 
     /// The first moment after `now_ms` at which silence since `last_seen_ms` changes the
-    /// status (`i64::MAX` when it cannot change any more without a new report).
-    pub fn next_change_ms(&self, last_seen_ms: i64, now_ms: i64) -> i64 {
+    /// status of a replica that reported `reported` (`i64::MAX` when it cannot change any more
+    /// without a new report).
+    pub fn next_change_ms(&self, reported: ServiceStatus, last_seen_ms: i64, now_ms: i64) -> i64 {
+        if reported == ServiceStatus::Unknown {
+            return i64::MAX;
+        }
         let degraded_at = last_seen_ms
             .saturating_add(MISSED_HEARTBEATS_FOR_DEGRADED * self.heartbeat_interval_ms);
         let unavailable_at = last_seen_ms.saturating_add(self.stale_after_ms);
@@ -210,7 +237,7 @@ impl Service {
     pub fn status_stable_until(&self, policy: &HealthPolicy, now_ms: i64) -> i64 {
         self.instances
             .iter()
-            .map(|i| policy.next_change_ms(i.last_seen_ms, now_ms))
+            .map(|i| policy.next_change_ms(i.reported, i.last_seen_ms, now_ms))
             .min()
             .unwrap_or(i64::MAX)
     }
@@ -280,15 +307,21 @@ mod tests {
     fn the_next_status_change_is_predicted_exactly() {
         let policy = HealthPolicy::default();
         let seen = 1_000_000;
-        assert_eq!(policy.next_change_ms(seen, seen), seen + 45_000);
         assert_eq!(
-            policy.next_change_ms(seen, seen + 45_000),
+            policy.next_change_ms(ServiceStatus::Healthy, seen, seen),
+            seen + 45_000
+        );
+        assert_eq!(
+            policy.next_change_ms(ServiceStatus::Healthy, seen, seen + 45_000),
             seen + 5 * MINUTE
         );
-        assert_eq!(policy.next_change_ms(seen, seen + 5 * MINUTE), i64::MAX);
+        assert_eq!(
+            policy.next_change_ms(ServiceStatus::Healthy, seen, seen + 5 * MINUTE),
+            i64::MAX
+        );
         for offset in [0, 44_999, 45_000, 299_999] {
             let now = seen + offset;
-            let until = policy.next_change_ms(seen, now);
+            let until = policy.next_change_ms(ServiceStatus::Healthy, seen, now);
             let status = policy.status(ServiceStatus::Healthy, seen, now);
             assert_eq!(
                 policy.status(ServiceStatus::Healthy, seen, until - 1),
@@ -296,6 +329,35 @@ mod tests {
             );
             assert_ne!(policy.status(ServiceStatus::Healthy, seen, until), status);
         }
+    }
+
+    #[test]
+    fn a_replica_never_heard_from_stays_unknown_and_callable() {
+        let policy = HealthPolicy::default();
+        for silence in [0, 45_000, 10 * MINUTE] {
+            let status = policy.status(ServiceStatus::Unknown, 0, silence);
+            assert_eq!(status, ServiceStatus::Unknown, "after {silence} ms");
+            assert!(status.is_discoverable());
+        }
+        assert_eq!(
+            policy.next_change_ms(ServiceStatus::Unknown, 0, 0),
+            i64::MAX
+        );
+        assert_eq!(ServiceStatus::Unknown.seed_form(), ServiceStatus::Healthy);
+        assert_eq!(
+            ServiceStatus::parse("UNKNOWN"),
+            Some(ServiceStatus::Unknown)
+        );
+        assert_eq!(
+            ServiceStatus::parse_report("UNKNOWN"),
+            None,
+            "only the hub says UNKNOWN"
+        );
+        assert!(
+            ServiceStatus::Healthy < ServiceStatus::Unknown,
+            "a heard-from replica is preferred"
+        );
+        assert!(ServiceStatus::Unknown < ServiceStatus::Degraded);
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct Replica {
     /// The `Host` header its requests carry (host, and port unless the scheme's default), made
     /// once instead of by the HTTP client on every request.
     pub host: Option<axum::http::HeaderValue>,
+    /// Set while the registry has never heard from the replica (UNKNOWN): its first answered
+    /// call confirms it, once per cached entry.
+    pub unconfirmed: std::sync::atomic::AtomicBool,
 }
 
 /// The `Host` header for requests to `base_url`, as the HTTP client would write it.
@@ -94,6 +97,9 @@ impl ServiceEntry {
                     Arc::new(Replica {
                         key: format!("{tenant}/{}/{}", service.name, instance.id),
                         host: host_header(&base_url),
+                        unconfirmed: std::sync::atomic::AtomicBool::new(
+                            instance.reported == ServiceStatus::Unknown,
+                        ),
                         base_url,
                         service_id: service.id.clone(),
                         instance: instance.id.clone(),

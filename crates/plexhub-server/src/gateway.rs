@@ -746,6 +746,9 @@ pub async fn forward(
         if transition != Transition::None {
             announce_breaker(state, route, replica, &breaker, transition, now);
         }
+        if healthy && replica.unconfirmed.swap(false, Ordering::Relaxed) {
+            confirm_replica(state, route, replica, now);
+        }
         outcome = Some(result);
         if !retryable {
             break;
@@ -803,6 +806,20 @@ pub async fn forward(
     Ok(Response::from_parts(parts, body))
 }
 
+/// Marks HEALTHY a replica the registry had never heard from (UNKNOWN), now that it answered a
+/// call (in the background: the answer does not wait for it).
+fn confirm_replica(state: &AppState, route: &Authorized, replica: &Replica, now_ms: i64) {
+    record_replica_health(
+        state,
+        route,
+        replica,
+        ServiceStatus::Healthy,
+        None,
+        None,
+        now_ms,
+    );
+}
+
 /// Marks a replica DEGRADED in the registry while its breaker is open, HEALTHY when it closes
 /// (in the background: the answer does not wait for it).
 fn announce_breaker(
@@ -828,6 +845,20 @@ fn announce_breaker(
         replica: replica.key.clone(),
         open_until_ms: breaker.open_until_ms(),
     };
+    record_replica_health(state, route, replica, status, reason, Some(verdict), now_ms);
+}
+
+/// In the background: publishes `verdict` to the other hubs (this one already holds it), then
+/// records the replica's `status` in the registry and announces the change.
+fn record_replica_health(
+    state: &AppState,
+    route: &Authorized,
+    replica: &Replica,
+    status: ServiceStatus,
+    reason: Option<String>,
+    verdict: Option<Change>,
+    now_ms: i64,
+) {
     let state = state.clone();
     let (tenant, service_id, instance, name) = (
         route.tenant,
@@ -836,8 +867,9 @@ fn announce_breaker(
         route.service.clone(),
     );
     tokio::spawn(async move {
-        // The other hubs adopt the verdict (this one already holds it).
-        state.feed.publish(verdict).await;
+        if let Some(verdict) = verdict {
+            state.feed.publish(verdict).await;
+        }
         let recorded = state
             .store
             .record_health(
@@ -859,7 +891,7 @@ fn announce_breaker(
                     .await;
             }
             Err(error) => {
-                tracing::warn!(%error, "could not record the circuit breaker in the registry")
+                tracing::warn!(%error, service = %name, %status, "cannot record a replica's health in the registry");
             }
         }
     });

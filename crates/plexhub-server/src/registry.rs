@@ -195,6 +195,7 @@ pub async fn put_instance(
         fallback_base_url: base_url,
         version: instance.version,
         metadata: instance.metadata,
+        initial: ServiceStatus::Healthy,
     };
     let now = state.clock.now_ms();
     let outcome = state
@@ -275,7 +276,7 @@ pub async fn discovery_answer(
     }
     let now = state.clock.now_ms();
     let rendered = entry.rendered(now, || {
-        let view = DiscoveredService::new(state, service);
+        let view = DiscoveredService::new(state, service, Dialect::Seed);
         Rendered {
             until_ms: service.status_stable_until(&state.health, now),
             status: service.status(&state.health, now),
@@ -296,13 +297,43 @@ pub fn parse_range(text: Option<&str>) -> Result<Option<VersionRange>, ApiError>
         .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))
 }
 
-/// Parses an optional `?status=` filter.
-pub fn parse_status(text: Option<&str>) -> Result<Option<ServiceStatus>, ApiError> {
+/// Which statuses a route speaks of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// The seed-compatible routes: HEALTHY, DEGRADED, UNAVAILABLE (UNKNOWN shows as HEALTHY).
+    Seed,
+    /// The native API: UNKNOWN as well.
+    Native,
+}
+
+impl Dialect {
+    /// `status` as this dialect shows it.
+    pub fn show(self, status: ServiceStatus) -> ServiceStatus {
+        match self {
+            Self::Seed => status.seed_form(),
+            Self::Native => status,
+        }
+    }
+}
+
+/// Parses an optional `?status=` filter in the words of `dialect`.
+pub fn parse_status(
+    text: Option<&str>,
+    dialect: Dialect,
+) -> Result<Option<ServiceStatus>, ApiError> {
     text.map(|status| {
-        ServiceStatus::parse(status).ok_or_else(|| {
+        let parsed = match dialect {
+            Dialect::Seed => ServiceStatus::parse_report(status),
+            Dialect::Native => ServiceStatus::parse(status),
+        };
+        parsed.ok_or_else(|| {
+            let expected = match dialect {
+                Dialect::Seed => "HEALTHY, DEGRADED or UNAVAILABLE",
+                Dialect::Native => "HEALTHY, UNKNOWN, DEGRADED or UNAVAILABLE",
+            };
             ApiError::new(
                 ErrorCode::InvalidParameter,
-                format!("status {status:?}: expected HEALTHY, DEGRADED or UNAVAILABLE"),
+                format!("status {status:?}: expected {expected}"),
             )
         })
     })
@@ -363,8 +394,8 @@ pub struct DiscoveredService {
 }
 
 impl DiscoveredService {
-    /// The view of `service` at `now_ms`.
-    pub fn new(state: &AppState, service: &Service) -> Self {
+    /// The view of `service` now, its status in the words of `dialect`.
+    pub fn new(state: &AppState, service: &Service, dialect: Dialect) -> Self {
         let now = state.clock.now_ms();
         let best = service.best_instance(&state.health, now);
         Self {
@@ -373,8 +404,8 @@ impl DiscoveredService {
             service_name: service.name.to_string(),
             version: service.version.to_string(),
             base_url: best.map(|(i, _)| i.base_url.as_str().to_owned()),
-            status: best
-                .map_or(ServiceStatus::Unavailable, |(_, status)| status)
+            status: dialect
+                .show(best.map_or(ServiceStatus::Unavailable, |(_, status)| status))
                 .as_str()
                 .to_owned(),
             endpoints: endpoint_views(service),
@@ -433,7 +464,7 @@ impl ServiceView {
         Self {
             discoverable: installation == InstallationState::Active
                 && service.status(&state.health, now).is_discoverable(),
-            service: DiscoveredService::new(state, service),
+            service: DiscoveredService::new(state, service, Dialect::Native),
             instances: service.instances.iter().map(instance_view).collect(),
         }
     }
@@ -482,6 +513,8 @@ pub async fn register_manifest_services(
                     fallback_base_url: base_url.clone(),
                     version: None,
                     metadata: Map::new(),
+                    // Until the plugin beats or answers a call, the hub has not heard from it.
+                    initial: ServiceStatus::Unknown,
                 },
             },
         )

@@ -322,6 +322,9 @@ pub struct InstanceRegistration {
     pub version: Option<Version>,
     /// Free-form metadata (replaced).
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The status it starts with: HEALTHY when the plugin registers it itself, UNKNOWN when
+    /// the hub registers it for the plugin (activation, a new `baseUrl`).
+    pub initial: plexhub_core::registry::ServiceStatus,
 }
 
 /// A service registration (the seed's register call, or activation of an installation).

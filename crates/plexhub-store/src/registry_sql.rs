@@ -198,11 +198,11 @@ macro_rules! registry_store {
             sqlx::query(
                 "INSERT INTO service_instances (service_id, tenant_id, instance_id, base_url, version, \
                  metadata, reported, reason, last_seen_at, announced) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'HEALTHY', NULL, $7, 'HEALTHY') \
+                 VALUES ($1, $2, $3, $4, $5, $6, $9, NULL, $7, $9) \
                  ON CONFLICT (service_id, instance_id) DO UPDATE SET \
                  base_url = COALESCE($8, service_instances.base_url), version = excluded.version, \
-                 metadata = excluded.metadata, reported = 'HEALTHY', reason = NULL, \
-                 last_seen_at = excluded.last_seen_at, announced = 'HEALTHY'",
+                 metadata = excluded.metadata, reported = $9, reason = NULL, \
+                 last_seen_at = excluded.last_seen_at, announced = $9",
             )
             .bind(service_id)
             .bind(tenant.to_string())
@@ -212,6 +212,7 @@ macro_rules! registry_store {
             .bind(rsql::map_text(&instance.metadata))
             .bind(now_ms)
             .bind(given)
+            .bind(instance.initial.as_str())
             .execute(&mut *connection)
             .await?;
             Ok(())
@@ -615,7 +616,7 @@ macro_rules! registry_store {
                 let candidates = sqlx::query(
                     "SELECT n.tenant_id, n.service_id, n.instance_id, n.reported, n.last_seen_at, n.announced, \
                      s.name, s.plugin_id FROM service_instances n JOIN services s ON s.id = n.service_id \
-                     WHERE n.announced <> 'HEALTHY' OR n.last_seen_at <= $1",
+                     WHERE n.reported <> 'UNKNOWN' AND (n.announced <> 'HEALTHY' OR n.last_seen_at <= $1)",
                 )
                 .bind(degraded_before)
                 .fetch_all(&self.pool)

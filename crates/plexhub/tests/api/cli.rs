@@ -149,7 +149,7 @@ async fn the_readme_walkthrough_works_through_the_cli(app: TestApp) {
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
         lines[0]
-            .starts_with("crm.contacts\tplugin-crm\tHEALTHY\thttp://127.0.0.1:3100\t1 instance"),
+            .starts_with("crm.contacts\tplugin-crm\tUNKNOWN\thttp://127.0.0.1:3100\t1 instance"),
         "{lines:?}"
     );
     let shown = plexhub(

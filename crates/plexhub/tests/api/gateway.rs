@@ -18,7 +18,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use plexhub_core::signing::{SignedRequest, SigningSecret, TrustedKeys, VerifyError, verify_any};
 
-use crate::helpers::{ADMIN, Backend, Options, Reply, TestApp, analytics, crm_at, spawn_with};
+use crate::helpers::{
+    ADMIN, Backend, Options, Reply, TestApp, analytics, crm_at, spawn_with, within,
+};
 
 const CALL: &str = "/api/plugin-gateway/call";
 
@@ -671,7 +673,32 @@ async fn calls_are_audited_and_measured(app: TestApp) {
     assert!(!metrics.contains("acme"), "no tenant slug in metric labels");
 }
 
+/// A replica registered by activation is UNKNOWN until it is heard from; its first answered
+/// call through the gateway makes it HEALTHY (and the heartbeat rules apply from then on).
+async fn the_first_answered_call_confirms_an_unknown_replica(app: TestApp) {
+    let plugin = upstream().await;
+    let (crm, analytics) = acme(&app, &plugin.base).await;
+    let status = || async {
+        let view = app
+            .as_plugin(&crm, Method::GET, "/api/v1/services/crm.contacts")
+            .await;
+        view.assert_status(200)["instances"][0]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(status().await, "UNKNOWN");
+    proxy(&app, &analytics, Method::GET, "/crm.contacts/contacts", &[])
+        .await
+        .assert_status(200);
+    within(Duration::from_secs(2), || async {
+        status().await == "HEALTHY"
+    })
+    .await;
+}
+
 crate::on_both_backends!(
+    the_first_answered_call_confirms_an_unknown_replica,
     the_proxy_forwards_what_it_may_and_refuses_what_it_must,
     the_seed_call_route_wraps_the_answer,
     calls_are_audited_and_measured,

@@ -406,3 +406,17 @@ pub async fn documented_operations(app: &TestApp) -> std::collections::BTreeSet<
     }
     documented
 }
+
+/// Polls `check` until it holds, for at most `within`; returns how long it took.
+pub async fn within<F, Fut>(within: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = tokio::time::Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < within, "not seen within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN, Backend, Options, Reply, TestApp, analytics, crm_at, service_url, spawn_with,
+    ADMIN, Backend, Options, Reply, TestApp, analytics, crm_at, service_url, spawn_with, within,
 };
 
 const GATEWAY: &str = "/api/plugin-gateway";
@@ -43,6 +43,30 @@ async fn activate(app: &TestApp, plugin: &str) {
     )
     .await
     .assert_status(200);
+}
+
+/// Sends one heartbeat for every service of the tenant through the seed route, so replicas
+/// registered by activation (UNKNOWN) follow the heartbeat rules from now on.
+async fn beat_all(app: &TestApp, token: &str) {
+    let listed = gateway(app, token, Method::GET, "/services", None).await;
+    let ids: Vec<String> = listed.assert_status(200)["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!ids.is_empty(), "no service to beat for");
+    for id in ids {
+        gateway(
+            app,
+            token,
+            Method::POST,
+            &format!("/services/{id}/heartbeat"),
+            None,
+        )
+        .await
+        .assert_status(200);
+    }
 }
 
 fn registration(name: &str) -> Value {
@@ -526,6 +550,46 @@ async fn health_follows_heartbeats_and_reports(app: TestApp) {
         .expect("id")
         .to_owned();
 
+    // Registered by activation and never heard from: UNKNOWN on the native API (where it
+    // does not expire), HEALTHY on the seed's, discoverable all along.
+    let native = || app.as_plugin(&crm, Method::GET, "/api/v1/services/crm.contacts");
+    let view = native().await;
+    assert_eq!(view.assert_status(200)["status"], "UNKNOWN");
+    assert_eq!(view.body["instances"][0]["status"], "UNKNOWN");
+    assert_eq!(view.body["discoverable"], true);
+    app.clock.advance(400 * SECOND);
+    assert_eq!(native().await.assert_status(200)["status"], "UNKNOWN");
+    assert_eq!(
+        discover().await.assert_status(200)["service"]["status"],
+        "HEALTHY",
+        "the seed routes know only the original's three statuses"
+    );
+    let unknown = app
+        .as_plugin(&crm, Method::GET, "/api/v1/services?status=UNKNOWN")
+        .await;
+    assert_eq!(
+        unknown.assert_status(200)["services"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    let seed_healthy = gateway(&app, &crm, Method::GET, "/services?status=HEALTHY", None).await;
+    assert_eq!(seed_healthy.assert_status(200)["count"], 2);
+    gateway(&app, &crm, Method::GET, "/services?status=UNKNOWN", None)
+        .await
+        .assert_status(400);
+    app.send(
+        Method::POST,
+        "/api/v1/services/crm.contacts/instances/default/health",
+        Some(&crm),
+        &[],
+        Some(&json!({"status": "UNKNOWN"})),
+    )
+    .await
+    .assert_error(400, "INVALID_BODY");
+    beat_all(&app, &crm).await;
+    assert_eq!(native().await.assert_status(200)["status"], "HEALTHY");
+
     app.clock.advance(44 * SECOND);
     assert_eq!(
         discover().await.assert_status(200)["service"]["status"],
@@ -637,6 +701,7 @@ async fn replicas_are_routed_by_health_then_recency(app: TestApp) {
     )
     .await;
     activate(&app, "plugin-crm").await;
+    beat_all(&app, &crm).await;
     let (hub, token) = (&app, &crm);
     let put = |instance: &str, url: &str| {
         let path = format!("/api/v1/services/crm.contacts/instances/{instance}");
@@ -1063,20 +1128,6 @@ crate::on_both_backends!(
     watch_reports_the_installation_lifecycle,
 );
 
-/// Polls `check` until it holds, for at most `within`; returns how long it took.
-async fn within<F, Fut>(within: Duration, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = tokio::time::Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < within, "not seen within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    started.elapsed()
-}
-
 async fn discover_status(hub: &TestApp, token: &str, name: &str) -> u16 {
     let path = format!("{GATEWAY}/services/discover/{name}");
     hub.send(Method::GET, &path, Some(token), &[], None)
@@ -1120,6 +1171,7 @@ async fn two_hubs_on_one_postgres_and_redis_agree() {
         .await;
     }
     let crm = crm_installed(&a, json!({"activate": true})).await;
+    beat_all(&a, &crm).await;
 
     // B caches "not found", then A registers: B must stop saying so within a second.
     assert_eq!(discover_status(&b, &crm, "crm.reports").await, 404);

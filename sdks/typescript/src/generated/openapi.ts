@@ -3638,7 +3638,7 @@ export interface operations {
                 cursor?: string;
                 /** @description Only this plugin's services. */
                 pluginId?: string;
-                /** @description HEALTHY, DEGRADED or UNAVAILABLE. */
+                /** @description HEALTHY, UNKNOWN (activated, not heard from yet), DEGRADED or UNAVAILABLE. */
                 status?: string;
             };
             header?: never;

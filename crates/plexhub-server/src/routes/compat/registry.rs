@@ -17,9 +17,9 @@ use crate::auth::TenantScope;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::registry::{
-    self, DiscoveredService, EndpointInput, allowed_base_url, installation_of, parse_endpoints,
-    parse_range, parse_service_name, parse_status, parse_version, service_not_found,
-    services_change,
+    self, Dialect, DiscoveredService, EndpointInput, allowed_base_url, installation_of,
+    parse_endpoints, parse_range, parse_service_name, parse_status, parse_version,
+    service_not_found, services_change,
 };
 use crate::state::AppState;
 
@@ -155,6 +155,7 @@ async fn register_service(
                 fallback_base_url,
                 version: None,
                 metadata: Map::new(),
+                initial: ServiceStatus::Healthy,
             },
         },
     )
@@ -244,7 +245,7 @@ async fn list_services(
     State(state): State<AppState>,
     ApiQuery(filter): ApiQuery<ListFilter>,
 ) -> Result<Json<ServiceList>, ApiError> {
-    let wanted = parse_status(filter.status.as_deref())?;
+    let wanted = parse_status(filter.status.as_deref(), Dialect::Seed)?;
     let now = state.clock.now_ms();
     let services: Vec<DiscoveredService> = state
         .store
@@ -257,8 +258,8 @@ async fn list_services(
                 .as_deref()
                 .is_none_or(|p| s.plugin_id.as_str() == p)
         })
-        .filter(|(s, _)| wanted.is_none_or(|w| s.status(&state.health, now) == w))
-        .map(|(s, _)| DiscoveredService::new(&state, s))
+        .filter(|(s, _)| wanted.is_none_or(|w| s.status(&state.health, now).seed_form() == w))
+        .map(|(s, _)| DiscoveredService::new(&state, s, Dialect::Seed))
         .collect();
     Ok(Json(ServiceList {
         count: services.len(),

@@ -20,8 +20,8 @@ use crate::auth::TenantScope;
 use crate::error::{ApiError, ErrorCode, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::registry::{
-    NewInstance, ServiceView, find_service, parse_instance, parse_service_name, parse_status,
-    parse_version, put_instance, service_not_found, services_change,
+    Dialect, NewInstance, ServiceView, find_service, parse_instance, parse_service_name,
+    parse_status, parse_version, put_instance, service_not_found, services_change,
 };
 use crate::state::AppState;
 use crate::watch::{self, Batch, ChangeLog};
@@ -48,7 +48,7 @@ pub struct ServicePaging {
     cursor: Option<String>,
     /// Only this plugin's services.
     plugin_id: Option<String>,
-    /// HEALTHY, DEGRADED or UNAVAILABLE.
+    /// HEALTHY, UNKNOWN (activated, not heard from yet), DEGRADED or UNAVAILABLE.
     status: Option<String>,
 }
 
@@ -114,7 +114,7 @@ async fn list_services(
     ApiQuery(paging): ApiQuery<ServicePaging>,
 ) -> Result<Json<ServicePage>, ApiError> {
     let limit = limit_of(paging.limit)?;
-    let wanted = parse_status(paging.status.as_deref())?;
+    let wanted = parse_status(paging.status.as_deref(), Dialect::Native)?;
     let now = state.clock.now_ms();
     let mut matching: Vec<_> = state
         .store
@@ -284,7 +284,7 @@ async fn instance_health(
     ApiPath((service_name, instance_id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<HealthReport>,
 ) -> Result<Json<Value>, ApiError> {
-    let status = ServiceStatus::parse(&body.status).ok_or_else(|| {
+    let status = ServiceStatus::parse_report(&body.status).ok_or_else(|| {
         ApiError::new(
             ErrorCode::InvalidBody,
             format!(
