@@ -746,7 +746,11 @@ pub async fn forward(
         if transition != Transition::None {
             announce_breaker(state, route, replica, &breaker, transition, now);
         }
-        if healthy && replica.unconfirmed.swap(false, Ordering::Relaxed) {
+        // Read before the swap: the common case writes nothing to the shared replica.
+        if healthy
+            && replica.unconfirmed.load(Ordering::Relaxed)
+            && replica.unconfirmed.swap(false, Ordering::Relaxed)
+        {
             confirm_replica(state, route, replica, now);
         }
         outcome = Some(result);
