@@ -188,7 +188,7 @@ fn print_tenant(tenant: &Value) {
 /// Runs one admin command against the hub.
 pub async fn run(client: &HubClient, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(_) | Command::Demo(_) => bail!("not an admin command"),
+        Command::Serve(_) | Command::Demo(_) | Command::New(_) => bail!("not an admin command"),
         Command::Tenant(command) => tenant(client, command).await,
         Command::Plugin(command) => plugin(client, command).await,
         Command::Install(args) => install(client, args).await,

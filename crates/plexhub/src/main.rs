@@ -9,6 +9,7 @@ mod deps;
 mod events;
 mod gateway;
 mod installations;
+mod scaffold;
 mod serve;
 
 use std::path::PathBuf;
@@ -96,6 +97,9 @@ enum Command {
     DeadLetters(events::DeadLettersCommand),
     /// Show who a token belongs to.
     Whoami,
+    /// Start a plugin project of your own (Rust or TypeScript).
+    #[command(subcommand)]
+    New(scaffold::NewCommand),
 }
 
 fn main() -> ExitCode {
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
             Command::Demo(args) => demo_command::run(args).await,
+            Command::New(command) => scaffold::run(command),
             other => {
                 let token = cli
                     .token

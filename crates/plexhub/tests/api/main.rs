@@ -17,6 +17,7 @@ mod http;
 mod installations;
 mod operations;
 mod registry;
+mod scaffold;
 mod signing;
 mod tenants;
 mod tls;
