@@ -137,7 +137,7 @@ pub struct Target<'a> {
     pub plugin_id: &'a PluginId,
     /// Its declared endpoints.
     pub endpoints: &'a [EndpointSpec],
-    /// Whether a HEALTHY or DEGRADED replica exists.
+    /// Whether a HEALTHY, UNKNOWN or DEGRADED replica exists.
     pub available: bool,
 }
 
@@ -195,7 +195,7 @@ pub enum Denial {
         /// The missing permissions.
         missing: Vec<String>,
     },
-    /// No HEALTHY or DEGRADED replica.
+    /// No HEALTHY, UNKNOWN or DEGRADED replica.
     ServiceUnavailable,
 }
 
@@ -393,9 +393,9 @@ fn evaluate<'a>(request: &AccessRequest<'a>, verbose: bool) -> Decision<'a> {
         "replica_available",
         (!target.available).then_some(Denial::ServiceUnavailable),
         if target.available {
-            text!("{service} has a HEALTHY or DEGRADED replica")
+            text!("{service} has a HEALTHY, UNKNOWN or DEGRADED replica")
         } else {
-            text!("{service} has no HEALTHY or DEGRADED replica")
+            text!("{service} has no HEALTHY, UNKNOWN or DEGRADED replica")
         },
     );
     Decision {

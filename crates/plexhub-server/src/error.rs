@@ -103,7 +103,7 @@ pub enum ErrorCode {
     /// An operation of a data transaction failed; nothing was applied.
     TransactionFailed,
     /// A dependency of the hub (database, Redis) is unavailable, or a called service has no
-    /// HEALTHY or DEGRADED replica.
+    /// HEALTHY, UNKNOWN or DEGRADED replica.
     ServiceUnavailable,
     /// The called service belongs to another plugin than the one named.
     PluginMismatch,

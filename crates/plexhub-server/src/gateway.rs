@@ -354,7 +354,7 @@ async fn denial_error(
         .with_details(json!({ "missing": missing })),
         Denial::ServiceUnavailable => ApiError::new(
             ErrorCode::ServiceUnavailable,
-            format!("{service} has no HEALTHY or DEGRADED replica"),
+            format!("{service} has no HEALTHY, UNKNOWN or DEGRADED replica"),
         ),
     }
 }

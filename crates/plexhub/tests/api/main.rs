@@ -21,3 +21,4 @@ mod scaffold;
 mod signing;
 mod tenants;
 mod tls;
+mod walkthrough;
