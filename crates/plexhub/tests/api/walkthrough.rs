@@ -1,7 +1,7 @@
 //! README's walkthrough and the guide's section 2 run as written: every ```sh block marked
 //! `<!-- walkthrough -->`, README's first, in order, against one hub and the sample binaries,
 //! and each output they show (the `#   …` lines under a command) is checked against what the
-//! command printed. In shown output `…` stands for any text and `<secret>` for a secret; a word
+//! command printed (a command shown answering `error: …` must fail). In shown output `…` stands for any text and `<secret>` for a secret; a word
 //! with either (`phk_3f9c….<secret>`) stands, in later commands, for what it matched.
 
 use std::path::Path;
@@ -242,7 +242,15 @@ async fn the_walkthrough_and_the_guide_run_as_written() {
                 String::from_utf8_lossy(&run.stdout),
                 String::from_utf8_lossy(&run.stderr)
             );
-            assert!(run.status.success(), "`{}` failed:\n{output}", step.command);
+            // A command the docs show refused (`error: …`) must fail; any other must succeed.
+            let refused = step.shown.iter().any(|line| line.starts_with("error:"));
+            assert_eq!(
+                !run.status.success(),
+                refused,
+                "`{}` exited with {}:\n{output}",
+                step.command,
+                run.status
+            );
             match matches(&step.shown, &output) {
                 Ok(found) => known.extend(found),
                 Err(line) => panic!(
