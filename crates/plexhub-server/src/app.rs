@@ -92,6 +92,7 @@ impl Application {
             audit,
             events: settings.events,
             shutdown,
+            draining: CancellationToken::new(),
         });
         let listener =
             TcpListener::bind(settings.listen)
@@ -117,18 +118,27 @@ impl Application {
         })
     }
 
+    /// Opens the database and applies the migrations it lacks, without starting anything (a
+    /// deployment's migration job); returns the backend's name.
+    pub async fn migrate(database_url: &str) -> Result<&'static str, StartError> {
+        Ok(plexhub_store::open(database_url).await?.backend())
+    }
+
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
-    /// Serves until `shutdown` completes, then ends watch streams and background jobs and lets
-    /// in-flight requests finish.
+    /// Serves until `shutdown` completes; then `/readyz` answers 503 while the listener still
+    /// accepts for the drain grace, then the listener closes, watch streams and background jobs
+    /// end, and requests and event deliveries in flight get up to the drain timeout to finish;
+    /// last, the queued audit records are written.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let token = self.state.shutdown.clone();
+        let limits = self.connection_limits;
         let jobs = [
             tokio::spawn(self.state.cache.clone().follow(token.clone())),
             tokio::spawn(crate::sweep::run(self.state.clone(), self.sweep_interval)),
@@ -138,6 +148,25 @@ impl Application {
                 token.clone(),
             )),
         ];
+        // The jobs end once the listener closes; the event worker then waits for its deliveries
+        // in flight, within the same drain timeout as the connections.
+        let stopped = token.clone();
+        let jobs = tokio::spawn(async move {
+            stopped.cancelled().await;
+            let all = async {
+                for job in jobs {
+                    let _ = job.await;
+                }
+            };
+            if tokio::time::timeout(limits.drain_timeout, all)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "event deliveries still in flight after the drain timeout are left to their lease"
+                );
+            }
+        });
         // Stopped once the server has drained: by then every request, and so every queued write,
         // has been answered.
         let writer = tokio::spawn(crate::writer::run(self.state.clone(), self.write_requests));
@@ -148,16 +177,24 @@ impl Application {
             audit_stop.clone(),
         ));
         let stop = token.clone();
+        let draining = self.state.draining.clone();
         let front = crate::front::Front::new(self.state.clone(), self.router);
-        crate::connections::serve(self.listener, front, self.connection_limits, async move {
+        crate::connections::serve(self.listener, front, limits, async move {
             shutdown.await;
+            draining.cancel();
+            if !limits.drain_grace.is_zero() {
+                tracing::info!(
+                    grace_ms = limits.drain_grace.as_millis(),
+                    "draining: /readyz answers 503; still accepting during the grace"
+                );
+                tokio::time::sleep(limits.drain_grace).await;
+            }
+            tracing::info!("listener closed; finishing in-flight requests and deliveries");
             stop.cancel();
         })
         .await;
         token.cancel();
-        for job in jobs {
-            let _ = job.await;
-        }
+        let _ = jobs.await;
         writer.abort();
         audit_stop.cancel();
         let _ = audit.await;

@@ -26,6 +26,13 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// After the stop signal, how long the listener still accepts while `/readyz` answers 503,
+    /// so that load balancers stop sending here before connections are refused. None by
+    /// default (tests, embedders); `plexhub serve` sets its `drain_grace`.
+    pub drain_grace: Duration,
+    /// Once the listener is closed, the longest wait for requests and event deliveries in
+    /// flight; connections still open then are cut.
+    pub drain_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -33,6 +40,8 @@ impl Default for ConnectionLimits {
         Self {
             header_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            drain_grace: Duration::ZERO,
+            drain_timeout: Duration::from_secs(25),
         }
     }
 }
@@ -93,7 +102,7 @@ impl Drop for DrainedBody {
 }
 
 /// Serves `front` on `listener` until `shutdown` completes, then lets every connection finish
-/// what it is doing.
+/// what it is doing, for at most `limits.drain_timeout`.
 pub async fn serve(
     listener: TcpListener,
     front: Front,
@@ -141,5 +150,13 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            drain_timeout_ms = limits.drain_timeout.as_millis(),
+            "connections still busy after the drain timeout are cut"
+        );
+    }
 }

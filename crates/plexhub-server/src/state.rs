@@ -72,6 +72,9 @@ pub struct Shared {
     pub events: crate::settings::EventSettings,
     /// Cancelled when the hub shuts down; long-lived responses (watch streams) end with it.
     pub shutdown: CancellationToken,
+    /// Cancelled at the stop signal, before `shutdown`: `/readyz` answers 503 from then on
+    /// while the listener still accepts for the drain grace.
+    pub draining: CancellationToken,
 }
 
 impl AppState {

@@ -63,6 +63,12 @@ pub struct ServeConfig {
     pub header_read_timeout_ms: u64,
     /// Client connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Seconds the listener keeps accepting after SIGTERM/SIGINT while `/readyz` answers 503, so
+    /// load balancers stop routing here first.
+    pub drain_grace: u64,
+    /// Seconds, once the listener is closed, for requests and event deliveries in flight to
+    /// finish before their connections are cut.
+    pub drain_timeout: u64,
     /// Seconds between the heartbeats plugins are asked to send; 3 missed → DEGRADED.
     pub heartbeat_interval: u64,
     /// Seconds without a heartbeat after which a service is UNAVAILABLE.
@@ -133,6 +139,8 @@ impl Default for ServeConfig {
             max_body_bytes: 1024 * 1024,
             header_read_timeout_ms: 30_000,
             max_connections: 10_000,
+            drain_grace: 5,
+            drain_timeout: 25,
             max_value_bytes: 256 * 1024,
             heartbeat_interval: 15,
             stale_after: 300,
@@ -263,6 +271,19 @@ pub fn read_token_file(data_dir: &Path) -> Option<String> {
     (!token.is_empty()).then(|| token.to_owned())
 }
 
+/// The database to use: `database_url`, or SQLite in the data dir (which is created).
+pub fn database_url(config: &ServeConfig) -> anyhow::Result<String> {
+    if let Some(url) = &config.database_url {
+        return Ok(url.clone());
+    }
+    fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    Ok(format!(
+        "sqlite://{}",
+        config.data_dir.join("plexhub.db").display()
+    ))
+}
+
 /// Validates the merged configuration, creating the data dir, and returns server settings
 /// plus the admin token when it was generated now (to be shown once).
 pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<String>)> {
@@ -272,10 +293,7 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
         .with_context(|| format!("listen address {:?} is not HOST:PORT", config.listen))?;
     fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let database_url = match &config.database_url {
-        Some(url) => url.clone(),
-        None => format!("sqlite://{}", config.data_dir.join("plexhub.db").display()),
-    };
+    let database_url = database_url(config)?;
     if config.max_body_bytes == 0 {
         bail!("max_body_bytes must be positive");
     }
@@ -327,6 +345,8 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
         connections: ConnectionLimits {
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms.max(1)),
             max_connections: config.max_connections.max(1),
+            drain_grace: Duration::from_secs(config.drain_grace),
+            drain_timeout: Duration::from_secs(config.drain_timeout),
         },
         upstream_tls: UpstreamTls {
             ca_file: config.upstream_ca_file.clone(),

@@ -16,6 +16,10 @@ pub struct ServeArgs {
     #[arg(long, default_value = "plexhub.toml")]
     #[serde(skip)]
     config: PathBuf,
+    /// Apply the database migrations and exit (a deployment's migration job), without serving.
+    #[arg(long)]
+    #[serde(skip)]
+    migrate_only: bool,
     /// HOST:PORT to listen on [default: 127.0.0.1:4000].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -57,6 +61,17 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_connections: Option<usize>,
+    /// Seconds the listener keeps accepting after SIGTERM/SIGINT while /readyz answers 503, so
+    /// load balancers stop routing here first [default: 5].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain_grace: Option<u64>,
+    /// Seconds, once the listener is closed, for in-flight requests and event deliveries to
+    /// finish; then connections are cut, the audit log is written and the hub exits
+    /// [default: 25].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drain_timeout: Option<u64>,
     /// Seconds between plugin heartbeats; 3 missed make a service DEGRADED [default: 15].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -205,6 +220,11 @@ async fn shutdown_signal() {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let merged = config::load(&args.config, &args)?;
     init_logging(merged.log_format, &merged.log_level)?;
+    if args.migrate_only {
+        let backend = Application::migrate(&config::database_url(&merged)?).await?;
+        println!("migrations applied ({backend})");
+        return Ok(());
+    }
     let (settings, generated_token) = config::into_settings(&merged)?;
     if let Some(token) = generated_token {
         println!(

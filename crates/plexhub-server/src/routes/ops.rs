@@ -36,7 +36,7 @@ pub struct Health {
 /// Readiness answer: overall status and each dependency's.
 #[derive(Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ready` or `not ready`.
+    /// `ready`, `not ready`, or `draining` (the hub is stopping; dependencies not checked).
     status: &'static str,
     /// `ok` or the failure.
     database: String,
@@ -50,10 +50,21 @@ async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// The database (and Redis, when configured) answer.
+/// The database (and Redis, when configured) answer, and the hub is not stopping.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    if state.draining.is_cancelled() {
+        let skipped = || "not checked: draining".to_owned();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Readiness {
+                status: "draining",
+                database: skipped(),
+                redis: skipped(),
+            }),
+        );
+    }
     let database = match tokio::time::timeout(READINESS_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => "ok".to_owned(),
         Ok(Err(error)) => format!("unavailable: {error}"),

@@ -239,6 +239,7 @@ async fn slow_clients_are_cut_off_and_connections_are_capped() {
         connections: Some(plexhub_server::ConnectionLimits {
             header_read_timeout: std::time::Duration::from_millis(600),
             max_connections: 2,
+            ..plexhub_server::ConnectionLimits::default()
         }),
         ..Options::default()
     };

@@ -18,6 +18,7 @@ mod installations;
 mod operations;
 mod registry;
 mod scaffold;
+mod shutdown;
 mod signing;
 mod tenants;
 mod tls;

@@ -1143,7 +1143,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The database (and Redis, when configured) answer. */
+        /** The database (and Redis, when configured) answer, and the hub is not stopping. */
         get: operations["readyz"];
         put?: never;
         post?: never;
@@ -1647,7 +1647,7 @@ export interface components {
             database: string;
             /** @description `ok`, `not configured`, or the failure. */
             redis: string;
-            /** @description `ready` or `not ready`. */
+            /** @description `ready`, `not ready`, or `draining` (the hub is stopping; dependencies not checked). */
             status: string;
         };
         /** @description Body of the seed's registration call. */
