@@ -108,7 +108,11 @@ impl Application {
         tracing::info!(backend = state.store.backend(), %local_addr, "hub ready");
         Ok(Self {
             listener,
-            router: crate::routes::router(state.clone(), settings.max_body_bytes),
+            router: crate::routes::router(
+                state.clone(),
+                settings.max_body_bytes,
+                settings.ui_session_ttl,
+            ),
             local_addr,
             state,
             sweep_interval: settings.sweep_interval,

@@ -51,6 +51,7 @@ impl PerRequest {
             connections: crate::ConnectionLimits::default(),
             upstream_tls: crate::UpstreamTls::default(),
             cache_shared_data_when_scaled: false,
+            ui_session_ttl: std::time::Duration::from_secs(12 * 3600),
         };
         let app = Application::build(settings).await.expect("the hub builds");
         let Application {

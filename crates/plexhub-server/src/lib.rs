@@ -28,6 +28,7 @@ mod routes;
 pub mod settings;
 mod state;
 mod sweep;
+mod ui;
 mod upstream_tls;
 mod watch;
 mod writer;

@@ -72,6 +72,8 @@ pub struct Settings {
     /// about 7× faster, but a value written on another instance may be read in its old version
     /// for the feed's delay (milliseconds; up to 500 ms while Redis is silent). Off by default.
     pub cache_shared_data_when_scaled: bool,
+    /// How long a web dashboard (`/ui`) session lasts after sign-in.
+    pub ui_session_ttl: Duration,
 }
 
 /// Limits, retention and delivery timing of the event bus.

@@ -29,6 +29,7 @@ pub mod feed;
 pub mod postgres;
 pub mod redis;
 mod registry_sql;
+mod session_sql;
 mod sql;
 pub mod sqlite;
 
@@ -960,6 +961,30 @@ pub trait EventStore: Send + Sync {
     async fn prune_events(&self, before_ms: i64) -> StoreResult<u64>;
 }
 
+/// A signed-in session of the web dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiSession {
+    /// SHA-256 (hex) of the cookie's value; the value itself is never stored.
+    pub id_hash: String,
+    /// The token every form and htmx request of the session must carry.
+    pub csrf_token: String,
+    /// Sign-in time, epoch ms.
+    pub created_at_ms: i64,
+    /// End of validity, epoch ms.
+    pub expires_at_ms: i64,
+}
+
+/// The dashboard's sessions, shared by every hub on the database.
+#[async_trait]
+pub trait UiSessionStore: Send + Sync {
+    /// Stores a new session, dropping those expired by `now_ms`.
+    async fn create_ui_session(&self, session: &UiSession, now_ms: i64) -> StoreResult<()>;
+    /// The session whose cookie hashes to `id_hash`, unless it expired by `now_ms`.
+    async fn ui_session(&self, id_hash: &str, now_ms: i64) -> StoreResult<Option<UiSession>>;
+    /// Ends a session; whether it existed.
+    async fn delete_ui_session(&self, id_hash: &str) -> StoreResult<bool>;
+}
+
 /// Everything the hub stores, behind one handle.
 #[async_trait]
 pub trait Store:
@@ -971,6 +996,7 @@ pub trait Store:
     + DataStore
     + AuditStore
     + EventStore
+    + UiSessionStore
 {
     /// Round-trips to the database (readiness).
     async fn ping(&self) -> StoreResult<()>;

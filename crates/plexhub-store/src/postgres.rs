@@ -123,6 +123,7 @@ crate::data_sql::data_store!(
     sqlx::postgres::PgRow,
     write_merged_in_one_statement
 );
+crate::session_sql::ui_session_store!(PostgresStore, sqlx::postgres::PgRow);
 crate::audit_sql::audit_store!(PostgresStore, sqlx::Postgres, sqlx::postgres::PgRow);
 crate::events_sql::event_store!(
     PostgresStore,

@@ -114,6 +114,8 @@ pub struct ServeConfig {
     pub rate_limit_per_tenant: Option<String>,
     /// Hours the gateway's audit log keeps calls.
     pub audit_retention_hours: u64,
+    /// Hours a web dashboard (`/ui`) session lasts after sign-in.
+    pub ui_session_hours: u64,
     /// Largest event (its CloudEvents JSON) in bytes.
     pub max_event_bytes: usize,
     /// Hours published events stay replayable.
@@ -161,6 +163,7 @@ impl Default for ServeConfig {
             rate_limit_per_caller: None,
             rate_limit_per_tenant: None,
             audit_retention_hours: 168,
+            ui_session_hours: 12,
             max_event_bytes: 256 * 1024,
             event_retention_hours: 168,
             event_retry_base_ms: 1_000,
@@ -297,6 +300,9 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
     if config.max_body_bytes == 0 {
         bail!("max_body_bytes must be positive");
     }
+    if config.ui_session_hours == 0 {
+        bail!("ui_session_hours must be positive");
+    }
     if config.heartbeat_interval == 0 || config.sweep_interval == 0 {
         bail!("heartbeat_interval and sweep_interval must be positive");
     }
@@ -354,6 +360,7 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
             client_key: config.upstream_client_key.clone(),
         },
         cache_shared_data_when_scaled: config.scaled_data_cache,
+        ui_session_ttl: Duration::from_secs(config.ui_session_hours.saturating_mul(3600)),
     };
     Ok((settings, generated.then_some(token)))
 }

@@ -157,6 +157,10 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     audit_retention_hours: Option<u64>,
+    /// Hours a web dashboard (`/ui`) session lasts after sign-in [default: 12].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ui_session_hours: Option<u64>,
     /// Largest event (its CloudEvents JSON) in bytes [default: 262144].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,6 +1,7 @@
 //! The HTTP surface: which routes exist, which are authenticated, and the layers around them.
 
 use std::any::Any;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -106,13 +107,20 @@ pub fn served_routes() -> Vec<(String, String)> {
     served
 }
 
-/// The whole application router, with its OpenAPI document served at `/openapi.json` and `/docs`.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// The whole application router, with its OpenAPI document served at `/openapi.json` and `/docs`
+/// and the web dashboard at `/ui`.
+pub fn router(state: AppState, max_body_bytes: usize, ui_session_ttl: Duration) -> Router {
     let (routes, openapi) = routes_and_operations();
     let document = completed_document(&openapi);
+    let dashboard = crate::ui::router(
+        state.clone(),
+        routes.clone().with_state(state.clone()),
+        ui_session_ttl,
+    );
 
     Router::new()
         .merge(routes)
+        .merge(dashboard)
         .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", document))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

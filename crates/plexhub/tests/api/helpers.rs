@@ -181,6 +181,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
         connections: options.connections.unwrap_or_default(),
         upstream_tls: options.upstream_tls.unwrap_or_default(),
         cache_shared_data_when_scaled: false,
+        ui_session_ttl: std::time::Duration::from_secs(12 * 3600),
     };
     let app = Application::build(settings).await.expect("hub starts");
     let address = app.local_addr();

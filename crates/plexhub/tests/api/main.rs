@@ -22,4 +22,5 @@ mod shutdown;
 mod signing;
 mod tenants;
 mod tls;
+mod ui;
 mod walkthrough;
