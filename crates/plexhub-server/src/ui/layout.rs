@@ -47,6 +47,9 @@ code,.mono{font-family:ui-monospace,monospace;word-break:break-all}
 [aria-current=page]{font-weight:700}
 "#;
 
+/// htmx swaps every answer but 204, errors included, so a refused form shows why.
+const HTMX_CONFIG: &str = r#"{"responseHandling":[{"code":"204","swap":false},{"code":"[23]..","swap":true},{"code":"[45]..","swap":true,"error":true}]}"#;
+
 /// The top-level sections, for the navigation's current marker.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Section {
@@ -66,6 +69,8 @@ fn head(title: &str) -> Markup {
         head {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
+            // Boosted forms show refusals too (a manifest's problems come with 400).
+            meta name="htmx-config" content=(HTMX_CONFIG);
             title { (title) " · plexhub" }
             style { (PreEscaped(STYLE)) }
             script src=(HTMX_URL) defer {}
@@ -91,7 +96,7 @@ pub(crate) fn page(title: &str, session: &Session, section: Section, content: Ma
         (DOCTYPE)
         html lang="en" {
             (head(title))
-            body hx-headers=(csrf_header) {
+            body hx-boost="true" hx-headers=(csrf_header) {
                 header {
                     a.brand href="/ui" { "plexhub" }
                     nav aria-label="Sections" {

@@ -417,7 +417,7 @@ async fn installation_page(
                     }
                 }
             } }
-            form method="post" action={(actions) "/credentials"} {
+            form #issue-credential method="post" action={(actions) "/credentials"} {
                 (csrf_field(session))
                 p { button type="submit" { "Issue a new credential (rotation)" } }
             }

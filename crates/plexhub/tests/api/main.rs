@@ -23,4 +23,5 @@ mod signing;
 mod tenants;
 mod tls;
 mod ui;
+mod ui_browser;
 mod walkthrough;
