@@ -359,7 +359,6 @@ async fn tenant_pages_show_only_their_tenant(app: TestApp) {
         "/ui/tenants/globex/services",
         "/ui/tenants/globex/events",
         "/ui/tenants/globex/access",
-        "/ui/tenants/globex/graph",
     ] {
         let page = browser.get(path).await;
         assert_eq!(page.status, 200, "{path}");
@@ -372,6 +371,13 @@ async fn tenant_pages_show_only_their_tenant(app: TestApp) {
             "{path} shows acme's service"
         );
     }
+    // The graph's plan form lists the catalog (shared by every tenant), never acme's nodes.
+    let graph = browser.get("/ui/tenants/globex/graph").await;
+    assert_eq!(graph.status, 200);
+    assert!(
+        !graph.body.contains("data-plugin="),
+        "globex has no installation"
+    );
     let services = browser.get("/ui/tenants/acme/services").await;
     assert!(services.body.contains("crm.contacts"));
 }
@@ -570,8 +576,20 @@ async fn the_overview_streams_a_service_going_down_and_up(app: TestApp) {
 
 async fn the_graph_has_a_node_per_installed_plugin(app: TestApp) {
     seed(&app).await;
-    app.install("acme", "plugin-analytics", json!({})).await;
     let browser = Browser::sign_in(&app).await;
+    let planned = browser
+        .get("/ui/tenants/acme/graph?plan=plugin-analytics")
+        .await;
+    assert_eq!(planned.status, 200);
+    assert!(
+        planned
+            .body
+            .contains("class=\"node planned\" data-plugin=\"plugin-analytics\""),
+        "{}",
+        planned.body
+    );
+    assert_eq!(planned.body.matches("class=\"node installed\"").count(), 1);
+    app.install("acme", "plugin-analytics", json!({})).await;
     let graph = browser.get("/ui/tenants/acme/graph").await;
     assert_eq!(graph.status, 200);
     assert!(graph.body.contains("<svg"));
