@@ -4,7 +4,6 @@
 
 use std::time::Instant;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
@@ -13,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
 use plexhub_core::ids::PluginId;
 use plexhub_core::signing::{USER_ID_HEADER, WORKSPACE_ID_HEADER};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -252,37 +251,127 @@ pub(crate) async fn call_plugin(
             )
         })?
         .to_bytes();
-    let data = if bytes.is_empty() {
-        Value::String(String::new())
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    let duration = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let envelope = Envelope {
+        data: AnswerData::of(&bytes),
+        headers: AnsweredHeaders(&parts.headers),
+        metadata: Metadata {
+            duration,
+            target_plugin: route.target_plugin.as_str(),
+            target_service: service.as_str(),
+            timestamp: rfc3339(state.clock.now_ms()),
+        },
+        status: parts.status.as_u16(),
     };
-    let mut answered = Map::new();
-    for (name, value) in &parts.headers {
-        let text = value.to_str().unwrap_or_default();
-        match answered.get_mut(name.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(text);
-            }
-            _ => {
-                answered.insert(name.as_str().to_owned(), Value::String(text.to_owned()));
-            }
+    let json = serde_json::to_vec(&envelope).map_err(|error| ApiError::internal(&error))?;
+    let status = StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    Ok((
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        json,
+    )
+        .into_response())
+}
+
+/// The original's answer envelope, written straight from the plugin's answer (its JSON body is
+/// validated and copied as it is, not parsed into a tree and written again). Fields in
+/// alphabetical order, as the original's JSON objects were written.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    data: AnswerData<'a>,
+    headers: AnsweredHeaders<'a>,
+    metadata: Metadata<'a>,
+    status: u16,
+}
+
+/// The plugin's body: its JSON as it is, or else its text (`""` when empty).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum AnswerData<'a> {
+    Json(&'a serde_json::value::RawValue),
+    Text(std::borrow::Cow<'a, str>),
+}
+
+impl<'a> AnswerData<'a> {
+    fn of(bytes: &'a [u8]) -> Self {
+        match serde_json::from_slice(bytes) {
+            Ok(json) => Self::Json(json),
+            Err(_) => Self::Text(String::from_utf8_lossy(bytes)),
         }
     }
-    let duration = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let envelope = json!({
-        "status": parts.status.as_u16(),
-        "headers": answered,
-        "data": data,
-        "metadata": {
-            "targetPlugin": route.target_plugin,
-            "targetService": service,
-            "duration": duration,
-            "timestamp": rfc3339(state.clock.now_ms()),
-        },
-    });
-    let status = StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    Ok((status, Json(envelope)).into_response())
+}
+
+/// The plugin's answer headers by name (sorted), repeated ones joined with `, `.
+struct AnsweredHeaders<'a>(&'a HeaderMap);
+
+impl Serialize for AnsweredHeaders<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut names: Vec<&str> = self.0.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        let mut map = serializer.serialize_map(Some(names.len()))?;
+        for name in names {
+            let mut values = self
+                .0
+                .get_all(name)
+                .iter()
+                .map(|value| value.to_str().unwrap_or_default());
+            let first = values.next().unwrap_or_default();
+            match values.next() {
+                None => map.serialize_entry(name, first)?,
+                Some(second) => {
+                    let mut joined = format!("{first}, {second}");
+                    for more in values {
+                        joined.push_str(", ");
+                        joined.push_str(more);
+                    }
+                    map.serialize_entry(name, &joined)?;
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+/// The call's metadata in the envelope.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata<'a> {
+    duration: u64,
+    target_plugin: &'a str,
+    target_service: &'a str,
+    timestamp: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_carries_the_answer_as_the_original_did() {
+        let json = |data: AnswerData<'_>| serde_json::to_string(&data).expect("serializes");
+        assert_eq!(
+            json(AnswerData::of(br#"{"b": 1, "a": [true]}"#)),
+            r#"{"b": 1, "a": [true]}"#
+        );
+        assert_eq!(json(AnswerData::of(b"plain text")), r#""plain text""#);
+        assert_eq!(
+            json(AnswerData::of(b"")),
+            r#""""#,
+            "an empty body is an empty string"
+        );
+        assert_eq!(json(AnswerData::of(b"{broken")), r#""{broken""#);
+
+        let mut headers = HeaderMap::new();
+        headers.insert("x-b", HeaderValue::from_static("2"));
+        headers.append("x-a", HeaderValue::from_static("1"));
+        headers.append("x-a", HeaderValue::from_static("one"));
+        headers.append("x-a", HeaderValue::from_static("uno"));
+        assert_eq!(
+            serde_json::to_string(&AnsweredHeaders(&headers)).expect("serializes"),
+            r#"{"x-a":"1, one, uno","x-b":"2"}"#,
+            "sorted by name, repeated values joined"
+        );
+    }
 }
