@@ -55,6 +55,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             )
             .with_details(serde_json::json!({ "field": path })));
         }
+        // Most bodies are valid: parse them plainly; only a refused one is parsed again,
+        // tracking paths, so that the error names the field.
+        if let Ok(value) = serde_json::from_slice::<T>(&bytes) {
+            return Ok(Self(value));
+        }
         let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
         Ok(Self(value))
     }
