@@ -246,7 +246,12 @@ pub(crate) async fn graph(
             }
         }
     }
-    let plugins = ui.api.get("/api/v1/plugins", None).await?;
+    let mut not_installed: Vec<String> = catalog
+        .plugin_ids()
+        .filter(|plugin| !installed.contains_key(*plugin))
+        .map(ToString::to_string)
+        .collect();
+    not_installed.sort();
     let mut edges = Vec::new();
     for (plugin, version) in &versions {
         for edge in catalog.edges(plugin, version) {
@@ -282,11 +287,8 @@ pub(crate) async fn graph(
                         label for="plan" { "Draw the install plan of" }
                         select #plan name="plan" {
                             option value="" { "(nothing)" }
-                            @for plugin in plugins["plugins"].as_array().into_iter().flatten() {
-                                @let id = plugin["pluginId"].as_str().unwrap_or_default();
-                                @if !installed.keys().any(|installed| installed.as_str() == id) {
-                                    option value=(id) selected[query.plan.as_deref() == Some(id)] { (id) }
-                                }
+                            @for id in &not_installed {
+                                option value=(id) selected[query.plan.as_deref() == Some(id.as_str())] { (id) }
                             }
                         }
                     }
