@@ -44,7 +44,7 @@ async fn hub_signing_with(dir: &tempfile::TempDir, key: HubKey) -> String {
     };
     let app = Application::build(settings).await.unwrap();
     let url = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until(std::future::pending()));
+    tokio::spawn(app.run_until(std::future::pending::<()>()));
     url
 }
 

@@ -41,6 +41,24 @@ pub enum StartError {
     },
 }
 
+/// How the hub was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// By its orchestrator (SIGTERM): `/readyz` answers 503 and the listener keeps accepting
+    /// for the drain grace, so load balancers stop routing to it first.
+    Orchestrated,
+    /// By an operator at a terminal (Ctrl-C): the listener closes at once (requests and
+    /// deliveries in flight still finish within the drain timeout).
+    Interactive,
+}
+
+/// A shutdown future that says nothing is an orchestrated stop.
+impl From<()> for Stop {
+    fn from((): ()) -> Self {
+        Self::Orchestrated
+    }
+}
+
 /// A hub bound to its listener, ready to serve.
 pub struct Application {
     listener: TcpListener,
@@ -137,9 +155,10 @@ impl Application {
     /// accepts for the drain grace, then the listener closes, watch streams and background jobs
     /// end, and requests and event deliveries in flight get up to the drain timeout to finish;
     /// last, the queued audit records are written.
-    pub async fn run_until(
+    /// A `shutdown` that ends with [`Stop::Interactive`] skips the grace.
+    pub async fn run_until<S: Into<Stop>>(
         self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
+        shutdown: impl Future<Output = S> + Send + 'static,
     ) -> std::io::Result<()> {
         let token = self.state.shutdown.clone();
         let limits = self.connection_limits;
@@ -184,9 +203,9 @@ impl Application {
         let draining = self.state.draining.clone();
         let front = crate::front::Front::new(self.state.clone(), self.router);
         crate::connections::serve(self.listener, front, limits, async move {
-            shutdown.await;
+            let request = shutdown.await.into();
             draining.cancel();
-            if !limits.drain_grace.is_zero() {
+            if request == Stop::Orchestrated && !limits.drain_grace.is_zero() {
                 tracing::info!(
                     grace_ms = limits.drain_grace.as_millis(),
                     "draining: /readyz answers 503; still accepting during the grace"

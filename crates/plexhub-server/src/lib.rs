@@ -33,7 +33,7 @@ mod upstream_tls;
 mod watch;
 mod writer;
 
-pub use app::{Application, StartError};
+pub use app::{Application, StartError, Stop};
 pub use connections::ConnectionLimits;
 pub use routes::{DOCUMENTED_ELSEWHERE, served_routes};
 pub use settings::{EventSettings, GatewaySettings, Secret, Settings};

@@ -86,7 +86,7 @@ async fn hub(database_url: &str) -> String {
     };
     let app = Application::build(settings).await.unwrap();
     let url = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until(std::future::pending()));
+    tokio::spawn(app.run_until(std::future::pending::<()>()));
     url
 }
 

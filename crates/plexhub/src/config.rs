@@ -63,8 +63,8 @@ pub struct ServeConfig {
     pub header_read_timeout_ms: u64,
     /// Client connections served at once; more wait to be accepted.
     pub max_connections: usize,
-    /// Seconds the listener keeps accepting after SIGTERM/SIGINT while `/readyz` answers 503, so
-    /// load balancers stop routing here first.
+    /// Seconds the listener keeps accepting after SIGTERM (not after Ctrl-C) while `/readyz`
+    /// answers 503, so load balancers stop routing here first.
     pub drain_grace: u64,
     /// Seconds, once the listener is closed, for requests and event deliveries in flight to
     /// finish before their connections are cut.

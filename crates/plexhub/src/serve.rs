@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use plexhub_server::Application;
+use plexhub_server::{Application, Stop};
 use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
@@ -61,8 +61,8 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_connections: Option<usize>,
-    /// Seconds the listener keeps accepting after SIGTERM/SIGINT while /readyz answers 503, so
-    /// load balancers stop routing here first [default: 5].
+    /// Seconds the listener keeps accepting after SIGTERM (not after Ctrl-C) while /readyz
+    /// answers 503, so load balancers stop routing here first [default: 5].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     drain_grace: Option<u64>,
@@ -199,7 +199,9 @@ fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM (an orchestrator: drain with the grace) or Ctrl-C (an operator: stop accepting at
+/// once).
+async fn shutdown_signal() -> Stop {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {
@@ -213,11 +215,12 @@ async fn shutdown_signal() {
             }
         }
     };
-    tokio::select! {
-        _ = interrupt => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown requested; finishing in-flight requests");
+    let stop = tokio::select! {
+        _ = interrupt => Stop::Interactive,
+        () = terminate => Stop::Orchestrated,
+    };
+    tracing::info!(?stop, "shutdown requested; finishing in-flight requests");
+    stop
 }
 
 /// Loads settings, starts the hub and serves until SIGINT/SIGTERM.

@@ -1,6 +1,7 @@
 //! Stopping `plexhub serve` with SIGTERM: `/readyz` answers 503 at once while the listener
 //! still accepts for the drain grace; then the listener closes, a gateway call in flight still
-//! gets its answer, the audit log is written, and the process exits 0.
+//! gets its answer, the audit log is written, and the process exits 0. Ctrl-C (SIGINT) skips
+//! the grace.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,4 +172,26 @@ async fn sigterm_turns_unready_keeps_accepting_for_the_grace_then_drains_and_exi
         .map(|calls| calls.iter().map(|call| &call["status"]).collect())
         .unwrap_or_default();
     assert_eq!(statuses, [&json!(200)], "{calls}");
+}
+
+#[tokio::test]
+async fn ctrl_c_skips_the_grace_and_exits_0() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // A grace far longer than the test may take: Ctrl-C must not wait for it.
+    let args = ["--listen", "127.0.0.1:0", "--drain-grace", "60"];
+    let env = [("PLEXHUB_ADMIN_TOKEN", ADMIN)];
+    let (mut child, hub, _) = crate::cli::serve(dir.path(), &args, &env).await;
+    assert_eq!(readyz(&hub).await.map(|(status, _)| status), Some(200));
+    let pid = child.id().expect("running").to_string();
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(interrupted.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits without waiting for the 60 s grace")
+        .expect("status");
+    assert!(status.success(), "{status:?}");
+    assert!(readyz(&hub).await.is_none(), "the listener is closed");
 }
