@@ -192,9 +192,10 @@ impl From<plexhub_store::StoreError> for UiError {
     }
 }
 
-impl IntoResponse for UiError {
-    fn into_response(self) -> Response {
-        let (status, code, message) = match self {
+impl UiError {
+    /// The status, error code and message to show.
+    pub(crate) fn summary(self) -> (StatusCode, String, String) {
+        match self {
             Self::Api(failure) => (failure.status, failure.code, failure.message),
             Self::Hub(error) => {
                 let code = serde_json::to_value(error.code())
@@ -211,7 +212,13 @@ impl IntoResponse for UiError {
                 };
                 (error.code().status(), code, message)
             }
-        };
+        }
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.summary();
         let title = status.canonical_reason().unwrap_or("Error");
         let body = bare_page(
             title,

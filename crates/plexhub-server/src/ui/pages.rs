@@ -256,11 +256,13 @@ pub(crate) async fn overview_stream(
                         Some((totals.gateway_calls, totals.gateway_errors, now)),
                     )
                 }
-                Err(error) => (
-                    html! { div.problem role="alert" { p { "Cannot update: " (format!("{error:?}")) } } }
-                        .into_string(),
-                    previous,
-                ),
+                Err(error) => {
+                    let (_, code, message) = error.summary();
+                    let alert = html! {
+                        div.problem role="alert" { p { "Cannot update: " strong { (code) } ": " (message) } }
+                    };
+                    (alert.into_string(), previous)
+                }
             };
             let event = Event::default().event("overview").data(fragment);
             Some((Ok(event), (ui, current)))
