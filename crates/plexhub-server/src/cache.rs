@@ -57,6 +57,15 @@ pub struct Replica {
     pub unconfirmed: std::sync::atomic::AtomicBool,
 }
 
+/// A replica's circuit-breaker key: tenant, service and replica id.
+pub fn replica_key(
+    tenant: TenantId,
+    service: &ServiceName,
+    instance: &plexhub_core::registry::InstanceId,
+) -> String {
+    format!("{tenant}/{service}/{instance}")
+}
+
 /// The `Host` header for requests to `base_url`, as the HTTP client would write it.
 fn host_header(base_url: &str) -> Option<axum::http::HeaderValue> {
     let uri: axum::http::Uri = base_url.parse().ok()?;
@@ -95,7 +104,7 @@ impl ServiceEntry {
                 .map(|instance| {
                     let base_url = instance.base_url.as_str().trim_end_matches('/').to_owned();
                     Arc::new(Replica {
-                        key: format!("{tenant}/{}/{}", service.name, instance.id),
+                        key: replica_key(tenant, &service.name, &instance.id),
                         host: host_header(&base_url),
                         unconfirmed: std::sync::atomic::AtomicBool::new(
                             instance.reported == ServiceStatus::Unknown,

@@ -58,6 +58,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Until when (epoch ms) this hub's circuit breaker for a replica (its
+    /// [`crate::cache::replica_key`]) is open; `None` while closed.
+    pub fn circuit_open_until_ms(&self, replica: &str) -> Option<i64> {
+        self.breakers.open_until_ms(replica)
+    }
+
     /// A gateway with its own connection pool; `tls` for plugins served over https.
     pub fn new(settings: GatewaySettings, keys: Vec<HubKey>, tls: rustls::ClientConfig) -> Self {
         let mut tcp = HttpConnector::new();

@@ -430,6 +430,10 @@ pub struct InstanceView {
     reason: Option<String>,
     metadata: Map<String, Value>,
     last_seen_at: String,
+    /// While the answering hub's circuit breaker for this replica is open: until when (RFC
+    /// 3339) calls skip it. Each hub keeps its own breakers (and adopts the others' verdicts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    circuit_open_until: Option<String>,
 }
 
 /// A service with all its replicas (native API).
@@ -460,6 +464,14 @@ impl ServiceView {
             reason: i.reason.clone(),
             metadata: i.metadata.clone(),
             last_seen_at: rfc3339(i.last_seen_ms),
+            circuit_open_until: state
+                .gateway
+                .circuit_open_until_ms(&crate::cache::replica_key(
+                    service.tenant_id,
+                    &service.name,
+                    &i.id,
+                ))
+                .map(rfc3339),
         };
         Self {
             discoverable: installation == InstallationState::Active

@@ -112,6 +112,15 @@ impl Breakers {
         }
     }
 
+    /// Until when (epoch ms) the replica's breaker is open, `None` while it is closed (or
+    /// this hub never called the replica).
+    pub fn open_until_ms(&self, replica: &str) -> Option<i64> {
+        self.by_replica
+            .get(replica)
+            .map(|breaker| breaker.open_until_ms())
+            .filter(|until| *until != 0)
+    }
+
     /// The breaker of a replica, created closed.
     pub fn of(&self, replica: &str) -> Arc<Breaker> {
         if let Some(breaker) = self.by_replica.get(replica) {

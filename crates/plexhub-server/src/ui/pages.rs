@@ -601,7 +601,7 @@ pub(crate) async fn services(
                 p { "Status " (status_badge(text(service, "status")))
                     @if service["discoverable"].as_bool() == Some(false) { " · not discoverable" } }
                 div.table { table {
-                    thead { tr { th scope="col" { "Instance" } th scope="col" { "Health" } th scope="col" { "Last heartbeat" } th scope="col" { "URL" } th scope="col" { "Reason" } } }
+                    thead { tr { th scope="col" { "Instance" } th scope="col" { "Health" } th scope="col" { "Last heartbeat" } th scope="col" { "URL" } th scope="col" { "Reason" } th scope="col" { "Circuit (this hub)" } } }
                     tbody {
                         @for instance in list(service, "instances") {
                             tr {
@@ -610,6 +610,10 @@ pub(crate) async fn services(
                                 td { (text(instance, "lastSeenAt")) }
                                 td.mono { (text(instance, "baseUrl")) }
                                 td { (instance["reason"].as_str().unwrap_or_default()) }
+                                td { @match instance["circuitOpenUntil"].as_str() {
+                                    Some(until) => { "open until " (until) }
+                                    None => { "closed" }
+                                } }
                             }
                         }
                     }

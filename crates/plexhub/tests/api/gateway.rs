@@ -914,6 +914,14 @@ async fn explain_says_why_for_every_rule() {
 
 /// The instance's reported status in the registry, as the admin sees it.
 async fn replica_status(app: &TestApp, service: &str) -> String {
+    replica(app, service).await["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The first replica of `service` in acme, as the native API shows it.
+async fn replica(app: &TestApp, service: &str) -> Value {
     let reply = app
         .send(
             Method::GET,
@@ -923,10 +931,7 @@ async fn replica_status(app: &TestApp, service: &str) -> String {
             None,
         )
         .await;
-    reply.assert_status(200)["instances"][0]["status"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    reply.assert_status(200)["instances"][0].clone()
 }
 
 #[tokio::test]
@@ -958,6 +963,10 @@ async fn a_failing_replica_opens_its_circuit_and_comes_back_by_itself() {
         seen,
         "an open circuit sends nothing"
     );
+    assert!(
+        replica(&app, "crm.deals").await["circuitOpenUntil"].is_string(),
+        "the registry view shows the open circuit"
+    );
     let started = tokio::time::Instant::now();
     while replica_status(&app, "crm.deals").await != "DEGRADED" {
         assert!(
@@ -980,6 +989,12 @@ async fn a_failing_replica_opens_its_circuit_and_comes_back_by_itself() {
         assert!(started.elapsed() < Duration::from_secs(5), "HEALTHY again");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert!(
+        replica(&app, "crm.deals")
+            .await
+            .get("circuitOpenUntil")
+            .is_none()
+    );
 }
 
 #[tokio::test]

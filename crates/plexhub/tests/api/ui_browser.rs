@@ -1,8 +1,10 @@
 //! The web dashboard in a real browser: headless Chromium driven through chromedriver. Signs
-//! in, walks every page (saving screenshots into docs/ui/), sees a replica go down and come back
+//! in, walks every page (saving screenshots), sees a replica go down and come back
 //! on the overview without a reload, publishes a bad manifest and sees the problem at its path,
 //! issues a credential, and draws the graph. Without Chromium it prints SKIPPED, except under
-//! `CI`, where it fails.
+//! `CI`, where it fails. The screenshots go to `target/ui-screenshots/`, or to the directory in
+//! `PLEXHUB_UI_SCREENSHOTS` — `PLEXHUB_UI_SCREENSHOTS=$PWD/docs/ui cargo test -p plexhub --test api
+//! ui_browser` refreshes the ones README shows (a plain test run leaves `docs/` as it is).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -92,14 +94,17 @@ async fn browser(profile: &Path) -> Option<(Driver, Client)> {
     }
 }
 
-/// Where the screenshots go: `docs/ui/` of the repository.
+/// Where the screenshots go: `PLEXHUB_UI_SCREENSHOTS`, else `target/ui-screenshots/`.
 fn screenshot_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/ui")
+    std::env::var_os("PLEXHUB_UI_SCREENSHOTS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/ui-screenshots"),
+        PathBuf::from,
+    )
 }
 
 async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.expect("a screenshot");
-    std::fs::create_dir_all(screenshot_dir()).expect("docs/ui");
+    std::fs::create_dir_all(screenshot_dir()).expect("the screenshot directory");
     std::fs::write(screenshot_dir().join(format!("{name}.png")), png).expect("saved");
 }
 

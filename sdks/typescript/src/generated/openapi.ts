@@ -1498,6 +1498,11 @@ export interface components {
         /** @description One replica on the wire. */
         InstanceView: {
             baseUrl: string;
+            /**
+             * @description While the answering hub's circuit breaker for this replica is open: until when (RFC
+             *     3339) calls skip it. Each hub keeps its own breakers (and adopts the others' verdicts).
+             */
+            circuitOpenUntil?: string | null;
             instanceId: string;
             lastSeenAt: string;
             metadata: {
