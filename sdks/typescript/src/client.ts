@@ -3,12 +3,12 @@ import type { components } from "./generated/openapi.js";
 import { PlexhubError, PluginError, SettingError, hubError, isObject } from "./errors.js";
 import { readSse, type SseEvent } from "./sse.js";
 import { sleep } from "./util.js";
-
-/** Headers as `fetch` takes them. */
-export type HeadersInit = ConstructorParameters<typeof Headers>[0];
 import { Discovery, discover, type DiscoveredService } from "./discovery.js";
 import { publish, publishAll, type Event, type OutgoingEvent, type PublishOptions, type Published } from "./events.js";
 import { Heartbeats, registerReplica, type KeepRegisteredOptions, type ServiceSpec } from "./registration.js";
+
+/** Headers as `fetch` takes them. */
+export type HeadersInit = ConstructorParameters<typeof Headers>[0];
 
 /** Attempts of `dataUpdate` before it gives up on a key that keeps changing. */
 const UPDATE_ATTEMPTS = 16;
