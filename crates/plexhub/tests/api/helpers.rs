@@ -421,3 +421,20 @@ where
     }
     started.elapsed()
 }
+
+/// Runs `cargo build --quiet <args>` in `dir` into a target dir of its own kept under this
+/// workspace's (`target/scaffold`: builds outside this test's own, reused by later runs), and
+/// returns its `debug/` directory; `what` names the build when it fails.
+pub async fn cargo_build(dir: &std::path::Path, args: &[&str], what: &str) -> std::path::PathBuf {
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/scaffold");
+    let built = tokio::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet"])
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .await
+        .expect("cargo runs");
+    assert!(built.success(), "{what} does not build");
+    target.join("debug")
+}

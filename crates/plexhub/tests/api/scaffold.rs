@@ -2,7 +2,6 @@
 //! against a hub with the CRM sample, calls CRM through the gateway, and refuses unsigned
 //! requests. (The TypeScript project is checked by the TypeScript SDK's tests.)
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 
-use crate::helpers::{Backend, Options, spawn_with, within};
+use crate::helpers::{Backend, Options, cargo_build, spawn_with, within};
 
 #[tokio::test]
 async fn a_generated_rust_plugin_builds_runs_and_calls_crm() {
@@ -84,7 +83,9 @@ async fn a_generated_rust_plugin_builds_runs_and_calls_crm() {
         )
         .await;
 
-    let binary = build(&project).await;
+    let binary = cargo_build(&project, &[], "the generated project")
+        .await
+        .join("greeter");
     let mut plugin = Command::new(binary)
         .env("PLEXHUB_URL", &app.base)
         .env("PLEXHUB_TOKEN", &token)
@@ -148,21 +149,6 @@ async fn a_generated_rust_plugin_builds_runs_and_calls_crm() {
     plugin.start_kill().expect("stop the plugin");
     let _ = plugin.wait().await;
     crm.stop().await;
-}
-
-/// Builds the generated project (its own workspace) into a target dir kept under this
-/// workspace's, so that later runs reuse the compiled dependencies.
-async fn build(project: &Path) -> std::path::PathBuf {
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/scaffold");
-    let built = Command::new(env!("CARGO"))
-        .args(["build", "--quiet"])
-        .current_dir(project)
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .await
-        .expect("cargo runs");
-    assert!(built.success(), "the generated project does not build");
-    target.join("debug/greeter")
 }
 
 fn free_port() -> u16 {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use regex::Regex;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{ADMIN, Backend, spawn};
+use crate::helpers::{ADMIN, Backend, cargo_build, spawn};
 
 const README: &str = include_str!("../../../../README.md");
 const GUIDE: &str = include_str!("../../../../docs/PLUGIN_COMMUNICATION.md");
@@ -127,29 +127,18 @@ fn matches(shown: &[String], output: &str) -> Result<Vec<(String, String)>, Stri
     Ok(found)
 }
 
-/// The sample plugins' binaries, built into a target dir of their own (as the scaffold test
-/// does), in a directory put first on the PATH with the CLI.
+/// The sample plugins' binaries, built beside the scaffold test's, and the CLI, linked into a
+/// directory put first on the PATH.
 async fn binaries(root: &Path, dir: &Path) {
-    let target = root.join("target/scaffold");
-    let built = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "plexhub-example-crm",
-            "-p",
-            "plexhub-example-hello",
-        ])
-        .current_dir(root)
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .await
-        .expect("cargo runs");
-    assert!(built.success(), "the sample plugins do not build");
+    let built = cargo_build(
+        root,
+        &["-p", "plexhub-example-crm", "-p", "plexhub-example-hello"],
+        "the sample plugins",
+    )
+    .await;
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_plexhub"), dir.join("plexhub")).expect("link");
     for sample in ["plexhub-crm", "plexhub-hello"] {
-        std::os::unix::fs::symlink(target.join("debug").join(sample), dir.join(sample))
-            .expect("link");
+        std::os::unix::fs::symlink(built.join(sample), dir.join(sample)).expect("link");
     }
 }
 
