@@ -6,7 +6,7 @@
 # divided by the requests wrk counted.
 # Settings: ROUTE (proxy, the default, or call), HUB_BIN (default target/release/plexhub),
 # UPSTREAM_BIN (the shared harness's upstream, built by its proxy.sh into /tmp/bench-target),
-# CONNS (32), SECONDS (20), OUT (/tmp/plexhub-callgrind), HUB_FLAGS, TOP (25 functions shown).
+# CONNS (32), MEASURE_SECONDS (20), OUT (/tmp/plexhub-callgrind), HUB_FLAGS, TOP (25 functions shown).
 # Needs valgrind, wrk, curl, python3.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,12 +14,12 @@ HUB_BIN=${HUB_BIN:-$REPO/target/release/plexhub}
 UPSTREAM_BIN=${UPSTREAM_BIN:-/tmp/bench-target/release/bench-upstream}
 ROUTE=${ROUTE:-proxy}
 CONNS=${CONNS:-32}
-SECONDS_MEASURED=${SECONDS:-20}
+MEASURE_SECONDS=${MEASURE_SECONDS:-20}
 OUT=${OUT:-/tmp/plexhub-callgrind}
 ADMIN_TOKEN=bench-admin-token-0123456789
 rm -rf "$OUT"; mkdir -p "$OUT/data"
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait' EXIT
 "$UPSTREAM_BIN" 127.0.0.1:18191 >"$OUT/upstream.log" 2>&1 & pids+=($!)
 PLEXHUB_ADMIN_TOKEN=$ADMIN_TOKEN valgrind --tool=callgrind --instr-atstart=no \
   --callgrind-out-file="$OUT/callgrind.out" "$HUB_BIN" --worker-threads 1 serve \
@@ -52,7 +52,7 @@ fi
 load() { wrk -t1 -c"$CONNS" -d"$1" "${script[@]}" -H "Authorization: Bearer $token" "$url"; }
 load 5s >/dev/null
 callgrind_control -i on "$hub_pid" >/dev/null
-load "${SECONDS_MEASURED}s" >"$OUT/wrk.txt"
+load "${MEASURE_SECONDS}s" >"$OUT/wrk.txt"
 callgrind_control -i off "$hub_pid" >/dev/null
 callgrind_control -d "$hub_pid" >/dev/null
 if grep -qE "Non-2xx|Socket errors" "$OUT/wrk.txt"; then
