@@ -265,7 +265,8 @@ macro_rules! audit_store {
                      LEFT JOIN gateway_call_names endpoint ON endpoint.id = c.endpoint \
                      WHERE ($1 = '' OR tenant.name = $1) AND ($2 = '' OR caller.name = $2) \
                      AND ($3 = '' OR target.name = $3) AND c.status >= $4 AND c.status <= $5 \
-                     AND c.at >= $6 ORDER BY c.at DESC LIMIT $7",
+                     AND c.at >= $6 AND (c.at < $8 OR (c.at = $8 AND c.request_id < $9)) \
+                     ORDER BY c.at DESC, c.request_id DESC LIMIT $7",
                 )
                 .bind(query.tenant_id.map(|id| id.to_string()).unwrap_or_default())
                 .bind(query.caller.clone().unwrap_or_default())
@@ -274,6 +275,9 @@ macro_rules! audit_store {
                 .bind(to)
                 .bind(query.since_ms.unwrap_or(0))
                 .bind(i64::from(query.limit))
+                // Without a cursor every call is "after" the end of time.
+                .bind(query.after.as_ref().map_or(i64::MAX, |after| after.at_ms))
+                .bind(query.after.as_ref().map_or("", |after| after.request_id.as_str()))
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter().map(call_from).collect()
