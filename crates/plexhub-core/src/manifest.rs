@@ -35,6 +35,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "name",
     "version",
     "description",
+    "tags",
     "category",
     "author",
     "license",
@@ -75,6 +76,11 @@ const HOOK_FIELDS: &[&str] = &[
     "onDisable",
     "onUpdate",
 ];
+
+/// Most tags a manifest may list.
+pub const TAGS_MAX: usize = 20;
+/// Longest tag, in characters.
+pub const TAG_MAX_CHARS: usize = 32;
 
 /// One problem found in a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -160,6 +166,8 @@ pub struct Manifest {
     pub version: Version,
     /// Free-text description, at most 1000 characters.
     pub description: String,
+    /// Search tags (`tags`): lower-case words of `a-z`, `0-9` and `-`; empty when absent.
+    pub tags: Vec<String>,
     /// Optional marketplace category.
     pub category: Option<String>,
     /// Optional author, at most 200 characters.
@@ -463,6 +471,37 @@ impl Checker {
         Some(out)
     }
 
+    /// Search tags: at most [`TAGS_MAX`], each 1–[`TAG_MAX_CHARS`] of `a-z0-9-`, no repeats.
+    fn tags(&mut self, value: &Value) -> Option<Vec<String>> {
+        let items = self.array(value)?;
+        if items.len() > TAGS_MAX {
+            self.error(format!("at most {TAGS_MAX} tags, got {}", items.len()));
+            return None;
+        }
+        let mut tags: Vec<String> = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let tag = self.at(index, |c| {
+                c.parsed(item, |text| {
+                    let valid = (1..=TAG_MAX_CHARS).contains(&text.chars().count())
+                        && text
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                    if !valid {
+                        Err(format!(
+                            "a tag is 1-{TAG_MAX_CHARS} characters of a-z, 0-9 and -, got \"{text}\""
+                        ))
+                    } else if tags.iter().any(|known| known == text) {
+                        Err(format!("duplicate tag \"{text}\""))
+                    } else {
+                        Ok(text.to_owned())
+                    }
+                })
+            });
+            tags.extend(tag);
+        }
+        Some(tags)
+    }
+
     /// An array whose items are objects with free-form content.
     fn array_of_objects(&mut self, value: &Value) -> Option<()> {
         let items = self.array(value)?;
@@ -502,6 +541,7 @@ impl Checker {
         let description = self.required(map, "description", |c, v| {
             c.text(v, 0, DESCRIPTION_MAX_CHARS)
         });
+        let tags = self.optional(map, "tags", Self::tags).unwrap_or_default();
         let category = self.optional(map, "category", Self::owned_string);
         let author = self.optional(map, "author", |c, v| c.text(v, 0, AUTHOR_MAX_CHARS));
         let license = self.optional(map, "license", |c, v| c.text(v, 0, LICENSE_MAX_CHARS));
@@ -533,6 +573,7 @@ impl Checker {
             name: name?,
             version: version?,
             description: description?,
+            tags,
             category,
             author,
             license,

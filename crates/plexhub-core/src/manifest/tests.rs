@@ -1226,3 +1226,21 @@ fn subscriptions_are_objects_in_subscribes() {
         );
     }
 }
+
+// ----- tags -----
+
+#[test]
+fn tags_are_checked_each_at_its_path() {
+    let mut manifest = minimal();
+    manifest["tags"] = json!(["crm", "sales-2"]);
+    assert_eq!(valid(&manifest).tags, vec!["crm", "sales-2"]);
+    manifest["tags"] = json!(["crm", "Sales", "crm", 3]);
+    assert_eq!(
+        paths(&manifest),
+        vec!["tags.1", "tags.2", "tags.3"],
+        "{:?}",
+        errors(&manifest)
+    );
+    manifest["tags"] = json!(vec!["t"; TAGS_MAX + 1]);
+    assert_eq!(paths(&manifest), vec!["tags"]);
+}

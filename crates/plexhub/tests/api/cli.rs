@@ -76,7 +76,10 @@ async fn the_readme_walkthrough_works_through_the_cli(app: TestApp) {
     let published = plexhub(&app, ADMIN, &["plugin", "publish", &crm]).await;
     assert_eq!(succeeded(&published).trim(), "published plugin-crm 1.0.0");
     let listed = plexhub(&app, ADMIN, &["plugin", "list"]).await;
-    assert_eq!(succeeded(&listed).trim(), "plugin-crm\t1.0.0\t1.0.0");
+    assert_eq!(
+        succeeded(&listed).trim(),
+        "plugin-crm\t1.0.0\tPUBLISHED\t1.0.0"
+    );
 
     failed_with(
         &plexhub(
@@ -588,6 +591,16 @@ async fn every_admin_route_has_a_cli_command() {
             "plugin show",
         ),
         (
+            "post",
+            "/api/v1/plugins/{pluginId}/versions/{version}/transitions",
+            "plugin yank",
+        ),
+        (
+            "get",
+            "/api/v1/plugins/{pluginId}/versions/{version}/transitions",
+            "plugin history",
+        ),
+        (
             "get",
             "/api/v1/tenants/{slug}/installations",
             "installation list",
@@ -912,7 +925,72 @@ async fn installation_commands_cover_the_lifecycle(app: TestApp) {
     assert_eq!(succeeded(&listed), "");
 }
 
+/// `plexhub plugin yank|unyank|deprecate|history`, and what the catalog listing shows.
+async fn catalog_lifecycle_commands(app: TestApp) {
+    let crm = format!("{EXAMPLES}/crm.json");
+    succeeded(&plexhub(&app, ADMIN, &["plugin", "publish", &crm]).await);
+    let run = |args: &'static [&'static str]| plexhub(&app, ADMIN, args);
+    failed_with(
+        &run(&["plugin", "yank", "plugin-crm", "1.0.0"]).await,
+        "INVALID_BODY",
+    );
+    let yanked = run(&[
+        "plugin",
+        "yank",
+        "plugin-crm",
+        "1.0.0",
+        "--reason",
+        "broken",
+        "--by",
+        "dana",
+    ])
+    .await;
+    assert_eq!(
+        succeeded(&yanked).trim(),
+        "plugin-crm 1.0.0: PUBLISHED (yanked)"
+    );
+    failed_with(
+        &run(&["plugin", "approve", "plugin-crm", "1.0.0"]).await,
+        "INVALID_TRANSITION",
+    );
+    succeeded(&run(&["plugin", "unyank", "plugin-crm", "1.0.0"]).await);
+    let deprecated = run(&[
+        "plugin",
+        "deprecate",
+        "plugin-crm",
+        "1.0.0",
+        "--message",
+        "moved to plugin-crm-pro",
+    ])
+    .await;
+    assert_eq!(
+        succeeded(&deprecated).trim(),
+        "plugin-crm 1.0.0: DEPRECATED"
+    );
+    let listed = run(&["plugin", "list", "--status", "DEPRECATED"]).await;
+    assert_eq!(
+        succeeded(&listed).trim(),
+        "plugin-crm\t1.0.0\tDEPRECATED\t1.0.0\tdeprecated: moved to plugin-crm-pro"
+    );
+    let history = run(&["plugin", "history", "plugin-crm", "1.0.0"]).await;
+    let lines: Vec<String> = succeeded(&history)
+        .lines()
+        .map(|line| line.split('\t').skip(1).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0], "publish - -> PUBLISHED by admin ");
+    assert_eq!(
+        lines[1],
+        "yank PUBLISHED -> PUBLISHED (yanked) by dana broken"
+    );
+    assert!(
+        lines[3].starts_with("deprecate PUBLISHED -> DEPRECATED by "),
+        "{lines:?}"
+    );
+}
+
 crate::on_both_backends!(
+    catalog_lifecycle_commands,
     the_readme_walkthrough_works_through_the_cli,
     deps_commands_explain_the_graph,
     gateway_commands_call_and_explain,

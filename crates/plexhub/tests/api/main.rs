@@ -15,6 +15,7 @@ mod gateway;
 mod grants;
 mod http;
 mod installations;
+mod lifecycle;
 mod operations;
 mod registry;
 mod scaffold;

@@ -108,6 +108,14 @@ async fn openapi_lists_every_route_and_docs_render_offline() {
         ("/api/v1/plugins/validate", "post"),
         ("/api/v1/plugins/{pluginId}", "get"),
         ("/api/v1/plugins/{pluginId}/versions/{version}", "get"),
+        (
+            "/api/v1/plugins/{pluginId}/versions/{version}/transitions",
+            "get",
+        ),
+        (
+            "/api/v1/plugins/{pluginId}/versions/{version}/transitions",
+            "post",
+        ),
         ("/api/v1/tenants/{slug}/installations", "get"),
         ("/api/v1/tenants/{slug}/installations", "post"),
         ("/api/v1/tenants/{slug}/installations/{pluginId}", "get"),

@@ -32,6 +32,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::plugins::DeprecationView;
 use super::tenants::find_tenant;
 use crate::auth::Admin;
 use crate::dependencies::{self, has_dependents, installed_versions, plan_error, unknown_plugin};
@@ -145,6 +146,12 @@ pub struct InstallationView {
     installed_at: String,
     /// How forwarded requests are signed for it: `hmac` or `ed25519`.
     signing: String,
+    /// Set when the installed catalog version is deprecated (it keeps running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deprecation: Option<DeprecationView>,
+    /// The installed catalog version is yanked: it keeps running, new installs skip it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    yanked: bool,
 }
 
 impl InstallationView {
@@ -165,7 +172,27 @@ impl InstallationView {
                 .signing
                 .unwrap_or(state.gateway.settings().signing_scheme)
                 .to_string(),
+            deprecation: None,
+            yanked: false,
         }
+    }
+
+    /// The view with where its catalog version stands (deprecated, yanked).
+    async fn with_catalog(
+        state: &AppState,
+        tenant: &Tenant,
+        installation: &Installation,
+    ) -> Result<Self, ApiError> {
+        let mut view = Self::new(state, tenant, installation);
+        if let Some(version) = state
+            .store
+            .plugin_version(&installation.plugin_id, &installation.version)
+            .await?
+        {
+            view.deprecation = DeprecationView::of(&version);
+            view.yanked = version.standing.yanked;
+        }
+        Ok(view)
     }
 }
 
@@ -356,18 +383,13 @@ async fn install_plugin(
     if published.is_empty() {
         return Err(unknown_plugin(plugin_id.as_str()));
     }
-    let versions: Vec<Version> = published.iter().map(|p| p.version.clone()).collect();
+    let versions: Vec<Version> = published
+        .iter()
+        .filter(|p| p.standing.installable())
+        .map(|p| p.version.clone())
+        .collect();
     let chosen = choose_version(&versions, requested.as_ref()).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::VersionNotFound,
-            format!(
-                "no published version of {plugin_id} matches \"{}\"",
-                body.version.as_deref().unwrap_or_default()
-            ),
-        )
-        .with_details(
-            json!({ "available": versions.iter().map(ToString::to_string).collect::<Vec<_>>() }),
-        )
+        no_installable_version(&plugin_id, requested.as_ref(), &published, &versions)
     })?;
     let chosen_version = published
         .iter()
@@ -674,6 +696,43 @@ async fn install_with_dependencies(
     ))
 }
 
+/// 404 `VERSION_NOT_FOUND` for an install that no installable version matches, saying which
+/// matching versions exist and why each cannot be installed (yanked, pending review…).
+fn no_installable_version(
+    plugin_id: &PluginId,
+    requested: Option<&VersionRange>,
+    published: &[plexhub_store::PublishedVersion],
+    installable: &[Version],
+) -> ApiError {
+    let wanted = requested.map_or("any version", VersionRange::as_str);
+    let blocked: Vec<(&plexhub_store::PublishedVersion, &str)> = published
+        .iter()
+        .filter(|p| requested.is_none_or(|range| range.satisfies(&p.version)))
+        .filter_map(|p| Some((p, p.standing.unavailable_reason()?)))
+        .collect();
+    let why: Vec<String> = blocked
+        .iter()
+        .map(|(p, reason)| format!("{} is {reason}", p.version))
+        .collect();
+    let message = if why.is_empty() {
+        format!("no catalog version of {plugin_id} matches \"{wanted}\"")
+    } else {
+        format!(
+            "no installable version of {plugin_id} matches \"{wanted}\": {}",
+            why.join(", ")
+        )
+    };
+    ApiError::new(ErrorCode::VersionNotFound, message).with_details(json!({
+        "available": installable.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "unavailable": blocked.iter().map(|(p, reason)| json!({
+            "version": p.version.to_string(),
+            "status": p.standing.status.as_str(),
+            "yanked": p.standing.yanked,
+            "reason": reason,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
 fn already_installed(tenant: &Tenant, plugin_id: &PluginId) -> ApiError {
     ApiError::new(
         ErrorCode::AlreadyInstalled,
@@ -695,11 +754,12 @@ async fn list_installations(
 ) -> Result<Json<InstallationList>, ApiError> {
     let tenant = find_tenant(&state, &slug).await?;
     let installations = state.store.installations(tenant.id).await?;
+    let mut views = Vec::with_capacity(installations.len());
+    for installation in &installations {
+        views.push(InstallationView::with_catalog(&state, &tenant, installation).await?);
+    }
     Ok(Json(InstallationList {
-        installations: installations
-            .iter()
-            .map(|i| InstallationView::new(&state, &tenant, i))
-            .collect(),
+        installations: views,
     }))
 }
 
@@ -713,7 +773,9 @@ async fn get_installation(
     ApiPath((slug, plugin_id)): ApiPath<(String, String)>,
 ) -> Result<Json<InstallationView>, ApiError> {
     let (tenant, installation) = find_installation(&state, &slug, &plugin_id).await?;
-    Ok(Json(InstallationView::new(&state, &tenant, &installation)))
+    Ok(Json(
+        InstallationView::with_catalog(&state, &tenant, &installation).await?,
+    ))
 }
 
 /// Uninstall a plugin: the installation, its credentials, services and shared data are
