@@ -38,8 +38,7 @@ CREATE TABLE shell_credentials (
     id            TEXT PRIMARY KEY,
     tenant_id     TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     secret_hash   TEXT NOT NULL,
-    created_at    BIGINT NOT NULL,
-    last_used_at  BIGINT
+    created_at    BIGINT NOT NULL
 );
 
 CREATE INDEX shell_credentials_by_tenant ON shell_credentials (tenant_id);

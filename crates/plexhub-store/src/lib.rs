@@ -194,6 +194,19 @@ pub struct CredentialRecord {
     pub last_used_at_ms: Option<i64>,
 }
 
+/// A tenant's read-only shell credential as stored: the hash, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellCredentialRecord {
+    /// Public id.
+    pub id: CredentialId,
+    /// The tenant whose shell it serves.
+    pub tenant_id: TenantId,
+    /// SHA-256 of the secret.
+    pub hash: SecretHash,
+    /// Issue time, epoch milliseconds.
+    pub created_at_ms: i64,
+}
+
 /// An installation to insert, with its first credential and its first HMAC signing secret.
 #[derive(Debug, Clone)]
 pub struct NewInstallation {
@@ -357,6 +370,24 @@ pub trait CredentialStore: Send + Sync {
     ) -> StoreResult<Option<(CredentialRecord, Tenant)>>;
     /// Records a successful use.
     async fn touch_credential(&self, id: &CredentialId, now_ms: i64) -> StoreResult<()>;
+    /// Stores a shell credential of an existing tenant.
+    async fn add_shell_credential(&self, credential: &ShellCredentialRecord) -> StoreResult<()>;
+    /// A tenant's shell credentials, oldest first.
+    async fn shell_credentials(
+        &self,
+        tenant_id: TenantId,
+    ) -> StoreResult<Vec<ShellCredentialRecord>>;
+    /// Deletes a tenant's shell credential; false if the tenant has no such credential.
+    async fn revoke_shell_credential(
+        &self,
+        tenant_id: TenantId,
+        id: &CredentialId,
+    ) -> StoreResult<bool>;
+    /// A shell credential and its tenant, for authentication.
+    async fn shell_credential_with_tenant(
+        &self,
+        id: &CredentialId,
+    ) -> StoreResult<Option<(ShellCredentialRecord, Tenant)>>;
     /// An installation's signing secrets still valid at `now_ms` (the current one and those in
     /// their overlap window), newest first.
     async fn signing_secrets(

@@ -13,7 +13,10 @@ use plexhub_core::version::{Version, VersionRange};
 
 use plexhub_core::catalog::{Standing, VersionStatus, manifest_digest};
 
-use crate::{CredentialRecord, PublishedVersion, StoreError, StoreResult, VersionNotes};
+use crate::{
+    CredentialRecord, PublishedVersion, ShellCredentialRecord, StoreError, StoreResult,
+    VersionNotes,
+};
 
 /// How a backend spells bind parameters in generated multi-row statements. SQLite gets
 /// anonymous `?`: sqlx looks up the name of every numbered parameter, and SQLite finds a name
@@ -234,6 +237,21 @@ pub(crate) const INSTALLATION_COLUMNS: &str = "tenant_id, plugin_id, version, st
      allowed_origins, grants, installed_at, updated_at, signing";
 
 /// An installation's signing secret from its stored columns.
+pub(crate) fn shell_credential(
+    id: &str,
+    tenant: &str,
+    hash: &str,
+    created_at_ms: i64,
+) -> StoreResult<ShellCredentialRecord> {
+    const TABLE: &str = "shell_credentials";
+    Ok(ShellCredentialRecord {
+        id: CredentialId::parse(id).ok_or_else(|| corrupt(TABLE, "id", id))?,
+        tenant_id: tenant_id(tenant)?,
+        hash: SecretHash::from_hex(hash).ok_or_else(|| corrupt(TABLE, "secret_hash", hash))?,
+        created_at_ms,
+    })
+}
+
 pub(crate) fn signing_secret(
     key_id: &str,
     secret: &str,
@@ -295,7 +313,7 @@ macro_rules! sql_store {
         use crate::{
             CatalogStore, CredentialRecord, CredentialStore, InstallationStore, PublishOutcome,
             NewInstallation, PublishedVersion, Store, StoreResult, StoredSigningSecret, TenantStore,
-            VersionChange, VersionTransition,
+            ShellCredentialRecord, VersionChange, VersionTransition,
         };
         use plexhub_core::signing::SigningSecret;
 
@@ -936,6 +954,90 @@ macro_rules! sql_store {
                     row.try_get::<&str, _>("secret_hash")?,
                     row.try_get::<i64, _>("cred_created_at")?,
                     row.try_get::<Option<i64>, _>("last_used_at")?,
+                )?;
+                let tenant = sql::tenant(
+                    row.try_get::<&str, _>("tenant_id")?,
+                    row.try_get::<&str, _>("slug")?,
+                    row.try_get::<String, _>("name")?,
+                    row.try_get::<&str, _>("status")?,
+                    row.try_get::<i64, _>("created_at")?,
+                    row.try_get::<Option<&str>, _>("rate_limits")?,
+                )?;
+                Ok(Some((credential, tenant)))
+            }
+
+            async fn add_shell_credential(
+                &self,
+                credential: &ShellCredentialRecord,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO shell_credentials (id, tenant_id, secret_hash, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(credential.id.as_str())
+                .bind(credential.tenant_id.to_string())
+                .bind(credential.hash.to_hex())
+                .bind(credential.created_at_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn shell_credentials(
+                &self,
+                tenant_id: TenantId,
+            ) -> StoreResult<Vec<ShellCredentialRecord>> {
+                let rows = sqlx::query(
+                    "SELECT id, tenant_id, secret_hash, created_at FROM shell_credentials \
+                     WHERE tenant_id = $1 ORDER BY created_at, id",
+                )
+                .bind(tenant_id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        sql::shell_credential(
+                            row.try_get("id")?,
+                            row.try_get("tenant_id")?,
+                            row.try_get("secret_hash")?,
+                            row.try_get("created_at")?,
+                        )
+                    })
+                    .collect()
+            }
+
+            async fn revoke_shell_credential(
+                &self,
+                tenant_id: TenantId,
+                id: &CredentialId,
+            ) -> StoreResult<bool> {
+                let done =
+                    sqlx::query("DELETE FROM shell_credentials WHERE id = $1 AND tenant_id = $2")
+                        .bind(id.as_str())
+                        .bind(tenant_id.to_string())
+                        .execute(&self.pool)
+                        .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn shell_credential_with_tenant(
+                &self,
+                id: &CredentialId,
+            ) -> StoreResult<Option<(ShellCredentialRecord, Tenant)>> {
+                let row = sqlx::query(
+                    "SELECT c.id, c.tenant_id, c.secret_hash, c.created_at AS cred_created_at, \
+                     t.slug, t.name, t.status, t.created_at, t.rate_limits \
+                     FROM shell_credentials c JOIN tenants t ON t.id = c.tenant_id WHERE c.id = $1",
+                )
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let credential = sql::shell_credential(
+                    row.try_get("id")?,
+                    row.try_get("tenant_id")?,
+                    row.try_get("secret_hash")?,
+                    row.try_get("cred_created_at")?,
                 )?;
                 let tenant = sql::tenant(
                     row.try_get::<&str, _>("tenant_id")?,

@@ -214,6 +214,96 @@ pub enum CredentialCommand {
     },
 }
 
+/// `plexhub shell-credential …`
+#[derive(Subcommand)]
+pub enum ShellCredentialCommand {
+    /// Issue a shell credential for a tenant and print its token (shown once).
+    Issue {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// List a tenant's shell credentials.
+    List {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a shell credential.
+    Revoke {
+        /// Credential id (the part between `phs_` and the dot).
+        credential_id: String,
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+async fn shell_credential(
+    client: &HubClient,
+    command: ShellCredentialCommand,
+) -> anyhow::Result<()> {
+    match command {
+        ShellCredentialCommand::Issue { tenant } => {
+            let path = format!("/tenants/{}/shell-credentials", segment(&tenant));
+            let issued = client.call(Method::POST, &path, None).await?;
+            println!("{}", issued["token"].as_str().unwrap_or(""));
+        }
+        ShellCredentialCommand::List { tenant } => {
+            let path = format!("/tenants/{}/shell-credentials", segment(&tenant));
+            let listed = client.call(Method::GET, &path, None).await?;
+            for credential in listed["credentials"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}",
+                    credential["id"].as_str().unwrap_or(""),
+                    credential["createdAt"].as_str().unwrap_or("")
+                );
+            }
+        }
+        ShellCredentialCommand::Revoke {
+            credential_id,
+            tenant,
+        } => {
+            let path = format!(
+                "/tenants/{}/shell-credentials/{}",
+                segment(&tenant),
+                segment(&credential_id)
+            );
+            client.call(Method::DELETE, &path, None).await?;
+            println!("revoked {credential_id}");
+        }
+    }
+    Ok(())
+}
+
+/// `plexhub remotes`: one line per remote, `pluginId version remoteEntry routes`.
+async fn remotes(client: &HubClient, tenant: Option<String>) -> anyhow::Result<()> {
+    let list = match tenant {
+        Some(tenant) => {
+            client
+                .call_for(&tenant, Method::GET, "/ui/remotes", None, &[])
+                .await?
+        }
+        None => client.call(Method::GET, "/ui/remotes", None).await?,
+    };
+    for remote in list["remotes"].as_array().into_iter().flatten() {
+        let routes: Vec<&str> = remote["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|route| route["path"].as_str())
+            .collect();
+        println!(
+            "{}\t{}\t{}\t{}",
+            remote["pluginId"].as_str().unwrap_or(""),
+            remote["version"].as_str().unwrap_or(""),
+            remote["remoteEntry"].as_str().unwrap_or(""),
+            routes.join(",")
+        );
+    }
+    Ok(())
+}
+
 fn read_manifest(path: &Path) -> anyhow::Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -246,6 +336,8 @@ pub async fn run(client: &HubClient, command: Command) -> anyhow::Result<()> {
         Command::Install(args) => install(client, args).await,
         Command::Installation(command) => crate::installations::run(client, command).await,
         Command::Credential(command) => credential(client, command).await,
+        Command::ShellCredential(command) => shell_credential(client, command).await,
+        Command::Remotes { tenant } => remotes(client, tenant).await,
         Command::Services(command) => services(client, command).await,
         Command::Data(command) => data(client, command).await,
         Command::Deps(command) => crate::deps::run(client, command).await,

@@ -575,6 +575,7 @@ async fn every_admin_route_has_a_cli_command() {
     const SEED: &str =
         "the original SDK's route, kept for compatibility; the native route has the command";
     const PROBE: &str = "for probes, scrapers and verifiers, not operators";
+    const SHELL: &str = "the web shell's live feed; `plexhub remotes` reads the same answer";
     let commands: &[(&str, &str, &str)] = &[
         ("get", "/api/v1/tenants", "tenant list"),
         ("post", "/api/v1/tenants", "tenant create"),
@@ -600,6 +601,22 @@ async fn every_admin_route_has_a_cli_command() {
             "/api/v1/plugins/{pluginId}/versions/{version}/transitions",
             "plugin history",
         ),
+        (
+            "post",
+            "/api/v1/tenants/{slug}/shell-credentials",
+            "shell-credential issue",
+        ),
+        (
+            "get",
+            "/api/v1/tenants/{slug}/shell-credentials",
+            "shell-credential list",
+        ),
+        (
+            "delete",
+            "/api/v1/tenants/{slug}/shell-credentials/{id}",
+            "shell-credential revoke",
+        ),
+        ("get", "/api/v1/ui/remotes", "remotes"),
         (
             "get",
             "/api/v1/tenants/{slug}/installations",
@@ -779,6 +796,7 @@ async fn every_admin_route_has_a_cli_command() {
             "/api/plugin-gateway/dependencies/{pluginId}/can-uninstall",
             SEED,
         ),
+        ("get", "/api/v1/ui/remotes/stream", SHELL),
         ("get", "/healthz", PROBE),
         ("get", "/readyz", PROBE),
         ("get", "/metrics", PROBE),

@@ -18,6 +18,7 @@ mod installations;
 mod lifecycle;
 mod operations;
 mod registry;
+mod remotes;
 mod scaffold;
 mod shutdown;
 mod signing;

@@ -14,7 +14,7 @@ use plexhub_core::dependency::{
 use plexhub_core::events::{Pattern, check_subscription};
 use plexhub_core::ids::PluginId;
 use plexhub_core::installation::{
-    BaseUrl, Installation, InstallationState, LifecycleAction, choose_version,
+    BaseUrl, Installation, InstallationState, LifecycleAction, check_remote_origin, choose_version,
     grantable_permissions, parse_origin, ungrantable, unmet_dependencies, validate_grant,
 };
 use plexhub_core::manifest::{Manifest, validate_manifest};
@@ -344,7 +344,7 @@ async fn find_installation(
 #[utoipa::path(post, path = "/api/v1/tenants/{slug}/installations", tag = "installations",
     params(InstallOptions), request_body = InstallRequest,
     responses((status = 201, body = Installed),
-              (status = 400, description = "INVALID_BODY (also: a plugin the plan installs has no entry in dependencies)", body = ErrorEnvelope),
+              (status = 400, description = "INVALID_BODY (also: a plugin the plan installs has no entry in dependencies), ORIGIN_NOT_ALLOWED (the manifest's frontend.remoteEntry is outside the allowed origins; details.path)", body = ErrorEnvelope),
               (status = 404, description = "TENANT_NOT_FOUND, PLUGIN_NOT_FOUND, VERSION_NOT_FOUND", body = ErrorEnvelope),
               (status = 409, description = "ALREADY_INSTALLED, DEPENDENCY_UNMET, DEPENDENCY_CONFLICT", body = ErrorEnvelope)),
     security(("bearer" = [])))]
@@ -532,6 +532,12 @@ async fn apply_installs(
     for installation in &installations {
         let manifest = installed_manifest(state, installation).await?;
         check_subscriptions(installation, &manifest)?;
+        check_remote(
+            &installation.plugin_id,
+            &manifest,
+            &installation.allowed_origins,
+            installation.base_url.as_ref(),
+        )?;
         if installation.base_url.is_none() && !manifest.services.is_empty() {
             let names: Vec<&str> = manifest.services.iter().map(|s| s.name.as_str()).collect();
             return Err(invalid(format!(
@@ -834,6 +840,30 @@ async fn installed_manifest(
         .ok_or_else(|| ApiError::internal(&"the installed catalog version vanished"))?;
     validate_manifest(&published.manifest)
         .map_err(|_| ApiError::internal(&"a stored manifest no longer validates"))
+}
+
+/// Refuses (400 `ORIGIN_NOT_ALLOWED`, at `frontend.remoteEntry`) a UI remote served from an
+/// origin the installation does not allow: its allowed origins, or without any, its baseUrl's.
+fn check_remote(
+    plugin_id: &PluginId,
+    manifest: &Manifest,
+    allowed_origins: &[String],
+    base_url: Option<&BaseUrl>,
+) -> Result<(), ApiError> {
+    let Some(frontend) = &manifest.frontend else {
+        return Ok(());
+    };
+    check_remote_origin(&frontend.remote_entry, allowed_origins, base_url).map_err(|reason| {
+        ApiError::new(
+            ErrorCode::OriginNotAllowed,
+            format!("{plugin_id}: frontend.remoteEntry: {reason}"),
+        )
+        .with_details(json!({
+            "pluginId": plugin_id.as_str(),
+            "path": "frontend.remoteEntry",
+            "remoteEntry": frontend.remote_entry,
+        }))
+    })
 }
 
 /// Refuses an installation whose manifest subscribes to events the plugin may not read: the
@@ -1212,7 +1242,7 @@ async fn set_grants(
 #[utoipa::path(put, path = "/api/v1/tenants/{slug}/installations/{pluginId}/allowed-origins", tag = "installations",
     request_body = AllowedOriginsRequest,
     responses((status = 200, body = InstallationView),
-              (status = 400, description = "INVALID_BODY", body = ErrorEnvelope),
+              (status = 400, description = "INVALID_BODY, ORIGIN_NOT_ALLOWED (the UI remote would fall outside them)", body = ErrorEnvelope),
               (status = 404, description = "TENANT_NOT_FOUND, NOT_INSTALLED", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 async fn set_allowed_origins(
@@ -1229,6 +1259,13 @@ async fn set_allowed_origins(
             origins.push(origin);
         }
     }
+    let manifest = installed_manifest(&state, &installation).await?;
+    check_remote(
+        &installation.plugin_id,
+        &manifest,
+        &origins,
+        installation.base_url.as_ref(),
+    )?;
     let update = InstallationUpdate {
         allowed_origins: Some(origins),
         ..InstallationUpdate::default()
@@ -1264,7 +1301,7 @@ pub struct BaseUrlRequest {
 #[utoipa::path(put, path = "/api/v1/tenants/{slug}/installations/{pluginId}/base-url", tag = "installations",
     request_body = BaseUrlRequest,
     responses((status = 200, body = InstallationView),
-              (status = 400, description = "INVALID_BODY", body = ErrorEnvelope),
+              (status = 400, description = "INVALID_BODY, ORIGIN_NOT_ALLOWED (the UI remote would fall outside the new origin)", body = ErrorEnvelope),
               (status = 404, description = "TENANT_NOT_FOUND, NOT_INSTALLED", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 async fn set_base_url(
@@ -1275,6 +1312,12 @@ async fn set_base_url(
 ) -> Result<Json<InstallationView>, ApiError> {
     let (tenant, installation) = find_installation(&state, &slug, &plugin_id).await?;
     let base_url = BaseUrl::parse(&body.base_url).map_err(invalid)?;
+    check_remote(
+        &installation.plugin_id,
+        &installed_manifest(&state, &installation).await?,
+        &installation.allowed_origins,
+        Some(&base_url),
+    )?;
     let update = InstallationUpdate {
         base_url: Some(base_url),
         ..InstallationUpdate::default()
