@@ -1007,7 +1007,70 @@ async fn catalog_lifecycle_commands(app: TestApp) {
     );
 }
 
+/// `plexhub shell-credential issue|list|revoke` and `plexhub remotes` (as the admin for a
+/// tenant, and with the shell credential itself).
+async fn shell_credential_and_remotes_commands(app: TestApp) {
+    let mut crm: serde_json::Value =
+        serde_json::from_str(crate::helpers::CRM_MANIFEST).expect("crm manifest");
+    crm["frontend"] = serde_json::json!({
+        "remoteEntry": "https://crm.example.com/remoteEntry.js",
+        "exposedModules": {"./Page": "./src/Page.tsx"},
+        "routes": [{"path": "/crm", "module": "./Page"}],
+    });
+    app.publish(&crm).await;
+    app.create_tenant("acme").await;
+    app.install(
+        "acme",
+        "plugin-crm",
+        serde_json::json!({"activate": true,
+                           "allowedOrigins": ["http://127.0.0.1:9", "https://crm.example.com"]}),
+    )
+    .await;
+    let issued = plexhub(
+        &app,
+        ADMIN,
+        &["shell-credential", "issue", "--tenant", "acme"],
+    )
+    .await;
+    let token = succeeded(&issued).trim().to_owned();
+    assert!(token.starts_with("phs_"), "{token}");
+    let expected = "plugin-crm\t1.0.0\thttps://crm.example.com/remoteEntry.js\t/crm";
+    let as_admin = plexhub(&app, ADMIN, &["remotes", "--tenant", "acme"]).await;
+    assert_eq!(succeeded(&as_admin).trim(), expected);
+    let as_shell = plexhub(&app, &token, &["remotes"]).await;
+    assert_eq!(succeeded(&as_shell).trim(), expected);
+    failed_with(
+        &plexhub(&app, &token, &["tenant", "list"]).await,
+        "FORBIDDEN",
+    );
+    let listed = plexhub(
+        &app,
+        ADMIN,
+        &["shell-credential", "list", "--tenant", "acme"],
+    )
+    .await;
+    let id = succeeded(&listed)
+        .split('\t')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(token.starts_with(&format!("phs_{id}.")), "{id}");
+    succeeded(
+        &plexhub(
+            &app,
+            ADMIN,
+            &["shell-credential", "revoke", &id, "--tenant", "acme"],
+        )
+        .await,
+    );
+    failed_with(
+        &plexhub(&app, &token, &["remotes"]).await,
+        "UNAUTHENTICATED",
+    );
+}
+
 crate::on_both_backends!(
+    shell_credential_and_remotes_commands,
     catalog_lifecycle_commands,
     the_readme_walkthrough_works_through_the_cli,
     deps_commands_explain_the_graph,

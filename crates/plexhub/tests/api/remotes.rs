@@ -175,6 +175,8 @@ async fn remotes_follow_active_installations(app: TestApp) {
         (Method::GET, "/api/v1/events/stream"),
         (Method::POST, "/api/v1/tenants/acme/shell-credentials"),
         (Method::GET, "/api/plugin-gateway/dependencies/plugin-crm"),
+        (Method::GET, "/api/v1/proxy/crm.contacts/contacts"),
+        (Method::POST, "/api/plugin-gateway/call"),
     ] {
         let reply = app.send(method, path, Some(&shell), &[], None).await;
         assert_eq!(reply.status, 403, "{path}: {}", reply.body);
