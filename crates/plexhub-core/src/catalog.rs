@@ -255,6 +255,27 @@ pub fn check_note(field: &str, text: &str) -> Result<(), String> {
     }
 }
 
+/// The version listings describe among `items`: the highest installable release, else the
+/// highest installable pre-release; when none is installable, the same among all of them.
+pub fn latest<T>(
+    items: &[T],
+    version: impl Fn(&T) -> &crate::version::Version,
+    installable: impl Fn(&T) -> bool,
+) -> Option<&T> {
+    let highest = |installable_only: bool| {
+        let candidates = || {
+            items
+                .iter()
+                .filter(|item| !installable_only || installable(item))
+        };
+        candidates()
+            .filter(|item| !version(item).is_prerelease())
+            .max_by(|a, b| version(a).cmp(version(b)))
+            .or_else(|| candidates().max_by(|a, b| version(a).cmp(version(b))))
+    };
+    highest(true).or_else(|| highest(false))
+}
+
 /// The content address of a manifest: `sha256:` and the lowercase hex SHA-256 of its stored
 /// text (compact JSON with keys in sorted order, so equal manifests have equal digests).
 pub fn manifest_digest(manifest: &serde_json::Value) -> String {
@@ -326,6 +347,27 @@ mod tests {
             assert_eq!(CatalogAction::parse(action.as_str()), Some(action));
         }
         assert_eq!(VersionStatus::parse("published"), None);
+    }
+
+    #[test]
+    fn latest_prefers_installable_releases() {
+        let v = |text: &str| crate::version::Version::parse(text).unwrap();
+        let versions = [
+            (v("1.0.0"), true),
+            (v("1.1.0"), false),
+            (v("2.0.0-rc.1"), true),
+        ];
+        let pick = |items: &[(crate::version::Version, bool)]| {
+            latest(items, |(version, _)| version, |(_, ok)| *ok).map(|(version, _)| version.clone())
+        };
+        assert_eq!(pick(&versions), Some(v("1.0.0")));
+        assert_eq!(pick(&versions[1..]), Some(v("2.0.0-rc.1")));
+        assert_eq!(
+            pick(&versions[1..2]),
+            Some(v("1.1.0")),
+            "none installable: any"
+        );
+        assert_eq!(pick(&[]), None);
     }
 
     #[test]

@@ -164,22 +164,12 @@ impl Catalog {
     /// installable pre-release; when none is installable, the same among every version.
     pub fn latest(&self, plugin_id: &PluginId) -> Option<&Version> {
         let entry = self.plugins.get(plugin_id)?;
-        let highest = |installable_only: bool| {
-            let candidates = || {
-                entry
-                    .versions
-                    .iter()
-                    .rev()
-                    .map(|(version, _)| version)
-                    .filter(move |version| {
-                        !installable_only || !entry.unavailable.contains_key(*version)
-                    })
-            };
-            candidates()
-                .find(|version| !version.is_prerelease())
-                .or_else(|| candidates().next())
-        };
-        highest(true).or_else(|| highest(false))
+        crate::catalog::latest(
+            &entry.versions,
+            |(version, _)| version,
+            |(version, _)| !entry.unavailable.contains_key(version),
+        )
+        .map(|(version, _)| version)
     }
 
     /// The edges of one version: its manifest's, then the registered ones.

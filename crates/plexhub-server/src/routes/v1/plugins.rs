@@ -231,21 +231,9 @@ fn manifest_tags(manifest: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The version listings describe: the highest installable release, else the highest
-/// installable pre-release; when none is installable, the same among every version.
-pub fn latest(versions: &[PublishedVersion]) -> Option<&PublishedVersion> {
-    let highest = |installable_only: bool| {
-        let candidates = || {
-            versions
-                .iter()
-                .filter(move |v| !installable_only || v.standing.installable())
-        };
-        candidates()
-            .filter(|v| !v.version.is_prerelease())
-            .max_by(|a, b| a.version.cmp(&b.version))
-            .or_else(|| candidates().max_by(|a, b| a.version.cmp(&b.version)))
-    };
-    highest(true).or_else(|| highest(false))
+/// The version listings describe (see [`plexhub_core::catalog::latest`]).
+fn latest(versions: &[PublishedVersion]) -> Option<&PublishedVersion> {
+    plexhub_core::catalog::latest(versions, |v| &v.version, |v| v.standing.installable())
 }
 
 fn invalid_parameter(message: impl Into<String>) -> ApiError {
