@@ -837,8 +837,20 @@ pub struct CallQuery {
     pub status: Option<(u16, u16)>,
     /// Only calls at or after this time (epoch ms).
     pub since_ms: Option<i64>,
+    /// Only calls listed after this one (the last of the previous page).
+    pub after: Option<CallCursor>,
     /// At most this many, newest first.
     pub limit: u32,
+}
+
+/// A position in the audit log, which is listed newest first and, within a millisecond, by
+/// request id (descending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallCursor {
+    /// When the call was answered, epoch ms.
+    pub at_ms: i64,
+    /// Its request id.
+    pub request_id: String,
 }
 
 /// The gateway's audit log.

@@ -432,13 +432,23 @@ macro_rules! sql_store {
             }
 
             async fn delete_tenant(&self, id: TenantId) -> StoreResult<bool> {
-                // Every tenant-scoped table references tenants (directly or through
-                // installations) with ON DELETE CASCADE, so this one statement removes the
-                // tenant's rows atomically.
+                // Every tenant-scoped table but the audit log references tenants (directly or
+                // through installations) with ON DELETE CASCADE; the audit log refers to the
+                // tenant by a name id (migration 0014) and is emptied of its rows in the same
+                // transaction.
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "DELETE FROM gateway_calls WHERE tenant IN \
+                     (SELECT id FROM gateway_call_names WHERE name = $1)",
+                )
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
                 let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
                     .bind(id.to_string())
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
+                tx.commit().await?;
                 Ok(done.rows_affected() == 1)
             }
         }

@@ -110,6 +110,16 @@ pub async fn on_postgres<F: Future<Output = ()>>(test: impl FnOnce(Arc<dyn Store
 pub async fn on_postgres_at<F: Future<Output = ()>>(
     test: impl FnOnce(Arc<dyn Store>, String) -> F,
 ) {
+    on_fresh_postgres_database(|url| async move {
+        let store = plexhub_store::open(&url).await.unwrap();
+        test(store, url).await;
+    })
+    .await;
+}
+
+/// Runs `test` with the URL of a fresh, empty PostgreSQL database (no migrations applied),
+/// dropped afterwards; skipped like [`on_postgres`].
+pub async fn on_fresh_postgres_database<F: Future<Output = ()>>(test: impl FnOnce(String) -> F) {
     let Some(admin_url) = postgres_url() else {
         return;
     };
@@ -120,9 +130,7 @@ pub async fn on_postgres_at<F: Future<Output = ()>>(
         .await
         .unwrap();
     let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let url = format!("{base}/{name}");
-    let store = plexhub_store::open(&url).await.unwrap();
-    test(store, url).await;
+    test(format!("{base}/{name}")).await;
     sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .execute(&mut admin)
         .await

@@ -543,6 +543,26 @@ async fn gateway_commands_call_and_explain(app: TestApp) {
         &plexhub(&app, ADMIN, &["calls", "--status", "6xx"]).await,
         "INVALID_PARAMETER",
     );
+    // A page at a time: the cursor of the next page is on stderr.
+    let every = plexhub(&app, ADMIN, &["calls", "--tenant", "acme"]).await;
+    let every: Vec<&str> = succeeded(&every).lines().collect();
+    assert!(every.len() >= 2, "{every:?}");
+    let first = plexhub(&app, ADMIN, &["calls", "--tenant", "acme", "--limit", "1"]).await;
+    assert_eq!(succeeded(&first).lines().collect::<Vec<_>>(), every[..1]);
+    let cursor = first
+        .stderr
+        .strip_prefix("older calls: add --cursor ")
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no cursor: {}", first.stderr));
+    let second = plexhub(
+        &app,
+        ADMIN,
+        &[
+            "calls", "--tenant", "acme", "--limit", "1", "--cursor", cursor,
+        ],
+    )
+    .await;
+    assert_eq!(succeeded(&second).lines().collect::<Vec<_>>(), every[1..2]);
 
     // The catalog, plugin by plugin.
     let shown = plexhub(&app, ADMIN, &["plugin", "show", "plugin-crm"]).await;

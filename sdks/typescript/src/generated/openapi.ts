@@ -1310,6 +1310,8 @@ export interface components {
         /** @description Audited calls, newest first. */
         CallList: {
             calls: components["schemas"]["CallView"][];
+            /** @description Pass as `cursor` for the next page; absent on the last page. */
+            nextCursor?: string | null;
         };
         /** @description The seed's call request. */
         CallRequest: {
@@ -2779,6 +2781,8 @@ export interface operations {
                 since?: string;
                 /** @description 1-1000, default 100. */
                 limit?: number;
+                /** @description `nextCursor` of the previous page. */
+                cursor?: string;
             };
             header?: never;
             path?: never;
