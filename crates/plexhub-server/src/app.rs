@@ -109,6 +109,7 @@ impl Application {
             ),
             audit,
             events: settings.events,
+            catalog_review: settings.catalog_review,
             shutdown,
             draining: CancellationToken::new(),
         });

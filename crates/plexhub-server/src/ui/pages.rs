@@ -838,7 +838,7 @@ fn catalog_page(session: &Session, plugins: &Value, manifest: &str, problems: Ma
         Section::Catalog,
         html! {
             div.table { table {
-                thead { tr { th scope="col" { "Plugin" } th scope="col" { "Name" } th scope="col" { "Latest" } th scope="col" { "Versions" } } }
+                thead { tr { th scope="col" { "Plugin" } th scope="col" { "Name" } th scope="col" { "Latest" } th scope="col" { "Status" } th scope="col" { "Versions" } } }
                 tbody {
                     @for plugin in list(plugins, "plugins") {
                         @let id = text(plugin, "pluginId");
@@ -846,6 +846,10 @@ fn catalog_page(session: &Session, plugins: &Value, manifest: &str, problems: Ma
                             td { a href={ "/ui/catalog/" (segment(id)) } { (id) } }
                             td { (text(plugin, "name")) }
                             td { (text(plugin, "latestVersion")) }
+                            td {
+                                (text(plugin, "status"))
+                                @if let Some(message) = plugin["deprecation"]["message"].as_str() { ": " (message) }
+                            }
                             td { @for version in list(plugin, "versions") { (version.as_str().unwrap_or_default()) " " } }
                         }
                     }
@@ -959,7 +963,12 @@ pub(crate) async fn plugin(
             p { (text(&detail, "name")) " · latest " (text(&detail, "latestVersion")) }
             @for version in list(&detail, "versions").iter().rev() {
                 details {
-                    summary { (text(version, "version")) " · published " (text(version, "publishedAt")) }
+                    summary {
+                        (text(version, "version")) " · " (text(version, "status"))
+                        @if version["yanked"].as_bool() == Some(true) { " (yanked: " (text(version, "yankReason")) ")" }
+                        @if let Some(message) = version["deprecation"]["message"].as_str() { " · deprecated: " (message) }
+                        " · published " (text(version, "publishedAt"))
+                    }
                     pre.mono { (serde_json::to_string_pretty(&version["manifest"]).unwrap_or_default()) }
                 }
             }

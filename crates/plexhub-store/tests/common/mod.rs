@@ -33,13 +33,8 @@ pub async fn tenant_with_plugins(store: &Arc<dyn Store>, slug: &str) -> TenantId
         let plugin_id = PluginId::parse(plugin).unwrap();
         let version = Version::parse("1.0.0").unwrap();
         let manifest = serde_json::json!({"id": plugin, "name": plugin, "version": "1.0.0"});
-        let published = PublishedVersion {
-            plugin_id: plugin_id.clone(),
-            version: version.clone(),
-            manifest,
-            published_at_ms: NOW,
-        };
-        store.publish_version(&published).await.unwrap();
+        let published = published(&plugin_id, &version, manifest);
+        store.publish_version(&published, "admin").await.unwrap();
         let issued = IssuedCredential::generate();
         let installation = Installation {
             tenant_id: tenant.id,
@@ -71,6 +66,23 @@ pub async fn tenant_with_plugins(store: &Arc<dyn Store>, slug: &str) -> TenantId
             .unwrap();
     }
     tenant.id
+}
+
+/// A published (unyanked) catalog version with `manifest`.
+pub fn published(
+    plugin_id: &PluginId,
+    version: &Version,
+    manifest: serde_json::Value,
+) -> PublishedVersion {
+    PublishedVersion {
+        plugin_id: plugin_id.clone(),
+        version: version.clone(),
+        digest: plexhub_core::catalog::manifest_digest(&manifest),
+        manifest,
+        published_at_ms: NOW,
+        standing: plexhub_core::catalog::Standing::PUBLISHED,
+        notes: Default::default(),
+    }
 }
 
 /// Runs `test` on a store in a fresh SQLite file.

@@ -431,13 +431,8 @@ async fn a_bad_manifest_is_refused_with_every_problem_at_its_path(app: TestApp) 
         (published.status.as_u16(), published.location.as_str()),
         (303, "/ui/catalog/plugin-crm")
     );
-    assert!(
-        browser
-            .get("/ui/catalog/plugin-crm")
-            .await
-            .body
-            .contains("1.2.0")
-    );
+    let shown = browser.get("/ui/catalog/plugin-crm").await.body;
+    assert!(shown.contains("1.2.0 · PUBLISHED"), "{shown}");
 }
 
 async fn a_new_credential_is_shown_once(app: TestApp) {
