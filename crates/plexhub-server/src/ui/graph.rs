@@ -97,6 +97,25 @@ pub(crate) struct DrawnEdge {
     pub state: EdgeState,
 }
 
+impl DrawnEdge {
+    /// Merges another dependency between the same two plugins into this edge: required if
+    /// either is, both ranges shown, the worse state.
+    fn absorb(&mut self, other: DrawnEdge) {
+        self.required |= other.required;
+        if !self.range.split(" and ").any(|range| range == other.range) {
+            self.range = format!("{} and {}", self.range, other.range);
+        }
+        let rank = |state: EdgeState| match state {
+            EdgeState::Met => 0,
+            EdgeState::Unmet => 1,
+            EdgeState::Conflicting => 2,
+        };
+        if rank(other.state) > rank(self.state) {
+            self.state = other.state;
+        }
+    }
+}
+
 /// Node size, in SVG units.
 const NODE_WIDTH: f64 = 180.0;
 const NODE_HEIGHT: f64 = 44.0;
@@ -274,8 +293,8 @@ pub(crate) fn draw(nodes: &BTreeMap<String, Node>, edges: &[DrawnEdge]) -> Optio
                             stroke-dasharray=(if edge.required { "none" } else { "6 4" })
                             marker-end=[head_at_end.then_some("url(#arrow)")]
                             marker-start=[(!head_at_end).then_some("url(#arrow)")] {}
-                        text font-size="12" fill=(color) dy="-4" {
-                            textPath href={ "#edge-" (index) } startOffset="50%" text-anchor="middle" {
+                        @if let Some((_, middle)) = path.get(path.len() / 2) {
+                            text x=(format!("{:.1}", middle.x - shift.x + 6.0)) y=(format!("{:.1}", middle.y - shift.y)) font-size="12" fill=(color) {
                                 (word) (if edge.required { "" } else { "optional " }) (edge.range)
                             }
                         }
@@ -375,13 +394,21 @@ pub(crate) async fn graph(
                 Some(_) => EdgeState::Conflicting,
             };
             nodes.entry(edge.to.to_string()).or_insert(Node::Missing);
-            edges.push(DrawnEdge {
+            let drawn = DrawnEdge {
                 from: plugin.to_string(),
                 to: edge.to.to_string(),
                 range: edge.range.as_str().to_owned(),
                 required: edge.required,
                 state,
-            });
+            };
+            // A plugin depending on two services of another is one arrow between the two.
+            match edges
+                .iter_mut()
+                .find(|known: &&mut DrawnEdge| known.from == drawn.from && known.to == drawn.to)
+            {
+                Some(known) => known.absorb(drawn),
+                None => edges.push(drawn),
+            }
         }
     }
     let problems: Vec<&DrawnEdge> = edges
@@ -531,6 +558,19 @@ mod tests {
             2,
             "{drawn_cycle}"
         );
+    }
+
+    #[test]
+    fn two_dependencies_between_two_plugins_are_one_edge() {
+        let mut merged = edge("a", "b", false, EdgeState::Met);
+        merged.absorb(edge("a", "b", true, EdgeState::Met));
+        assert!(merged.required);
+        assert_eq!(merged.range, "^1.0.0");
+        let mut other = edge("a", "b", true, EdgeState::Conflicting);
+        other.range = "^2.0.0".to_owned();
+        merged.absorb(other);
+        assert_eq!(merged.range, "^1.0.0 and ^2.0.0");
+        assert_eq!(merged.state, EdgeState::Conflicting);
     }
 
     #[test]
