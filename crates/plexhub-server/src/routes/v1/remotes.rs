@@ -111,8 +111,16 @@ async fn remotes(state: &AppState, tenant: &Tenant) -> Result<RemoteList, ApiErr
         else {
             continue;
         };
-        let manifest = validate_manifest(&published.manifest)
-            .map_err(|_| ApiError::internal(&"a stored manifest no longer validates"))?;
+        // A version published before its `frontend` was validated (an http remote, say) is
+        // left out of the shell rather than failing the tenant's whole answer.
+        let Ok(manifest) = validate_manifest(&published.manifest) else {
+            tracing::warn!(
+                plugin = %installation.plugin_id,
+                version = %installation.version,
+                "a stored manifest no longer validates; its UI remote is not offered to the shell"
+            );
+            continue;
+        };
         let Some(frontend) = manifest.frontend else {
             continue;
         };
