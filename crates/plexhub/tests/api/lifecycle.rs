@@ -247,6 +247,17 @@ async fn yanked_and_deprecated_versions(app: TestApp) {
         (shown["version"].clone(), shown["yanked"].clone()),
         (json!("1.2.0"), json!(true))
     );
+    // The list says the same (it reads the catalog once for every installation).
+    let listed = app
+        .admin(Method::GET, "/api/v1/tenants/acme/installations", None)
+        .await;
+    let listed = listed.assert_status(200)["installations"].clone();
+    let crm_listed = listed
+        .as_array()
+        .and_then(|all| all.iter().find(|i| i["pluginId"] == "plugin-crm"))
+        .cloned()
+        .expect("CRM listed");
+    assert_eq!(crm_listed["yanked"], json!(true));
     app.as_plugin(&crm, Method::GET, "/api/v1/whoami")
         .await
         .assert_status(200);

@@ -23,8 +23,8 @@ use plexhub_core::tenant::Tenant;
 use plexhub_core::version::{Version, VersionRange};
 use plexhub_store::feed::Change;
 use plexhub_store::{
-    CredentialRecord, InstallationUpdate, NewInstallation, StoreError, StoredSigningSecret,
-    SubscriptionSpec,
+    CredentialRecord, InstallationUpdate, NewInstallation, PublishedVersion, StoreError,
+    StoredSigningSecret, SubscriptionSpec,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -183,16 +183,20 @@ impl InstallationView {
         tenant: &Tenant,
         installation: &Installation,
     ) -> Result<Self, ApiError> {
-        let mut view = Self::new(state, tenant, installation);
-        if let Some(version) = state
+        let version = state
             .store
             .plugin_version(&installation.plugin_id, &installation.version)
-            .await?
-        {
-            view.deprecation = DeprecationView::of(&version);
-            view.yanked = version.standing.yanked;
+            .await?;
+        Ok(Self::new(state, tenant, installation).standing(version.as_ref()))
+    }
+
+    /// The view with where `version` (its catalog version, when found) stands.
+    fn standing(mut self, version: Option<&PublishedVersion>) -> Self {
+        if let Some(version) = version {
+            self.deprecation = DeprecationView::of(version);
+            self.yanked = version.standing.yanked;
         }
-        Ok(view)
+        self
     }
 }
 
@@ -760,12 +764,22 @@ async fn list_installations(
 ) -> Result<Json<InstallationList>, ApiError> {
     let tenant = find_tenant(&state, &slug).await?;
     let installations = state.store.installations(tenant.id).await?;
-    let mut views = Vec::with_capacity(installations.len());
-    for installation in &installations {
-        views.push(InstallationView::with_catalog(&state, &tenant, installation).await?);
-    }
+    // One read of the catalog for the whole list, not one per installation.
+    let catalog = state.store.all_versions().await?;
+    let by_version: std::collections::HashMap<(&PluginId, &Version), &PublishedVersion> = catalog
+        .iter()
+        .map(|version| ((&version.plugin_id, &version.version), version))
+        .collect();
     Ok(Json(InstallationList {
-        installations: views,
+        installations: installations
+            .iter()
+            .map(|installation| {
+                let version = by_version
+                    .get(&(&installation.plugin_id, &installation.version))
+                    .copied();
+                InstallationView::new(&state, &tenant, installation).standing(version)
+            })
+            .collect(),
     }))
 }
 
