@@ -70,6 +70,7 @@ async fn hub(database_url: &str) -> String {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: Secret::new(database_url),
         redis_url: None,
+        events_url: None,
         admin_token: Secret::new(ADMIN),
         max_body_bytes: 4 * 1024 * 1024,
         max_value_bytes: 256 * 1024,

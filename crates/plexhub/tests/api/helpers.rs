@@ -115,6 +115,8 @@ pub struct TestApp {
 #[derive(Default)]
 pub struct Options {
     pub redis_url: Option<String>,
+    /// `nats://…`: the event bus on JetStream (default: in the database).
+    pub events_url: Option<String>,
     pub max_body_bytes: Option<usize>,
     /// Gateway limits and timeouts (default: the hub's defaults).
     pub gateway: Option<plexhub_server::GatewaySettings>,
@@ -161,6 +163,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
         listen: "127.0.0.1:0".parse().expect("address"),
         database_url: Secret::new(database_url.clone()),
         redis_url: options.redis_url.map(Secret::new),
+        events_url: options.events_url.map(Secret::new),
         admin_token: Secret::new(ADMIN),
         max_body_bytes: options.max_body_bytes.unwrap_or(1024 * 1024),
         max_value_bytes: options.max_value_bytes.unwrap_or(256 * 1024),
@@ -359,6 +362,14 @@ macro_rules! on_both_backends {
 /// Two hubs on one fresh PostgreSQL database and the Redis server, both ready (their change
 /// feed connected); `None` (a visible note) without the services outside CI.
 pub async fn two_hubs(clock: Option<Clock>) -> Option<(TestApp, TestApp)> {
+    two_hubs_with(clock, None).await
+}
+
+/// [`two_hubs`] with their event bus on JetStream at `events_url` when given.
+pub async fn two_hubs_with(
+    clock: Option<Clock>,
+    events_url: Option<String>,
+) -> Option<(TestApp, TestApp)> {
     let (Some(_), Some(redis_url)) = (
         service_url("PLEXHUB_TEST_DATABASE_URL"),
         service_url("PLEXHUB_TEST_REDIS_URL"),
@@ -369,6 +380,7 @@ pub async fn two_hubs(clock: Option<Clock>) -> Option<(TestApp, TestApp)> {
     let keys = vec![plexhub_core::signing::HubKey::generate()];
     let options = |database_url: Option<String>| Options {
         redis_url: Some(redis_url.clone()),
+        events_url: events_url.clone(),
         clock: clock.clone(),
         database_url,
         signing_keys: Some(keys.clone()),

@@ -179,7 +179,7 @@ async fn publish(
         }
         events.push(event);
     }
-    let published = state.store.publish_events(tenant, &events, now).await?;
+    let published = state.bus.publish_events(tenant, &events, now).await?;
     let fresh = published.iter().filter(|p| !p.duplicate).count();
     state
         .metrics
@@ -229,14 +229,14 @@ impl ChangeLog for EventLog {
     async fn read_after(&self, after: i64) -> Batch {
         let tenant = self.scope.tenant.id;
         if after == i64::MAX {
-            return match self.state.store.latest_event_seq(tenant).await {
+            return match self.state.bus.latest_event_seq(tenant).await {
                 Ok(current) => Batch::Reset { current },
                 Err(_) => Batch::Failed,
             };
         }
         let read = self
             .state
-            .store
+            .bus
             .events_since(tenant, after.max(0), watch::BATCH)
             .await;
         let Ok(stored) = read else {
@@ -333,7 +333,7 @@ async fn list_subscriptions(
     scope: TenantScope,
     State(state): State<AppState>,
 ) -> Result<Json<SubscriptionList>, ApiError> {
-    let subscriptions = state.store.subscriptions(Some(scope.tenant.id)).await?;
+    let subscriptions = state.bus.subscriptions(Some(scope.tenant.id)).await?;
     Ok(Json(SubscriptionList {
         subscriptions: subscriptions
             .into_iter()
@@ -407,7 +407,7 @@ async fn list_dead_letters(
 ) -> Result<Json<DeadLetterList>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let letters = state
-        .store
+        .bus
         .dead_letters(scope.tenant.id, query.subscription.as_deref(), limit)
         .await?;
     let caller = scope.calling_plugin().map(ToString::to_string);
@@ -431,7 +431,7 @@ async fn own_dead_letter(
     id: &str,
 ) -> Result<plexhub_store::DeadLetter, ApiError> {
     let letter = state
-        .store
+        .bus
         .dead_letter(scope.tenant.id, id)
         .await?
         .ok_or_else(|| {
@@ -466,7 +466,7 @@ async fn retry_dead_letter(
     own_dead_letter(&scope, &state, &id).await?;
     let now = state.clock.now_ms();
     if !state
-        .store
+        .bus
         .retry_dead_letter(scope.tenant.id, &id, now)
         .await?
     {
@@ -495,7 +495,7 @@ async fn drop_dead_letter(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     own_dead_letter(&scope, &state, &id).await?;
-    if state.store.drop_dead_letter(scope.tenant.id, &id).await? {
+    if state.bus.drop_dead_letter(scope.tenant.id, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::new(

@@ -810,7 +810,7 @@ async fn activate_services(
         })
         .collect();
     state
-        .store
+        .bus
         .replace_subscriptions(
             tenant.id,
             &installation.plugin_id,
