@@ -220,32 +220,42 @@ struct ConsumerSpec {
     ordered: bool,
 }
 
+/// The subjects of a tenant's stream (`ev`, `rt` or `dl`): everything its consumers may bind.
+fn stream_subjects(kind: &str, tenant: TenantId) -> String {
+    format!("plexhub.{kind}.{}.>", tenant_hex(tenant))
+}
+
+/// The consumers of one subscription.
+fn consumer_specs(target: &SubscriptionTarget, partitions: u16) -> Vec<ConsumerSpec> {
+    let tenant = tenant_hex(target.tenant_id);
+    let id = name_hex(&target.id);
+    let pattern = nats_pattern(&target.spec.pattern);
+    let mut specs: Vec<ConsumerSpec> = (0..partitions)
+        .map(|part| ConsumerSpec {
+            stream: event_stream(target.tenant_id),
+            name: format!("{id}_{part}"),
+            filter: format!("plexhub.ev.{tenant}.{part}.{pattern}"),
+            ordered: true,
+        })
+        .collect();
+    specs.push(ConsumerSpec {
+        stream: event_stream(target.tenant_id),
+        name: format!("{id}_u"),
+        filter: format!("plexhub.ev.{tenant}.u.{pattern}"),
+        ordered: false,
+    });
+    specs.push(ConsumerSpec {
+        stream: retry_stream(target.tenant_id),
+        name: format!("{id}_r"),
+        filter: format!("plexhub.rt.{tenant}.{id}"),
+        ordered: false,
+    });
+    specs
+}
+
 impl Inner {
     fn consumers(&self, target: &SubscriptionTarget) -> Vec<ConsumerSpec> {
-        let tenant = tenant_hex(target.tenant_id);
-        let id = name_hex(&target.id);
-        let pattern = nats_pattern(&target.spec.pattern);
-        let mut specs: Vec<ConsumerSpec> = (0..self.settings.partitions)
-            .map(|part| ConsumerSpec {
-                stream: event_stream(target.tenant_id),
-                name: format!("{id}_{part}"),
-                filter: format!("plexhub.ev.{tenant}.{part}.{pattern}"),
-                ordered: true,
-            })
-            .collect();
-        specs.push(ConsumerSpec {
-            stream: event_stream(target.tenant_id),
-            name: format!("{id}_u"),
-            filter: format!("plexhub.ev.{tenant}.u.{pattern}"),
-            ordered: false,
-        });
-        specs.push(ConsumerSpec {
-            stream: retry_stream(target.tenant_id),
-            name: format!("{id}_r"),
-            filter: format!("plexhub.rt.{tenant}.{id}"),
-            ordered: false,
-        });
-        specs
+        consumer_specs(target, self.settings.partitions)
     }
 
     fn consumer_config(&self, spec: &ConsumerSpec) -> pull::Config {
@@ -271,7 +281,6 @@ impl Inner {
         if self.streams.lock().expect("streams").contains(&tenant) {
             return Ok(());
         }
-        let hex = tenant_hex(tenant);
         let limited = |name: String, subjects: String, max_age: Duration| stream::Config {
             name,
             subjects: vec![subjects],
@@ -286,19 +295,19 @@ impl Inner {
         let configs = [
             limited(
                 event_stream(tenant),
-                format!("plexhub.ev.{hex}.>"),
+                stream_subjects("ev", tenant),
                 self.settings.retention,
             ),
             limited(
                 retry_stream(tenant),
-                format!("plexhub.rt.{hex}.>"),
+                stream_subjects("rt", tenant),
                 self.settings.retention,
             ),
             stream::Config {
                 max_bytes: -1,
                 ..limited(
                     dead_letter_stream(tenant),
-                    format!("plexhub.dl.{hex}.>"),
+                    stream_subjects("dl", tenant),
                     Duration::ZERO,
                 )
             },
@@ -1097,6 +1106,51 @@ mod tests {
         assert_eq!(parts.len(), 16, "keys spread over every partition");
         assert_eq!(partition_of("c1", 16), partition_of("c1", 16));
         assert!(partition_of("c1", 1) == 0);
+    }
+
+    #[test]
+    fn every_consumer_binds_its_own_tenant_subjects_only() {
+        let tenant = TenantId::new_random();
+        let target = SubscriptionTarget {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant_id: tenant,
+            tenant_slug: "acme".to_owned(),
+            plugin_id: "plugin-analytics".to_owned(),
+            base_url: "http://127.0.0.1:9".to_owned(),
+            spec: SubscriptionSpec {
+                pattern: "plugin.crm.#".to_owned(),
+                endpoint: "/events".to_owned(),
+                max_attempts: 4,
+            },
+            active: true,
+        };
+        let specs = consumer_specs(&target, 4);
+        assert_eq!(
+            specs.len(),
+            4 + 2,
+            "a consumer per partition, unkeyed, retries"
+        );
+        for spec in &specs {
+            let kind = if spec.stream == retry_stream(tenant) {
+                "rt"
+            } else {
+                assert_eq!(spec.stream, event_stream(tenant));
+                "ev"
+            };
+            let subjects = stream_subjects(kind, tenant);
+            let prefix = subjects.trim_end_matches('>');
+            assert!(
+                spec.filter.starts_with(prefix) && spec.filter.len() > prefix.len(),
+                "{} outside {subjects}",
+                spec.filter
+            );
+            assert!(!spec.filter.contains('#'), "{}", spec.filter);
+        }
+        assert_eq!(
+            specs.iter().filter(|spec| spec.ordered).count(),
+            4,
+            "only the partitions keep order"
+        );
     }
 
     #[test]
