@@ -323,16 +323,38 @@ impl Inner {
         Ok(())
     }
 
-    /// Reads the subscriptions again.
+    /// Reads the subscriptions again, and deletes the consumers of those gone (replaced, or
+    /// uninstalled with their installation; whichever hub sees it first, the others find
+    /// nothing to delete).
     async fn reload(&self) -> StoreResult<()> {
         let mut loaded = self.loaded.lock().await;
         let started = tokio::time::Instant::now();
-        let targets = self.store.subscription_targets().await?;
-        *self.targets.lock().expect("targets") = targets
+        let targets: HashMap<String, SubscriptionTarget> = self
+            .store
+            .subscription_targets()
+            .await?
             .into_iter()
             .map(|target| (target.id.clone(), target))
             .collect();
+        let gone: Vec<SubscriptionTarget> = {
+            let mut cached = self.targets.lock().expect("targets");
+            let gone = cached
+                .values()
+                .filter(|target| !targets.contains_key(&target.id))
+                .cloned()
+                .collect();
+            *cached = targets;
+            gone
+        };
         *loaded = started;
+        drop(loaded);
+        for target in &gone {
+            for spec in self.consumers(target) {
+                if let Ok(stream) = self.js.get_stream_no_info(&spec.stream).await {
+                    let _ = stream.delete_consumer(&spec.name).await;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -745,20 +767,13 @@ impl EventStore for JetStreamBus {
     ) -> StoreResult<()> {
         let inner = &self.inner;
         inner.ensure_streams(tenant_id).await?;
+        // Read first, so that the subscriptions this replaces are known and their consumers
+        // deleted by the read after it.
+        inner.reload().await?;
         inner
             .store
             .replace_subscriptions(tenant_id, plugin_id, specs, now_ms)
             .await?;
-        let before: Vec<SubscriptionTarget> = inner
-            .targets
-            .lock()
-            .expect("targets")
-            .values()
-            .filter(|target| {
-                target.tenant_id == tenant_id && target.plugin_id == plugin_id.as_str()
-            })
-            .cloned()
-            .collect();
         inner.reload().await?;
         let after: Vec<SubscriptionTarget> = inner
             .targets
@@ -783,16 +798,6 @@ impl EventStore for JetStreamBus {
                     .get_or_create_consumer(&spec.name, inner.consumer_config(&spec))
                     .await
                     .map_err(|error| bus_error("cannot create a consumer", error))?;
-            }
-        }
-        for gone in before
-            .iter()
-            .filter(|old| after.iter().all(|new| new.id != old.id))
-        {
-            for spec in inner.consumers(gone) {
-                if let Ok(stream) = inner.js.get_stream_no_info(&spec.stream).await {
-                    let _ = stream.delete_consumer(&spec.name).await;
-                }
             }
         }
         inner.sync_pullers();

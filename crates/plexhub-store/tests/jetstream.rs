@@ -135,6 +135,21 @@ async fn a_tenant_consumer_cannot_bind_another_tenants_subjects(store: Arc<dyn S
             .is_empty(),
         "globex's subscription got acme's event"
     );
+
+    // A subscription replaced away takes its consumers along.
+    let id = bus.subscriptions(Some(acme)).await.unwrap()[0]
+        .id
+        .replace('-', "");
+    let unkeyed = format!("{id}_u");
+    assert!(acme_log.consumer_info(&unkeyed).await.is_ok());
+    let analytics = PluginId::parse("plugin-analytics").unwrap();
+    bus.replace_subscriptions(acme, &analytics, &[], NOW)
+        .await
+        .unwrap();
+    assert!(
+        acme_log.consumer_info(&unkeyed).await.is_err(),
+        "the consumers of a replaced subscription are left"
+    );
     stop.cancel();
 }
 
