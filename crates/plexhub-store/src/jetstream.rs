@@ -128,6 +128,14 @@ struct Inner {
     arrived: Notify,
     /// Deliveries handed to the worker, by lease token.
     held: Mutex<HashMap<String, Acker>>,
+    /// Outcomes not yet added to the subscriptions' counters in the database, by
+    /// subscription: (delivered, dead-lettered). Written by a task of their own, so that no
+    /// acknowledgement waits for the database.
+    counts: Mutex<HashMap<String, (i64, i64)>>,
+    /// Rung when there are counts to write.
+    counted: Notify,
+    /// Held while counts are written (a reader of the counters waits for this hub's).
+    counting: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
 }
 
@@ -521,6 +529,78 @@ impl Inner {
         }
     }
 
+    fn add_counts(&self, counts: HashMap<String, (i64, i64)>) {
+        let mut pending = self.counts.lock().expect("counts");
+        for (id, (delivered, dead)) in counts {
+            if delivered + dead > 0 {
+                let count = pending.entry(id).or_default();
+                count.0 += delivered;
+                count.1 += dead;
+            }
+        }
+        if !pending.is_empty() {
+            self.counted.notify_one();
+        }
+    }
+
+    /// Adds the outcomes counted so far to the database's counters; kept for the next time
+    /// when the database refuses.
+    async fn flush_counts(&self) -> StoreResult<()> {
+        let _writing = self.counting.lock().await;
+        let counts: Vec<OutcomeCount> = self
+            .counts
+            .lock()
+            .expect("counts")
+            .drain()
+            .map(
+                |(subscription_id, (delivered, dead_lettered))| OutcomeCount {
+                    subscription_id,
+                    delivered,
+                    dead_lettered,
+                },
+            )
+            .collect();
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let written = self.store.count_outcomes(&counts).await;
+        if written.is_err() {
+            self.add_counts(
+                counts
+                    .into_iter()
+                    .map(|count| {
+                        (
+                            count.subscription_id,
+                            (count.delivered, count.dead_lettered),
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        written
+    }
+
+    /// Writes the counts as they come (in batches while the database is busy) until the hub
+    /// stops, then the last ones.
+    async fn write_counts(self: Arc<Self>) {
+        loop {
+            let stopping = tokio::select! {
+                () = self.shutdown.cancelled() => true,
+                () = self.counted.notified() => false,
+            };
+            if let Err(error) = self.flush_counts().await {
+                tracing::warn!(%error, "cannot count delivery outcomes; trying again");
+                tokio::time::sleep(PULL_PAUSE).await;
+            }
+            if stopping {
+                // Outcomes the worker records while it finishes come after this: wait for them.
+                tokio::time::sleep(self.settings.ack_wait).await;
+                let _ = self.flush_counts().await;
+                return;
+            }
+        }
+    }
+
     /// Keeps the pullers in step with the subscriptions until the hub stops, then gives back
     /// what the worker has not taken (another hub takes it at once).
     async fn follow(self: Arc<Self>) {
@@ -686,11 +766,15 @@ impl JetStreamBus {
             inbox: tokio::sync::Mutex::new(inbox),
             arrived: Notify::new(),
             held: Mutex::new(HashMap::new()),
+            counts: Mutex::new(HashMap::new()),
+            counted: Notify::new(),
+            counting: tokio::sync::Mutex::new(()),
             shutdown,
         });
         inner.reload().await?;
         inner.sync_pullers();
         tokio::spawn(inner.clone().follow());
+        tokio::spawn(inner.clone().write_counts());
         Ok(Self { inner })
     }
 }
@@ -806,6 +890,8 @@ impl EventStore for JetStreamBus {
 
     async fn subscriptions(&self, tenant_id: Option<TenantId>) -> StoreResult<Vec<Subscription>> {
         let inner = &self.inner;
+        // This hub's own outcomes are in the counters read (the others' within moments).
+        inner.flush_counts().await?;
         let mut subscriptions = inner.store.subscriptions(tenant_id).await?;
         let targets = inner.targets.lock().expect("targets").clone();
         let lags = subscriptions.iter().map(|subscription| async {
@@ -862,7 +948,7 @@ impl EventStore for JetStreamBus {
         _lease_next_ms: Option<i64>,
     ) -> StoreResult<Vec<ClaimedDelivery>> {
         let inner = &self.inner;
-        let mut counts: HashMap<&str, (i64, i64)> = HashMap::new();
+        let mut counts: HashMap<String, (i64, i64)> = HashMap::new();
         for (delivery, outcome) in outcomes {
             let acker = inner
                 .held
@@ -872,7 +958,7 @@ impl EventStore for JetStreamBus {
             let Some(acker) = acker else {
                 continue;
             };
-            let count = counts.entry(&delivery.subscription_id).or_default();
+            let count = counts.entry(delivery.subscription_id.clone()).or_default();
             match outcome {
                 DeliveryOutcome::Acknowledged => {
                     count.0 += 1;
@@ -899,18 +985,7 @@ impl EventStore for JetStreamBus {
                 }
             }
         }
-        let counts: Vec<OutcomeCount> = counts
-            .into_iter()
-            .filter(|(_, (delivered, dead))| delivered + dead > 0)
-            .map(|(id, (delivered, dead_lettered))| OutcomeCount {
-                subscription_id: id.to_owned(),
-                delivered,
-                dead_lettered,
-            })
-            .collect();
-        if !counts.is_empty() {
-            inner.store.count_outcomes(&counts).await?;
-        }
+        inner.add_counts(counts);
         Ok(Vec::new())
     }
 
