@@ -925,6 +925,20 @@ macro_rules! event_store {
                 Ok(seq.unwrap_or(0))
             }
 
+            async fn event_seq_at(&self, tenant_id: TenantId, at_ms: i64) -> StoreResult<i64> {
+                let first: Option<i64> = sqlx::query_scalar(
+                    "SELECT MIN(seq) FROM events WHERE tenant_id = $1 AND published_at >= $2",
+                )
+                .bind(tenant_id.to_string())
+                .bind(at_ms)
+                .fetch_one(&self.pool)
+                .await?;
+                match first {
+                    Some(seq) => Ok(seq - 1),
+                    None => self.latest_event_seq(tenant_id).await,
+                }
+            }
+
             async fn prune_events(&self, before_ms: i64) -> StoreResult<u64> {
                 let done = sqlx::query(
                     "DELETE FROM events WHERE published_at < $1 \

@@ -632,6 +632,28 @@ impl Inner {
         start: u64,
         limit: u32,
     ) -> StoreResult<Vec<jetstream::Message>> {
+        self.read_from(
+            stream,
+            filter,
+            DeliverPolicy::ByStartSequence {
+                start_sequence: start,
+            },
+            start,
+            limit,
+        )
+        .await
+    }
+
+    /// [`Inner::read`] from where `policy` says (and nothing when the stream ends before
+    /// `start`).
+    async fn read_from(
+        &self,
+        stream: &str,
+        filter: String,
+        policy: DeliverPolicy,
+        start: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<jetstream::Message>> {
         let stream = match self.js.get_stream(stream).await {
             Ok(stream) => stream,
             Err(error) if is_not_found(&error) => return Ok(Vec::new()),
@@ -643,9 +665,7 @@ impl Inner {
         let consumer = stream
             .create_consumer(pull::Config {
                 filter_subject: filter,
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: start,
-                },
+                deliver_policy: policy,
                 ack_policy: AckPolicy::None,
                 inactive_threshold: Duration::from_secs(10),
                 ..pull::Config::default()
@@ -1147,6 +1167,28 @@ impl EventStore for JetStreamBus {
             }
             Err(error) if is_not_found(&error) => Ok(0),
             Err(error) => Err(bus_error("cannot read the log", error)),
+        }
+    }
+
+    async fn event_seq_at(&self, tenant_id: TenantId, at_ms: i64) -> StoreResult<i64> {
+        // By the time JetStream stored the events (the hub's publication time, give or take
+        // the clocks of two machines).
+        let nanos = i128::from(at_ms) * 1_000_000;
+        let start_time = async_nats::datetime::from_nanos(nanos)
+            .map_err(|error| bus_error("cannot read from that time", error))?;
+        let first = self
+            .inner
+            .read_from(
+                &event_stream(tenant_id),
+                format!("plexhub.ev.{}.>", tenant_hex(tenant_id)),
+                DeliverPolicy::ByStartTime { start_time },
+                1,
+                1,
+            )
+            .await?;
+        match first.first().and_then(|message| message.info().ok()) {
+            Some(info) => Ok(i64::try_from(info.stream_sequence).unwrap_or(i64::MAX) - 1),
+            None => self.latest_event_seq(tenant_id).await,
         }
     }
 

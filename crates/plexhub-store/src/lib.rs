@@ -994,6 +994,9 @@ pub trait EventStore: Send + Sync {
     ) -> StoreResult<Vec<StoredEvent>>;
     /// The position of the tenant's newest event (0 before the first).
     async fn latest_event_seq(&self, tenant_id: TenantId) -> StoreResult<i64>;
+    /// The position just before the tenant's first retained event published at `at_ms` or
+    /// later (reading after it replays from that time); the newest position when there is none.
+    async fn event_seq_at(&self, tenant_id: TenantId, at_ms: i64) -> StoreResult<i64>;
     /// Deletes events published before `before_ms` that no delivery or dead letter needs.
     async fn prune_events(&self, before_ms: i64) -> StoreResult<u64>;
     /// Every subscription with where its deliveries go (every tenant's).

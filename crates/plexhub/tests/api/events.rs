@@ -903,14 +903,25 @@ async fn a_killed_hub_resumes_deliveries_on_jetstream() {
 
 /// Reads a Server-Sent Events stream for `wait`, returning what arrived.
 pub(crate) async fn read_stream(app: &TestApp, token: &str, query: &str, wait: Duration) -> String {
-    let mut response = app
+    read_stream_from(app, token, query, Some("0"), wait).await
+}
+
+/// [`read_stream`] with `Last-Event-ID: <resume>` when given.
+async fn read_stream_from(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    resume: Option<&str>,
+    wait: Duration,
+) -> String {
+    let mut request = app
         .http
         .get(format!("{}/api/v1/events/stream{query}", app.base))
-        .bearer_auth(token)
-        .header("last-event-id", "0")
-        .send()
-        .await
-        .expect("stream");
+        .bearer_auth(token);
+    if let Some(resume) = resume {
+        request = request.header("last-event-id", resume);
+    }
+    let mut response = request.send().await.expect("stream");
     assert_eq!(response.status(), 200);
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + wait;
@@ -958,6 +969,30 @@ async fn the_stream_replays_what_the_reader_may_read(app: TestApp) {
     app.send(
         Method::GET,
         "/api/v1/events/stream?pattern=a.%23.b",
+        Some(&crm),
+        &[],
+        None,
+    )
+    .await
+    .assert_error(400, "INVALID_PARAMETER");
+
+    // From a time: what was published since then, not before.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let since = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    publish(
+        &app,
+        &crm,
+        json!({"type": "plugin.crm.contact.created", "id": "s-2"}),
+    )
+    .await;
+    let query = format!("?pattern=plugin.crm.%23&since={since}");
+    let recent = read_stream_from(&app, &crm, &query, None, Duration::from_millis(500)).await;
+    assert!(recent.contains("\"id\":\"s-2\""), "{recent}");
+    assert!(!recent.contains("\"id\":\"s-1\""), "{recent}");
+    app.send(
+        Method::GET,
+        "/api/v1/events/stream?since=yesterday",
         Some(&crm),
         &[],
         None,

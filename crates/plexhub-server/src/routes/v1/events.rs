@@ -206,6 +206,9 @@ pub struct StreamQuery {
     /// Event types to follow (`*` one segment, final `#` the rest); default: all the caller
     /// may read.
     pattern: Option<String>,
+    /// Without `Last-Event-ID`: replay the retained events published from this time on
+    /// (RFC 3339, e.g. `2026-12-06T18:00:00Z`) first.
+    since: Option<String>,
 }
 
 /// The tenant's event log as a stream, filtered.
@@ -265,7 +268,8 @@ impl ChangeLog for EventLog {
 
 /// Server-Sent Events of the tenant's events the caller may read (the hub's, its own, those
 /// of plugins its manifest depends on), from now on; with `Last-Event-ID: <seq>` it replays
-/// the retained log after that position first (`0`: everything retained).
+/// the retained log after that position first (`0`: everything retained), with `?since=<time>`
+/// the retained events published from that time on.
 #[utoipa::path(get, path = "/api/v1/events/stream", tag = "events", params(StreamQuery),
     responses((status = 200, description = "text/event-stream: `id` = seq, `event` = type, `data` = the CloudEvent"),
         (status = 400, description = "INVALID_PARAMETER", body = ErrorEnvelope)),
@@ -292,7 +296,28 @@ async fn stream(
             Some((plugin.plugin_id.clone(), dependencies))
         }
     };
-    let resume = watch::resume_id(&headers);
+    let since = match query.since.as_deref() {
+        None => None,
+        Some(text) => {
+            let time = humantime::parse_rfc3339_weak(text).map_err(|error| {
+                ApiError::new(
+                    ErrorCode::InvalidParameter,
+                    format!("since: {error} (RFC 3339, e.g. 2026-12-06T18:00:00Z)"),
+                )
+            })?;
+            let ms = time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| {
+                    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+                });
+            Some(ms)
+        }
+    };
+    let resume = match (watch::resume_id(&headers), since) {
+        (Some(id), _) => Some(id),
+        (None, Some(ms)) => Some(state.bus.event_seq_at(scope.tenant.id, ms).await?),
+        (None, None) => None,
+    };
     let log = EventLog {
         state: state.clone(),
         scope,
