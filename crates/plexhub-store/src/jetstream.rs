@@ -1205,6 +1205,30 @@ impl EventStore for JetStreamBus {
         self.inner.store.count_outcomes(counts).await
     }
 
+    async fn forget_tenant(&self, tenant_id: TenantId) -> StoreResult<()> {
+        let inner = &self.inner;
+        inner.streams.lock().expect("streams").remove(&tenant_id);
+        for name in [
+            event_stream(tenant_id),
+            retry_stream(tenant_id),
+            dead_letter_stream(tenant_id),
+        ] {
+            match inner.js.delete_stream(&name).await {
+                Ok(_) => {}
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        async_nats::jetstream::context::DeleteStreamErrorKind::JetStream(inner)
+                            if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                    ) => {}
+                Err(error) => {
+                    return Err(bus_error(&format!("cannot delete stream {name}"), error));
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn deliveries_waiting(&self) {
         self.inner.arrived.notified().await;
     }

@@ -1003,6 +1003,11 @@ pub trait EventStore: Send + Sync {
     async fn subscription_targets(&self) -> StoreResult<Vec<SubscriptionTarget>>;
     /// Adds delivery outcomes counted outside the database to the subscriptions' counters.
     async fn count_outcomes(&self, counts: &[OutcomeCount]) -> StoreResult<()>;
+    /// Drops what the bus keeps of a deleted tenant outside the database; the SQL bus's rows
+    /// went with the tenant's (`ON DELETE CASCADE`).
+    async fn forget_tenant(&self, _tenant_id: TenantId) -> StoreResult<()> {
+        Ok(())
+    }
     /// Resolves once deliveries may be claimable that the change feed did not announce (a bus
     /// that receives them from elsewhere); the SQL bus learns of them through the feed only.
     async fn deliveries_waiting(&self) {

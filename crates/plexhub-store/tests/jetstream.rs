@@ -150,6 +150,24 @@ async fn a_tenant_consumer_cannot_bind_another_tenants_subjects(store: Arc<dyn S
         acme_log.consumer_info(&unkeyed).await.is_err(),
         "the consumers of a replaced subscription are left"
     );
+
+    // A deleted tenant's streams go with it; the other tenant's stay.
+    bus.forget_tenant(acme).await.unwrap();
+    assert!(
+        js.get_stream(format!("PLEXHUB_EV_{}", hex(acme)))
+            .await
+            .is_err()
+    );
+    assert!(
+        js.get_stream(format!("PLEXHUB_DL_{}", hex(acme)))
+            .await
+            .is_err()
+    );
+    assert!(
+        js.get_stream(format!("PLEXHUB_EV_{}", hex(globex)))
+            .await
+            .is_ok()
+    );
     stop.cancel();
 }
 
