@@ -168,6 +168,7 @@ async fn a_tenant_consumer_cannot_bind_another_tenants_subjects(store: Arc<dyn S
             .await
             .is_ok()
     );
+    bus.forget_tenant(globex).await.unwrap();
     stop.cancel();
 }
 
@@ -255,6 +256,7 @@ async fn a_delivery_retries_dies_and_comes_back(store: Arc<dyn Store>) {
     let replayed = bus.events_since(acme, 0, 10).await.unwrap();
     assert_eq!(replayed.len(), 1);
     assert_eq!(replayed[0].event.event_id, "e-1");
+    bus.forget_tenant(acme).await.unwrap();
     stop.cancel();
 }
 
