@@ -865,7 +865,7 @@ async fn a_killed_hub_resumes_deliveries(database_url: Option<String>, events_ur
         "killed mid-way ({delivered_before} delivered)"
     );
 
-    let (_second, _, _) = crate::cli::serve(dir.path(), &args, &[]).await;
+    let (_second, second_address, _) = crate::cli::serve(dir.path(), &args, &[]).await;
     eventually("all 30 delivered after the restart", || {
         let mut ids = ids_of(&subscriber.acknowledged(), "plugin.crm.contact.created");
         ids.sort();
@@ -873,6 +873,14 @@ async fn a_killed_hub_resumes_deliveries(database_url: Option<String>, events_ur
         ids.len() == 30
     })
     .await;
+    // The tenant goes with what it keeps outside the database (JetStream's streams).
+    let deleted = http
+        .delete(format!("{second_address}/api/v1/tenants/acme"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete the tenant");
+    assert_eq!(deleted.status(), 204);
 }
 
 #[tokio::test]
