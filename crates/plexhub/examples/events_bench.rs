@@ -204,6 +204,18 @@ async fn wait_for(arrivals: &Arrivals, count: usize) {
     }
 }
 
+/// Deletes the scenario's tenant, and with it what it left outside the database (JetStream's
+/// streams on a NATS server that outlives the bench).
+async fn forget(http: &reqwest::Client, hub: &str) {
+    let response = http
+        .delete(format!("{hub}/api/v1/tenants/bench"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+}
+
 fn percentile(sorted: &[i64], p: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index] as f64 / 1000.0
@@ -248,6 +260,7 @@ async fn throughput(backing: &Backing) -> (f64, f64) {
     let published_in = started.elapsed();
     wait_for(&arrivals, THROUGHPUT_EVENTS).await;
     let delivered_in = started.elapsed();
+    forget(&http, &hubs[0]).await;
     (
         THROUGHPUT_EVENTS as f64 / published_in.as_secs_f64(),
         THROUGHPUT_EVENTS as f64 / delivered_in.as_secs_f64(),
@@ -278,6 +291,7 @@ async fn latency(backing: &Backing) -> Vec<i64> {
         });
     }
     wait_for(&arrivals, 1_000 * per_tick).await;
+    forget(&http, &hubs[0]).await;
     let mut publishes = durations.0.lock().unwrap().clone();
     publishes.sort_unstable();
     eprintln!(
