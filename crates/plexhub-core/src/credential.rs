@@ -1,4 +1,6 @@
-//! Credentials: the admin token and per-installation plugin credentials `phk_<id>.<secret>`.
+//! Credentials: the admin token, per-installation plugin credentials `phk_<id>.<secret>` and
+//! per-tenant read-only shell credentials `phs_<id>.<secret>` (the web shell reads its plugins'
+//! UI remotes with one; it is not a plugin).
 //!
 //! A plugin credential's secret is 32 random bytes (base64url); only its SHA-256 is stored, and
 //! comparisons are constant-time. SHA-256 suffices (no password hashing) because the secret is
@@ -15,6 +17,8 @@ use subtle::ConstantTimeEq as _;
 
 /// Prefix that marks a plugin credential.
 pub const PLUGIN_TOKEN_PREFIX: &str = "phk_";
+/// Prefix that marks a tenant's read-only shell credential.
+pub const SHELL_TOKEN_PREFIX: &str = "phs_";
 /// Prefix of generated admin tokens.
 pub const ADMIN_TOKEN_PREFIX: &str = "pha_";
 
@@ -130,8 +134,17 @@ pub struct IssuedCredential {
 }
 
 impl IssuedCredential {
-    /// Generates a new credential from the operating system's random source.
+    /// Generates a new plugin credential from the operating system's random source.
     pub fn generate() -> Self {
+        Self::generate_with(PLUGIN_TOKEN_PREFIX)
+    }
+
+    /// Generates a new shell credential (`phs_…`).
+    pub fn generate_shell() -> Self {
+        Self::generate_with(SHELL_TOKEN_PREFIX)
+    }
+
+    fn generate_with(prefix: &str) -> Self {
         let mut id_bytes = [0u8; 8];
         let mut secret_bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut id_bytes);
@@ -139,7 +152,7 @@ impl IssuedCredential {
         let id = CredentialId(id_bytes.iter().map(|b| format!("{b:02x}")).collect());
         let secret = URL_SAFE_NO_PAD.encode(secret_bytes);
         Self {
-            token: format!("{PLUGIN_TOKEN_PREFIX}{id}.{secret}"),
+            token: format!("{prefix}{id}.{secret}"),
             hash: SecretHash::of(&secret),
             id,
         }
@@ -158,7 +171,16 @@ pub struct PresentedCredential<'a> {
 impl<'a> PresentedCredential<'a> {
     /// Splits `phk_<id>.<secret>`; `None` if the token is not shaped like a plugin credential.
     pub fn parse(token: &'a str) -> Option<Self> {
-        let rest = token.strip_prefix(PLUGIN_TOKEN_PREFIX)?;
+        Self::parse_with(token, PLUGIN_TOKEN_PREFIX)
+    }
+
+    /// Splits `phs_<id>.<secret>`; `None` if the token is not shaped like a shell credential.
+    pub fn parse_shell(token: &'a str) -> Option<Self> {
+        Self::parse_with(token, SHELL_TOKEN_PREFIX)
+    }
+
+    fn parse_with(token: &'a str, prefix: &str) -> Option<Self> {
+        let rest = token.strip_prefix(prefix)?;
         let (id, secret) = rest.split_once('.')?;
         let secret_ok = secret.len() == 43
             && secret
@@ -196,6 +218,12 @@ mod tests {
         assert_eq!(presented.id, issued.id);
         assert!(issued.hash.matches(presented.secret));
         assert!(!issued.hash.matches("something-else"));
+        let shell = IssuedCredential::generate_shell();
+        assert!(shell.token.starts_with(SHELL_TOKEN_PREFIX));
+        assert!(PresentedCredential::parse(&shell.token).is_none());
+        let presented = PresentedCredential::parse_shell(&shell.token).expect("shell token");
+        assert!(shell.hash.matches(presented.secret));
+        assert!(PresentedCredential::parse_shell(&issued.token).is_none());
         let again = IssuedCredential::generate();
         assert_ne!(again.token, issued.token);
     }

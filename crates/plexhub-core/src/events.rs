@@ -2,7 +2,8 @@
 //! them, and the delivery backoff. Pure rules; the hub stores and delivers.
 //!
 //! Topics are dot-separated lower-case segments. `plugin.<name>.…` belongs to the plugin
-//! `plugin-<name>`; `plexhub.…` is the hub's own. A pattern matches topics segment by segment:
+//! `plugin-<name>`; `plexhub.…` and `core.…` (the platform's catalog events, such as
+//! `core.plugin.published`) are the hub's own. A pattern matches topics segment by segment:
 //! `*` matches one segment, a final `#` matches one or more.
 
 use std::fmt;
@@ -15,6 +16,15 @@ pub const TOPIC_MAX_CHARS: usize = 200;
 
 /// The first segment of the hub's own topics.
 pub const HUB_TOPIC_ROOT: &str = "plexhub";
+
+/// The first segment of the platform-wide topics the hub announces for the catalog
+/// (`core.plugin.published`, `core.plugin.deprecated`, `core.plugin.yanked`).
+pub const CORE_TOPIC_ROOT: &str = "core";
+
+/// Whether a topic's (or pattern's) first segment is one of the hub's own roots.
+fn is_hub_root(root: &str) -> bool {
+    root == HUB_TOPIC_ROOT || root == CORE_TOPIC_ROOT
+}
 
 /// The first segment of plugins' topics.
 pub const PLUGIN_TOPIC_ROOT: &str = "plugin";
@@ -82,7 +92,7 @@ impl Topic {
 
     /// Whether it is one of the hub's own topics.
     pub fn is_hub_topic(&self) -> bool {
-        self.0.split('.').next() == Some(HUB_TOPIC_ROOT)
+        self.0.split('.').next().is_some_and(is_hub_root)
     }
 }
 
@@ -114,7 +124,7 @@ pub enum PublishDenial {
 impl fmt::Display for PublishDenial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::HubTopic => write!(f, "plexhub.… event types are the hub's own"),
+            Self::HubTopic => write!(f, "plexhub.… and core.… event types are the hub's own"),
             Self::NotOwned { expected_prefix } => {
                 write!(f, "this plugin publishes only under {expected_prefix}…")
             }
@@ -212,7 +222,7 @@ impl Pattern {
     /// first two segments).
     fn scope(&self) -> Scope {
         match self.segments.as_slice() {
-            [Segment::Literal(root), ..] if root == HUB_TOPIC_ROOT => Scope::Hub,
+            [Segment::Literal(root), ..] if is_hub_root(root) => Scope::Hub,
             [Segment::Literal(root), Segment::Literal(name), _, ..]
                 if root == PLUGIN_TOPIC_ROOT =>
             {
@@ -259,8 +269,8 @@ pub fn check_subscription(
             "{subscriber} may not subscribe to {pattern}: it declares no dependency on {owner}"
         )),
         Scope::Unbounded => Err(format!(
-            "{subscriber} may not subscribe to {pattern}: a pattern must start with plexhub. or \
-             plugin.<name>. (a wildcard there would read other plugins' events)"
+            "{subscriber} may not subscribe to {pattern}: a pattern must start with plexhub., core. \
+             or plugin.<name>. (a wildcard there would read other plugins' events)"
         )),
     }
 }
@@ -268,7 +278,7 @@ pub fn check_subscription(
 /// Whether a plugin may read an event of `topic` (the pull stream applies the rule of
 /// [`check_subscription`] to each event).
 pub fn may_read(reader: &PluginId, dependencies: &[DependencySpec], topic: &str) -> bool {
-    if topic.split('.').next() == Some(HUB_TOPIC_ROOT) {
+    if topic.split('.').next().is_some_and(is_hub_root) {
         return true;
     }
     plugin_of(topic).is_some_and(|owner| may_read_plugin(reader, dependencies, &owner))
@@ -328,6 +338,10 @@ mod tests {
             check_publish(&crm, &topic("plexhub.plugin.installed")),
             Err(PublishDenial::HubTopic)
         );
+        assert_eq!(
+            check_publish(&crm, &topic("core.plugin.published")),
+            Err(PublishDenial::HubTopic)
+        );
         let denial = check_publish(&crm, &topic("plugin.analytics.report.ready"));
         assert_eq!(
             denial,
@@ -363,6 +377,7 @@ mod tests {
             |text| check_subscription(&analytics, &deps, &Pattern::parse(text).expect("pattern"));
         assert!(check("plugin.crm.contact.*").is_ok());
         assert!(check("plexhub.#").is_ok());
+        assert!(check("core.plugin.*").is_ok());
         assert!(check("plugin.analytics.#").is_ok());
         let refused = check("plugin.billing.#").expect_err("no dependency on billing");
         assert!(refused.contains("plugin-billing"), "{refused}");
@@ -371,6 +386,7 @@ mod tests {
         assert!(check("plugin.crm").is_err());
         assert!(may_read(&analytics, &deps, "plugin.crm.deal.updated"));
         assert!(may_read(&analytics, &deps, "plexhub.service.registered"));
+        assert!(may_read(&analytics, &deps, "core.plugin.yanked"));
         assert!(!may_read(&analytics, &deps, "plugin.billing.invoice.paid"));
     }
 

@@ -107,11 +107,16 @@ impl ServiceName {
         if len > SERVICE_NAME_MAX_LEN {
             return Err(NameError::ServiceNameTooLong { len });
         }
-        let segments = input.split('.').count();
-        if segments != 2 {
+        // One pass for the common, valid name; the segments are counted only to explain a
+        // refusal.
+        let Some((plugin, service)) = input
+            .split_once('.')
+            .filter(|(_, rest)| !rest.contains('.'))
+        else {
+            let segments = input.split('.').count();
             return Err(NameError::ServiceNameSegments { segments });
-        }
-        if input.split('.').any(str::is_empty) {
+        };
+        if plugin.is_empty() || service.is_empty() {
             return Err(NameError::ServiceNameEmptySegment);
         }
         if let Some(found) = input.chars().find(|&c| c != '.' && !is_name_char(c)) {

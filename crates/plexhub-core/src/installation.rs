@@ -184,6 +184,37 @@ pub fn parse_origin(text: &str) -> Result<String, InstallationError> {
     }
 }
 
+/// Checks that a plugin's UI remote (`frontend.remoteEntry`) is served from an origin the
+/// installation allows: one of `allowed_origins`, or without any, the origin of its `baseUrl`.
+/// The refusal says which origins would do.
+pub fn check_remote_origin(
+    remote_entry: &str,
+    allowed_origins: &[String],
+    base_url: Option<&BaseUrl>,
+) -> Result<(), String> {
+    let origin = url::Url::parse(remote_entry)
+        .map(|url| url.origin().ascii_serialization())
+        .map_err(|_| format!("{remote_entry:?} is not a URL"))?;
+    let allowed: Vec<String> = if allowed_origins.is_empty() {
+        base_url.map(BaseUrl::origin).into_iter().collect()
+    } else {
+        allowed_origins.to_vec()
+    };
+    if allowed.contains(&origin) {
+        Ok(())
+    } else if allowed.is_empty() {
+        Err(format!(
+            "the remote entry's origin {origin} is not allowed: the installation has no allowed \
+             origins and no baseUrl"
+        ))
+    } else {
+        Err(format!(
+            "the remote entry's origin {origin} is not one of the installation's allowed origins ({})",
+            allowed.join(", ")
+        ))
+    }
+}
+
 /// Checks a permission grant: 1-200 characters of letters, digits, `.`, `:`, `_`, `-`, `*`.
 pub fn validate_grant(grant: &str) -> Result<(), InstallationError> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || ".:_-*".contains(c);
@@ -480,5 +511,18 @@ mod tests {
             "plugin.other.read".to_owned(),
         ];
         assert_eq!(ungrantable(&grants, &grantable), ["plugin.other.read"]);
+    }
+
+    #[test]
+    fn remotes_come_from_allowed_origins_or_the_base_url() {
+        let base = BaseUrl::parse("https://crm.example.com/api").expect("base URL");
+        let entry = "https://crm.example.com/ui/remoteEntry.js";
+        assert!(check_remote_origin(entry, &[], Some(&base)).is_ok());
+        let cdn = vec!["https://cdn.example.com".to_owned()];
+        let refused = check_remote_origin(entry, &cdn, Some(&base)).expect_err("not allowed");
+        assert!(refused.contains("https://cdn.example.com"), "{refused}");
+        assert!(check_remote_origin("https://cdn.example.com/r.js", &cdn, None).is_ok());
+        assert!(check_remote_origin("https://cdn.example.com:8443/r.js", &cdn, None).is_err());
+        assert!(check_remote_origin(entry, &[], None).is_err());
     }
 }

@@ -5,6 +5,7 @@
 //! axum, sqlx, redis, reqwest or tokio, and never touches the network or the disk.
 
 pub mod access;
+pub mod catalog;
 pub mod credential;
 pub mod data;
 pub mod dependency;

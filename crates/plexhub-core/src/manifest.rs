@@ -35,6 +35,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "name",
     "version",
     "description",
+    "tags",
     "category",
     "author",
     "license",
@@ -67,6 +68,16 @@ const SERVICE_FIELDS: &[&str] = &[
 ];
 const DEPENDENCY_FIELDS: &[&str] = &["pluginId", "serviceName", "version", "required", "reason"];
 const EVENTS_FIELDS: &[&str] = &["publishes", "subscribes"];
+const FRONTEND_FIELDS: &[&str] = &[
+    "remoteEntry",
+    "scope",
+    "exposedModules",
+    "routes",
+    "menu",
+    "integrity",
+];
+const ROUTE_FIELDS: &[&str] = &["path", "module", "title"];
+const MENU_FIELDS: &[&str] = &["label", "path", "icon", "order"];
 const LIFECYCLE_FIELDS: &[&str] = &["install", "uninstall", "activate", "deactivate", "update"];
 const HOOK_FIELDS: &[&str] = &[
     "onInstall",
@@ -75,6 +86,11 @@ const HOOK_FIELDS: &[&str] = &[
     "onDisable",
     "onUpdate",
 ];
+
+/// Most tags a manifest may list.
+pub const TAGS_MAX: usize = 20;
+/// Longest tag, in characters.
+pub const TAG_MAX_CHARS: usize = 32;
 
 /// One problem found in a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -160,6 +176,8 @@ pub struct Manifest {
     pub version: Version,
     /// Free-text description, at most 1000 characters.
     pub description: String,
+    /// Search tags (`tags`): lower-case words of `a-z`, `0-9` and `-`; empty when absent.
+    pub tags: Vec<String>,
     /// Optional marketplace category.
     pub category: Option<String>,
     /// Optional author, at most 200 characters.
@@ -178,6 +196,57 @@ pub struct Manifest {
     pub permissions: Vec<PermissionSpec>,
     /// Events the plugin publishes and subscribes to; empty when `events` is absent.
     pub events: EventsSpec,
+    /// The module-federation remote the web shell loads (`frontend` as an object); `None`
+    /// when absent or given in the original's free-form string form.
+    pub frontend: Option<FrontendSpec>,
+}
+
+/// A plugin's UI as a module-federation remote (`frontend`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendSpec {
+    /// The remote's entry script: an `https://` URL.
+    pub remote_entry: String,
+    /// The federation container's name (default: the plugin id with `_` for `-`).
+    pub scope: String,
+    /// Exposed module → its source path (`"./ContactsPage": "./src/pages/Contacts.tsx"`),
+    /// sorted by name; empty when `exposedModules` is absent.
+    pub exposed_modules: std::collections::BTreeMap<String, String>,
+    /// Shell routes, each rendering an exposed module.
+    pub routes: Vec<FrontendRoute>,
+    /// Menu entries, each opening one of the routes.
+    pub menu: Vec<MenuEntry>,
+    /// Subresource integrity of the remote entry (`sha384-<base64>`), when pinned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<String>,
+}
+
+/// A shell route of a plugin's UI (`frontend.routes[]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendRoute {
+    /// The shell path, e.g. `/crm/contacts`.
+    pub path: String,
+    /// The exposed module it renders, e.g. `./ContactsPage`.
+    pub module: String,
+    /// Optional page title.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// A menu entry of a plugin's UI (`frontend.menu[]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MenuEntry {
+    /// What the menu shows, 1–100 characters.
+    pub label: String,
+    /// The route it opens (one of `routes[].path`).
+    pub path: String,
+    /// Optional icon name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+    /// Position among the shell's entries (lower first; default 0).
+    pub order: i64,
 }
 
 /// A service exposed by a plugin (`api.services[]`).
@@ -463,6 +532,37 @@ impl Checker {
         Some(out)
     }
 
+    /// Search tags: at most [`TAGS_MAX`], each 1–[`TAG_MAX_CHARS`] of `a-z0-9-`, no repeats.
+    fn tags(&mut self, value: &Value) -> Option<Vec<String>> {
+        let items = self.array(value)?;
+        if items.len() > TAGS_MAX {
+            self.error(format!("at most {TAGS_MAX} tags, got {}", items.len()));
+            return None;
+        }
+        let mut tags: Vec<String> = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let tag = self.at(index, |c| {
+                c.parsed(item, |text| {
+                    let valid = (1..=TAG_MAX_CHARS).contains(&text.chars().count())
+                        && text
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                    if !valid {
+                        Err(format!(
+                            "a tag is 1-{TAG_MAX_CHARS} characters of a-z, 0-9 and -, got \"{text}\""
+                        ))
+                    } else if tags.iter().any(|known| known == text) {
+                        Err(format!("duplicate tag \"{text}\""))
+                    } else {
+                        Ok(text.to_owned())
+                    }
+                })
+            });
+            tags.extend(tag);
+        }
+        Some(tags)
+    }
+
     /// An array whose items are objects with free-form content.
     fn array_of_objects(&mut self, value: &Value) -> Option<()> {
         let items = self.array(value)?;
@@ -502,6 +602,7 @@ impl Checker {
         let description = self.required(map, "description", |c, v| {
             c.text(v, 0, DESCRIPTION_MAX_CHARS)
         });
+        let tags = self.optional(map, "tags", Self::tags).unwrap_or_default();
         let category = self.optional(map, "category", Self::owned_string);
         let author = self.optional(map, "author", |c, v| c.text(v, 0, AUTHOR_MAX_CHARS));
         let license = self.optional(map, "license", |c, v| c.text(v, 0, LICENSE_MAX_CHARS));
@@ -515,7 +616,12 @@ impl Checker {
             .optional(map, "permissions", Self::permissions)
             .unwrap_or_default();
         self.optional(map, "navigation", Self::array_of_objects);
-        // `backend` and `frontend` may be a string or any object: nothing to check.
+        // `backend` may be anything; `frontend` a string (the original's free form) or the
+        // remote the shell loads.
+        let frontend = match map.get("frontend") {
+            Some(Value::String(_)) | None => None,
+            Some(_) => self.optional(map, "frontend", |c, v| c.frontend(v, id.as_ref())),
+        };
         self.optional(map, "entryPoints", Self::any_object);
         self.optional(map, "dependencies", Self::string_record);
         self.optional(map, "lifecycle", |c, v| {
@@ -533,6 +639,7 @@ impl Checker {
             name: name?,
             version: version?,
             description: description?,
+            tags,
             category,
             author,
             license,
@@ -542,7 +649,159 @@ impl Checker {
             dependencies,
             permissions,
             events,
+            frontend,
         })
+    }
+
+    fn frontend(&mut self, value: &Value, plugin: Option<&PluginId>) -> Option<FrontendSpec> {
+        let map = self.object(value)?;
+        self.unknown_fields(map, FRONTEND_FIELDS);
+        let remote_entry = self.required(map, "remoteEntry", |c, v| {
+            c.parsed(v, |text| check_https_url(text).map(|()| text.to_owned()))
+        });
+        let scope = self.optional(map, "scope", |c, v| {
+            c.parsed(v, |text| {
+                let mut chars = text.chars();
+                let valid = text.len() <= 100
+                    && chars
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if valid {
+                    Ok(text.to_owned())
+                } else {
+                    Err(format!(
+                        "a scope is a JavaScript identifier (letters, digits, _), got \"{text}\""
+                    ))
+                }
+            })
+        });
+        let exposed = self.optional(map, "exposedModules", Self::exposed_modules);
+        let routes = self
+            .optional(map, "routes", |c, v| c.frontend_routes(v, exposed.as_ref()))
+            .unwrap_or_default();
+        let menu = self
+            .optional(map, "menu", |c, v| c.menu(v, &routes))
+            .unwrap_or_default();
+        let integrity = self.optional(map, "integrity", |c, v| c.parsed(v, check_integrity));
+        Some(FrontendSpec {
+            remote_entry: remote_entry?,
+            scope: scope.or_else(|| plugin.map(|id| id.as_str().replace('-', "_")))?,
+            exposed_modules: exposed.unwrap_or_default(),
+            routes,
+            menu,
+            integrity,
+        })
+    }
+
+    /// `{"./Name": "./src/…"}`: at least one, each name `./` and a path-like word.
+    fn exposed_modules(
+        &mut self,
+        value: &Value,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let map = self.object(value)?;
+        if map.is_empty() {
+            self.error("expose at least one module");
+            return None;
+        }
+        let mut modules = std::collections::BTreeMap::new();
+        for (name, source) in map {
+            self.at(name, |c| {
+                let valid_name = name.len() > 2
+                    && name.len() <= 200
+                    && name.starts_with("./")
+                    && name[2..]
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || "-_./".contains(ch));
+                if !valid_name {
+                    c.error(format!(
+                        "an exposed module is named ./ and letters, digits, - _ . /, got \"{name}\""
+                    ));
+                    return;
+                }
+                if let Some(source) = c.text(source, 1, 500) {
+                    modules.insert(name.clone(), source);
+                }
+            });
+        }
+        Some(modules)
+    }
+
+    fn frontend_routes(
+        &mut self,
+        value: &Value,
+        exposed: Option<&std::collections::BTreeMap<String, String>>,
+    ) -> Option<Vec<FrontendRoute>> {
+        let items = self.array(value)?;
+        let mut routes: Vec<FrontendRoute> = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let route = self.at(index, |c| {
+                let map = c.object(item)?;
+                c.unknown_fields(map, ROUTE_FIELDS);
+                let path = c.required(map, "path", |c, v| c.parsed(v, check_shell_path));
+                let module = c.required(map, "module", |c, v| {
+                    c.parsed(v, |text| match exposed {
+                        Some(modules) if !modules.contains_key(text) => Err(format!(
+                            "\"{text}\" is not one of exposedModules ({})",
+                            modules.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )),
+                        _ => Ok(text.to_owned()),
+                    })
+                });
+                let title = c.optional(map, "title", |c, v| c.text(v, 1, NAME_MAX_CHARS));
+                let path = path?;
+                if routes.iter().any(|known| known.path == path) {
+                    c.at("path", |c| c.error(format!("duplicate route \"{path}\"")));
+                    return None;
+                }
+                Some(FrontendRoute {
+                    path,
+                    module: module?,
+                    title,
+                })
+            });
+            routes.extend(route);
+        }
+        Some(routes)
+    }
+
+    fn menu(&mut self, value: &Value, routes: &[FrontendRoute]) -> Option<Vec<MenuEntry>> {
+        let items = self.array(value)?;
+        let mut entries = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let entry = self.at(index, |c| {
+                let map = c.object(item)?;
+                c.unknown_fields(map, MENU_FIELDS);
+                let label = c.required(map, "label", |c, v| c.text(v, 1, NAME_MAX_CHARS));
+                let path = c.required(map, "path", |c, v| {
+                    c.parsed(v, |text| {
+                        if routes.iter().any(|route| route.path == text) {
+                            Ok(text.to_owned())
+                        } else {
+                            Err(format!(
+                                "\"{text}\" is not the path of one of frontend.routes"
+                            ))
+                        }
+                    })
+                });
+                let icon = c.optional(map, "icon", |c, v| c.text(v, 1, 100));
+                let order = c.optional(map, "order", |c, v| {
+                    let order = v.as_i64();
+                    if order.is_none() {
+                        c.type_error("an integer", v);
+                    }
+                    order
+                });
+                Some(MenuEntry {
+                    label: label?,
+                    path: path?,
+                    icon,
+                    order: order.unwrap_or(0),
+                })
+            });
+            entries.extend(entry);
+        }
+        Some(entries)
     }
 
     fn api(&mut self, value: &Value) -> Option<(Vec<ServiceSpec>, Vec<DependencySpec>)> {
@@ -878,6 +1137,47 @@ fn check_http_url(url: &str) -> Result<(), String> {
         return Err(EXPECTED.to_owned());
     }
     Ok(())
+}
+
+/// A remote entry: `https://` only (the shell runs the script in every tenant's browser).
+fn check_https_url(url: &str) -> Result<(), String> {
+    if !url.starts_with("https://") {
+        return Err(format!(
+            "must be an https:// URL (the shell loads it into the browser), got \"{url}\""
+        ));
+    }
+    check_http_url(url)
+}
+
+/// A shell route: `/` and segments of letters, digits, `-`, `_`, `:` (parameters) or `*`.
+fn check_shell_path(path: &str) -> Result<String, String> {
+    let valid = path.starts_with('/')
+        && path.len() <= 200
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_/:*".contains(c))
+        && !path.contains("//");
+    if valid {
+        Ok(path.to_owned())
+    } else {
+        Err(format!(
+            "a route path starts with / and has letters, digits, - _ : * between slashes, got \"{path}\""
+        ))
+    }
+}
+
+/// Subresource integrity of the remote entry: `sha384-` and the base64 of 48 bytes.
+fn check_integrity(text: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    let digest = text
+        .strip_prefix("sha384-")
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok());
+    match digest {
+        Some(bytes) if bytes.len() == 48 => Ok(text.to_owned()),
+        _ => Err(format!(
+            "integrity must be sha384- and the base64 of a SHA-384 digest, got \"{text}\""
+        )),
+    }
 }
 
 /// A delivery endpoint: an endpoint path without parameters or wildcards.

@@ -42,6 +42,7 @@ async fn hub_signing_with(dir: &tempfile::TempDir, key: HubKey) -> String {
         upstream_tls: plexhub_server::UpstreamTls::default(),
         cache_shared_data_when_scaled: false,
         ui_session_ttl: std::time::Duration::from_secs(12 * 3600),
+        catalog_review: false,
     };
     let app = Application::build(settings).await.unwrap();
     let url = format!("http://{}", app.local_addr());

@@ -132,6 +132,7 @@ impl Application {
             ),
             audit,
             events: settings.events,
+            catalog_review: settings.catalog_review,
             shutdown,
             draining: CancellationToken::new(),
         });

@@ -1,7 +1,9 @@
 //! Authentication of every `/api` request, before anything else looks at it.
 //!
-//! The bearer credential decides who calls: the admin token, or a plugin credential that fixes
-//! tenant and plugin. `X-Tenant-Slug` never chooses a tenant for a plugin; it must agree.
+//! The bearer credential decides who calls: the admin token, a plugin credential that fixes
+//! tenant and plugin, or a tenant's read-only shell credential (its web shell reads the
+//! plugins' UI remotes with it, and nothing else). `X-Tenant-Slug` never chooses a tenant for
+//! a plugin or a shell; it must agree.
 
 use std::sync::Arc;
 
@@ -32,6 +34,31 @@ pub enum Caller {
     Admin,
     /// An installed plugin acting within its tenant.
     Plugin(Arc<PluginCaller>),
+    /// A tenant's web shell (read-only: its plugins' UI remotes).
+    Shell(Arc<ShellCaller>),
+}
+
+/// A shell credential's identity.
+#[derive(Debug, Clone)]
+pub struct ShellCaller {
+    /// The tenant whose shell it is.
+    pub tenant: Arc<Tenant>,
+    /// The credential used.
+    pub credential_id: CredentialId,
+}
+
+/// The only paths a shell credential may use (everything else is 403 `FORBIDDEN`).
+const SHELL_PATHS: [&str; 3] = [
+    "/api/v1/ui/remotes",
+    "/api/v1/ui/remotes/stream",
+    "/api/v1/whoami",
+];
+
+fn shell_forbidden() -> ApiError {
+    ApiError::new(
+        ErrorCode::Forbidden,
+        "a shell credential only reads the tenant's UI remotes (/api/v1/ui/remotes)",
+    )
 }
 
 /// A plugin credential's identity.
@@ -76,6 +103,9 @@ pub fn tenant_header(headers: &HeaderMap) -> Option<&str> {
 /// Who the request's bearer credential says is calling (401/403 otherwise).
 pub(crate) async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let token = bearer_token(headers)?;
+    if let Some(presented) = PresentedCredential::parse_shell(token) {
+        return identify_shell(state, headers, presented).await;
+    }
     let Some(presented) = PresentedCredential::parse(token) else {
         return if tokens_match(token, state.admin_token.expose()) {
             Ok(Caller::Admin)
@@ -113,17 +143,7 @@ pub(crate) async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Ca
             format!("tenant \"{}\" is suspended", tenant.slug),
         ));
     }
-    if let Some(claimed) = tenant_header(headers)
-        && claimed != tenant.slug.as_str()
-    {
-        return Err(ApiError::new(
-            ErrorCode::TenantMismatch,
-            format!(
-                "X-Tenant-Slug \"{claimed}\" does not match the credential's tenant \"{}\"",
-                tenant.slug
-            ),
-        ));
-    }
+    check_claimed_tenant(headers, tenant)?;
     let now = state.clock.now_ms();
     if credential
         .last_used_at_ms
@@ -140,6 +160,48 @@ pub(crate) async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Ca
     Ok(Caller::Plugin(caller.clone()))
 }
 
+/// 403 `TENANT_MISMATCH` when `X-Tenant-Slug` names another tenant than the credential's.
+fn check_claimed_tenant(headers: &HeaderMap, tenant: &Tenant) -> Result<(), ApiError> {
+    match tenant_header(headers) {
+        Some(claimed) if claimed != tenant.slug.as_str() => Err(ApiError::new(
+            ErrorCode::TenantMismatch,
+            format!(
+                "X-Tenant-Slug \"{claimed}\" does not match the credential's tenant \"{}\"",
+                tenant.slug
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A shell credential's caller. Looked up in the database on every use: a shell makes a
+/// request per page load and keeps one stream open, so there is no hot path to cache for, and
+/// revocation takes effect at once on every hub.
+async fn identify_shell(
+    state: &AppState,
+    headers: &HeaderMap,
+    presented: PresentedCredential<'_>,
+) -> Result<Caller, ApiError> {
+    let found = state
+        .store
+        .shell_credential_with_tenant(&presented.id)
+        .await?;
+    let Some((credential, tenant)) = found.filter(|(c, _)| c.hash.matches(presented.secret)) else {
+        return Err(unauthenticated("unknown or revoked credential"));
+    };
+    if tenant.status == TenantStatus::Suspended {
+        return Err(ApiError::new(
+            ErrorCode::TenantSuspended,
+            format!("tenant \"{}\" is suspended", tenant.slug),
+        ));
+    }
+    check_claimed_tenant(headers, &tenant)?;
+    Ok(Caller::Shell(Arc::new(ShellCaller {
+        tenant: Arc::new(tenant),
+        credential_id: credential.id,
+    })))
+}
+
 /// Every path under this prefix needs a credential.
 const AUTHENTICATED_PREFIX: &str = "/api/";
 
@@ -154,6 +216,9 @@ pub async fn authenticate(
         return Ok(next.run(request).await);
     }
     let caller = identify(&state, request.headers()).await?;
+    if matches!(caller, Caller::Shell(_)) && !SHELL_PATHS.contains(&request.uri().path()) {
+        return Err(shell_forbidden());
+    }
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
 }
@@ -179,7 +244,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match Caller::from_request_parts(parts, state).await? {
             Caller::Admin => Ok(Admin),
-            Caller::Plugin(_) => Err(ApiError::new(
+            Caller::Plugin(_) | Caller::Shell(_) => Err(ApiError::new(
                 ErrorCode::Forbidden,
                 "this route needs the admin token",
             )),
@@ -224,7 +289,7 @@ impl TenantScope {
     /// The calling plugin, or `None` for the admin.
     pub fn calling_plugin(&self) -> Option<&PluginId> {
         match &self.caller {
-            Caller::Admin => None,
+            Caller::Admin | Caller::Shell(_) => None,
             Caller::Plugin(plugin) => Some(&plugin.plugin_id),
         }
     }
@@ -253,6 +318,8 @@ impl TenantScope {
     ) -> Result<Self, ApiError> {
         let tenant = match &caller {
             Caller::Plugin(plugin) => plugin.tenant.clone(),
+            // A shell acts nowhere: it only reads the remotes of its own tenant.
+            Caller::Shell(_) => return Err(shell_forbidden()),
             Caller::Admin => admin_acting_tenant(state, headers).await?.ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::TenantRequired,

@@ -53,6 +53,7 @@ impl PerRequest {
             upstream_tls: crate::UpstreamTls::default(),
             cache_shared_data_when_scaled: false,
             ui_session_ttl: std::time::Duration::from_secs(12 * 3600),
+            catalog_review: false,
         };
         let app = Application::build(settings).await.expect("the hub builds");
         let Application {

@@ -10,7 +10,8 @@ use serde_json::json;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
-/// Every published version with its manifest's dependencies, plus the registered edges.
+/// Every catalog version with its manifest's dependencies, those no new install may pick
+/// marked with why (yanked, not published…), plus the registered edges.
 pub async fn catalog(state: &AppState) -> Result<Catalog, ApiError> {
     let mut catalog = Catalog::new();
     for published in state.store.all_versions().await? {
@@ -22,9 +23,12 @@ pub async fn catalog(state: &AppState) -> Result<Catalog, ApiError> {
         })?;
         catalog.add_version(
             &published.plugin_id,
-            published.version,
+            published.version.clone(),
             &manifest.dependencies,
         );
+        if let Some(why) = published.standing.unavailable_reason() {
+            catalog.mark_unavailable(&published.plugin_id, published.version, why);
+        }
     }
     catalog.add_registered(state.store.registered_dependencies().await?);
     Ok(catalog)

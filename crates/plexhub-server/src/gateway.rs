@@ -559,8 +559,8 @@ const HOP_BY_HOP: [&str; 9] = [
 /// `X-User-ID` and `X-Workspace-ID` are the calling plugin's assertion, forwarded and signed:
 /// at most one of each, of 1 to 256 visible ASCII characters.
 fn check_user_context(headers: &HeaderMap) -> Result<(), ApiError> {
-    for name in [USER_ID_HEADER, WORKSPACE_ID_HEADER] {
-        let mut values = headers.get_all(name).iter();
+    for name in [USER_ID_HEADER_NAME, WORKSPACE_ID_HEADER_NAME] {
+        let mut values = headers.get_all(&name).iter();
         let problem = match (values.next(), values.next()) {
             (None, _) => continue,
             (Some(_), Some(_)) => format!("{name} may be sent once"),
@@ -585,9 +585,12 @@ fn dropped_response_header(name: &HeaderName) -> bool {
 /// The headers the hub sets on what it forwards.
 const TENANT_ID_HEADER: HeaderName = HeaderName::from_static("x-tenant-id");
 const TENANT_SLUG_HEADER: HeaderName = HeaderName::from_static("x-tenant-slug");
-const CALLER_HEADER: HeaderName = HeaderName::from_static("x-caller-plugin-id");
+pub(crate) const CALLER_HEADER: HeaderName = HeaderName::from_static("x-caller-plugin-id");
 const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static("traceparent");
 const SIGNATURE_HEADER_NAME: HeaderName = HeaderName::from_static(SIGNATURE_HEADER);
+/// The user-context headers, parsed once: a lookup by `&str` parses the name on every call.
+const USER_ID_HEADER_NAME: HeaderName = HeaderName::from_static(USER_ID_HEADER);
+const WORKSPACE_ID_HEADER_NAME: HeaderName = HeaderName::from_static(WORKSPACE_ID_HEADER);
 
 /// Whether a caller's request header must not reach the plugin.
 fn dropped_request_header(name: &HeaderName) -> bool {
@@ -616,7 +619,7 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
 /// A valid W3C `traceparent` of the caller, or a new one.
 fn traceparent(headers: &HeaderMap) -> HeaderValue {
     let valid = headers
-        .get("traceparent")
+        .get(TRACEPARENT_HEADER)
         .and_then(|value| value.to_str().ok())
         .filter(|text| {
             let parts: Vec<&str> = text.split('-').collect();
@@ -993,11 +996,11 @@ fn attempt_signature(
             .and_then(|id| id.to_str().ok())
             .unwrap_or_default(),
         user_id: forwarded
-            .get(USER_ID_HEADER)
+            .get(USER_ID_HEADER_NAME)
             .and_then(|id| id.to_str().ok())
             .unwrap_or_default(),
         workspace_id: forwarded
-            .get(WORKSPACE_ID_HEADER)
+            .get(WORKSPACE_ID_HEADER_NAME)
             .and_then(|id| id.to_str().ok())
             .unwrap_or_default(),
     };

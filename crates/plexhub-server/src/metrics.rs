@@ -81,6 +81,9 @@ pub fn who_is(
         Some(crate::auth::Caller::Plugin(plugin)) => {
             (plugin.tenant.slug.to_string(), plugin.plugin_id.to_string())
         }
+        Some(crate::auth::Caller::Shell(shell)) => {
+            (shell.tenant.slug.to_string(), "shell".to_owned())
+        }
         Some(crate::auth::Caller::Admin) => (
             crate::auth::tenant_header(headers)
                 .unwrap_or_default()

@@ -76,6 +76,9 @@ pub struct Settings {
     pub cache_shared_data_when_scaled: bool,
     /// How long a web dashboard (`/ui`) session lasts after sign-in.
     pub ui_session_ttl: Duration,
+    /// Whether a published catalog version waits for review (DRAFT, then submit and approve)
+    /// instead of being PUBLISHED at once (the default).
+    pub catalog_review: bool,
 }
 
 /// Limits, retention and delivery timing of the event bus.

@@ -74,6 +74,8 @@ pub struct Shared {
     pub call_metrics: crate::metrics::RouteMetrics,
     /// Limits and timing of the event bus.
     pub events: crate::settings::EventSettings,
+    /// Published catalog versions wait for review (DRAFT) instead of being PUBLISHED at once.
+    pub catalog_review: bool,
     /// Cancelled when the hub shuts down; long-lived responses (watch streams) end with it.
     pub shutdown: CancellationToken,
     /// Cancelled at the stop signal, before `shutdown`: `/readyz` answers 503 from then on

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use plexhub_core::catalog::{CatalogAction, Standing, VersionStatus};
 use plexhub_core::credential::{CredentialId, SecretHash};
 use plexhub_core::data::{DataKey, Entry, Namespace, Precondition};
 use plexhub_core::dependency::Edge;
@@ -94,7 +95,7 @@ impl From<sqlx::Error> for StoreError {
 /// Shorthand for store results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// One published catalog version of a plugin.
+/// One catalog version of a plugin, whatever its review status.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PublishedVersion {
     /// Plugin id.
@@ -105,6 +106,68 @@ pub struct PublishedVersion {
     pub manifest: serde_json::Value,
     /// Publication time, epoch milliseconds.
     pub published_at_ms: i64,
+    /// Review status and yank flag.
+    pub standing: Standing,
+    /// What the lifecycle recorded on the version (rejection, deprecation, yank).
+    pub notes: VersionNotes,
+    /// `sha256:<hex>` of the manifest ([`plexhub_core::catalog::manifest_digest`]).
+    pub digest: String,
+}
+
+/// What the lifecycle recorded on a catalog version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionNotes {
+    /// The reviewer's reason, once rejected.
+    pub rejection: Option<String>,
+    /// The deprecation message, once deprecated.
+    pub deprecation: Option<String>,
+    /// What to use instead of a deprecated version (a plugin id, or a version).
+    pub replacement: Option<String>,
+    /// Why the version is yanked, while it is.
+    pub yank_reason: Option<String>,
+}
+
+/// A transition of a catalog version, to store with its audit record when the version still
+/// stands where `from` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionChange {
+    /// Plugin id.
+    pub plugin_id: PluginId,
+    /// Version.
+    pub version: Version,
+    /// What was done.
+    pub action: CatalogAction,
+    /// Where the version stood (checked when writing).
+    pub from: Standing,
+    /// Where it stands after.
+    pub to: Standing,
+    /// The version's notes after the transition.
+    pub notes: VersionNotes,
+    /// Who did it.
+    pub actor: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// When, epoch milliseconds.
+    pub at_ms: i64,
+}
+
+/// One recorded transition of a catalog version (publication included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionTransition {
+    /// 1 for the publication, then one more per transition.
+    pub step: i64,
+    /// `publish` or a [`CatalogAction`]'s name.
+    pub action: String,
+    /// Status before (`None` for the publication).
+    pub from: Option<VersionStatus>,
+    /// Status and yank flag after.
+    pub to: Standing,
+    /// Who did it.
+    pub actor: String,
+    /// Why, as given.
+    pub reason: Option<String>,
+    /// When, epoch milliseconds.
+    pub at_ms: i64,
 }
 
 /// What publishing a version did.
@@ -133,6 +196,19 @@ pub struct CredentialRecord {
     pub created_at_ms: i64,
     /// Last successful authentication (recorded at most once a minute), epoch milliseconds.
     pub last_used_at_ms: Option<i64>,
+}
+
+/// A tenant's read-only shell credential as stored: the hash, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellCredentialRecord {
+    /// Public id.
+    pub id: CredentialId,
+    /// The tenant whose shell it serves.
+    pub tenant_id: TenantId,
+    /// SHA-256 of the secret.
+    pub hash: SecretHash,
+    /// Issue time, epoch milliseconds.
+    pub created_at_ms: i64,
 }
 
 /// An installation to insert, with its first credential and its first HMAC signing secret.
@@ -190,12 +266,26 @@ pub trait TenantStore: Send + Sync {
 /// The global plugin catalog.
 #[async_trait]
 pub trait CatalogStore: Send + Sync {
-    /// Stores a version unless it exists; compares content when it does.
-    async fn publish_version(&self, version: &PublishedVersion) -> StoreResult<PublishOutcome>;
-    /// Every published version of every plugin, ordered by plugin id.
+    /// Stores a version unless it exists, with its publication in the audit trail (by
+    /// `actor`); compares content (the digest) when it does.
+    async fn publish_version(
+        &self,
+        version: &PublishedVersion,
+        actor: &str,
+    ) -> StoreResult<PublishOutcome>;
+    /// Every catalog version of every plugin (any status), ordered by plugin id.
     async fn all_versions(&self) -> StoreResult<Vec<PublishedVersion>>;
-    /// Every published version of one plugin.
+    /// Every catalog version of one plugin (any status).
     async fn plugin_versions(&self, plugin_id: &PluginId) -> StoreResult<Vec<PublishedVersion>>;
+    /// Applies a transition and records it, in one transaction; false (nothing written) if the
+    /// version is absent or no longer stands where `change.from` says.
+    async fn transition_version(&self, change: &VersionChange) -> StoreResult<bool>;
+    /// The audit trail of one version, oldest first.
+    async fn version_transitions(
+        &self,
+        plugin_id: &PluginId,
+        version: &Version,
+    ) -> StoreResult<Vec<VersionTransition>>;
     /// One version of one plugin.
     async fn plugin_version(
         &self,
@@ -284,6 +374,24 @@ pub trait CredentialStore: Send + Sync {
     ) -> StoreResult<Option<(CredentialRecord, Tenant)>>;
     /// Records a successful use.
     async fn touch_credential(&self, id: &CredentialId, now_ms: i64) -> StoreResult<()>;
+    /// Stores a shell credential of an existing tenant.
+    async fn add_shell_credential(&self, credential: &ShellCredentialRecord) -> StoreResult<()>;
+    /// A tenant's shell credentials, oldest first.
+    async fn shell_credentials(
+        &self,
+        tenant_id: TenantId,
+    ) -> StoreResult<Vec<ShellCredentialRecord>>;
+    /// Deletes a tenant's shell credential; false if the tenant has no such credential.
+    async fn revoke_shell_credential(
+        &self,
+        tenant_id: TenantId,
+        id: &CredentialId,
+    ) -> StoreResult<bool>;
+    /// A shell credential and its tenant, for authentication.
+    async fn shell_credential_with_tenant(
+        &self,
+        id: &CredentialId,
+    ) -> StoreResult<Option<(ShellCredentialRecord, Tenant)>>;
     /// An installation's signing secrets still valid at `now_ms` (the current one and those in
     /// their overlap window), newest first.
     async fn signing_secrets(
@@ -733,8 +841,20 @@ pub struct CallQuery {
     pub status: Option<(u16, u16)>,
     /// Only calls at or after this time (epoch ms).
     pub since_ms: Option<i64>,
+    /// Only calls listed after this one (the last of the previous page).
+    pub after: Option<CallCursor>,
     /// At most this many, newest first.
     pub limit: u32,
+}
+
+/// A position in the audit log, which is listed newest first and, within a millisecond, by
+/// request id (descending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallCursor {
+    /// When the call was answered, epoch ms.
+    pub at_ms: i64,
+    /// Its request id.
+    pub request_id: String,
 }
 
 /// The gateway's audit log.

@@ -10,6 +10,8 @@ use crate::StoreError;
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: sqlx::PgPool,
+    /// Ids of the audit log's names.
+    call_names: crate::audit_sql::CallNames,
 }
 
 impl PostgresStore {
@@ -22,7 +24,10 @@ impl PostgresStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            call_names: crate::audit_sql::CallNames::default(),
+        })
     }
 
     /// Applies merged write groups (see `data_sql::BatchPlan`) and logs one `set` event per

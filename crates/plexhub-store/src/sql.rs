@@ -11,7 +11,12 @@ use plexhub_core::signing::SigningScheme;
 use plexhub_core::tenant::{RateLimits, Tenant, TenantId, TenantSlug, TenantStatus};
 use plexhub_core::version::{Version, VersionRange};
 
-use crate::{CredentialRecord, PublishedVersion, StoreError, StoreResult};
+use plexhub_core::catalog::{Standing, VersionStatus, manifest_digest};
+
+use crate::{
+    CredentialRecord, PublishedVersion, ShellCredentialRecord, StoreError, StoreResult,
+    VersionNotes,
+};
 
 /// How a backend spells bind parameters in generated multi-row statements. SQLite gets
 /// anonymous `?`: sqlx looks up the name of every numbered parameter, and SQLite finds a name
@@ -103,19 +108,59 @@ pub(crate) fn tenant(
     })
 }
 
-pub(crate) fn published_version(
-    plugin: &str,
-    version_text: &str,
-    manifest: &str,
-    published_at_ms: i64,
-) -> StoreResult<PublishedVersion> {
+/// The columns [`published_version`] reads, in `plugin_versions`.
+pub(crate) const VERSION_COLUMNS: &str = "plugin_id, version, manifest, published_at, status, \
+     yanked, rejection, deprecation, replacement, yank_reason, manifest_sha256";
+
+/// A `plugin_versions` row as read.
+pub(crate) struct VersionRow<'r> {
+    pub(crate) plugin_id: &'r str,
+    pub(crate) version: &'r str,
+    pub(crate) manifest: &'r str,
+    pub(crate) published_at: i64,
+    pub(crate) status: &'r str,
+    pub(crate) yanked: i64,
+    pub(crate) notes: VersionNotes,
+    pub(crate) digest: Option<String>,
+}
+
+pub(crate) fn status(table: &'static str, text: &str) -> StoreResult<VersionStatus> {
+    VersionStatus::parse(text).ok_or_else(|| corrupt(table, "status", text))
+}
+
+pub(crate) fn published_version(row: VersionRow<'_>) -> StoreResult<PublishedVersion> {
+    let manifest: serde_json::Value = serde_json::from_str(row.manifest)
+        .map_err(|_| corrupt("plugin_versions", "manifest", row.manifest))?;
     Ok(PublishedVersion {
-        plugin_id: plugin_id("plugin_versions", plugin)?,
-        version: version("plugin_versions", version_text)?,
-        manifest: serde_json::from_str(manifest)
-            .map_err(|_| corrupt("plugin_versions", "manifest", manifest))?,
-        published_at_ms,
+        plugin_id: plugin_id("plugin_versions", row.plugin_id)?,
+        version: version("plugin_versions", row.version)?,
+        // Versions published before digests were stored get theirs computed.
+        digest: row.digest.unwrap_or_else(|| manifest_digest(&manifest)),
+        manifest,
+        published_at_ms: row.published_at,
+        standing: Standing {
+            status: status("plugin_versions", row.status)?,
+            yanked: row.yanked != 0,
+        },
+        notes: row.notes,
     })
+}
+
+/// The statuses of a `plugin_version_transitions` row: before (none for the publication), and
+/// after with the yank flag.
+pub(crate) fn transition_statuses(
+    from: Option<&str>,
+    to: &str,
+    yanked: i64,
+) -> StoreResult<(Option<VersionStatus>, Standing)> {
+    const TABLE: &str = "plugin_version_transitions";
+    Ok((
+        from.map(|text| status(TABLE, text)).transpose()?,
+        Standing {
+            status: status(TABLE, to)?,
+            yanked: yanked != 0,
+        },
+    ))
 }
 
 fn string_list(column: &'static str, text: &str) -> StoreResult<Vec<String>> {
@@ -192,6 +237,21 @@ pub(crate) const INSTALLATION_COLUMNS: &str = "tenant_id, plugin_id, version, st
      allowed_origins, grants, installed_at, updated_at, signing";
 
 /// An installation's signing secret from its stored columns.
+pub(crate) fn shell_credential(
+    id: &str,
+    tenant: &str,
+    hash: &str,
+    created_at_ms: i64,
+) -> StoreResult<ShellCredentialRecord> {
+    const TABLE: &str = "shell_credentials";
+    Ok(ShellCredentialRecord {
+        id: CredentialId::parse(id).ok_or_else(|| corrupt(TABLE, "id", id))?,
+        tenant_id: tenant_id(tenant)?,
+        hash: SecretHash::from_hex(hash).ok_or_else(|| corrupt(TABLE, "secret_hash", hash))?,
+        created_at_ms,
+    })
+}
+
 pub(crate) fn signing_secret(
     key_id: &str,
     secret: &str,
@@ -247,10 +307,13 @@ macro_rules! sql_store {
         use plexhub_core::version::Version;
         use sqlx::Row as _;
 
-        use crate::sql::{self, CREDENTIAL_COLUMNS, INSTALLATION_COLUMNS, TENANT_COLUMNS};
+        use crate::sql::{
+            self, CREDENTIAL_COLUMNS, INSTALLATION_COLUMNS, TENANT_COLUMNS, VERSION_COLUMNS,
+        };
         use crate::{
             CatalogStore, CredentialRecord, CredentialStore, InstallationStore, PublishOutcome,
             NewInstallation, PublishedVersion, Store, StoreResult, StoredSigningSecret, TenantStore,
+            ShellCredentialRecord, VersionChange, VersionTransition,
         };
         use plexhub_core::signing::SigningSecret;
 
@@ -266,12 +329,21 @@ macro_rules! sql_store {
         }
 
         fn version_from(row: &$row) -> StoreResult<PublishedVersion> {
-            sql::published_version(
-                row.try_get::<&str, _>("plugin_id")?,
-                row.try_get::<&str, _>("version")?,
-                row.try_get::<&str, _>("manifest")?,
-                row.try_get::<i64, _>("published_at")?,
-            )
+            sql::published_version(sql::VersionRow {
+                plugin_id: row.try_get("plugin_id")?,
+                version: row.try_get("version")?,
+                manifest: row.try_get("manifest")?,
+                published_at: row.try_get("published_at")?,
+                status: row.try_get("status")?,
+                yanked: row.try_get("yanked")?,
+                notes: crate::VersionNotes {
+                    rejection: row.try_get("rejection")?,
+                    deprecation: row.try_get("deprecation")?,
+                    replacement: row.try_get("replacement")?,
+                    yank_reason: row.try_get("yank_reason")?,
+                },
+                digest: row.try_get("manifest_sha256")?,
+            })
         }
 
         fn installation_from(row: &$row) -> StoreResult<Installation> {
@@ -360,13 +432,23 @@ macro_rules! sql_store {
             }
 
             async fn delete_tenant(&self, id: TenantId) -> StoreResult<bool> {
-                // Every tenant-scoped table references tenants (directly or through
-                // installations) with ON DELETE CASCADE, so this one statement removes the
-                // tenant's rows atomically.
+                // Every tenant-scoped table but the audit log references tenants (directly or
+                // through installations) with ON DELETE CASCADE; the audit log refers to the
+                // tenant by a name id (migration 0014) and is emptied of its rows in the same
+                // transaction.
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "DELETE FROM gateway_calls WHERE tenant IN \
+                     (SELECT id FROM gateway_call_names WHERE name = $1)",
+                )
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
                 let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
                     .bind(id.to_string())
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
+                tx.commit().await?;
                 Ok(done.rows_affected() == 1)
             }
         }
@@ -376,34 +458,52 @@ macro_rules! sql_store {
             async fn publish_version(
                 &self,
                 version: &PublishedVersion,
+                actor: &str,
             ) -> StoreResult<PublishOutcome> {
                 let mut tx = self.pool.begin().await?;
                 let inserted = sqlx::query(
-                    "INSERT INTO plugin_versions (plugin_id, version, manifest, published_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (plugin_id, version) DO NOTHING",
+                    "INSERT INTO plugin_versions (plugin_id, version, manifest, published_at, \
+                     status, yanked, manifest_sha256, changed_at) \
+                     VALUES ($1, $2, $3, $4, $5, 0, $6, $4) \
+                     ON CONFLICT (plugin_id, version) DO NOTHING",
                 )
                 .bind(version.plugin_id.as_str())
                 .bind(version.version.to_string())
                 .bind(version.manifest.to_string())
                 .bind(version.published_at_ms)
+                .bind(version.standing.status.as_str())
+                .bind(&version.digest)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
                 if inserted == 1 {
+                    sqlx::query(
+                        "INSERT INTO plugin_version_transitions (plugin_id, version, step, action, \
+                         from_status, to_status, yanked, actor, reason, at) \
+                         VALUES ($1, $2, 1, 'publish', NULL, $3, 0, $4, NULL, $5)",
+                    )
+                    .bind(version.plugin_id.as_str())
+                    .bind(version.version.to_string())
+                    .bind(version.standing.status.as_str())
+                    .bind(actor)
+                    .bind(version.published_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
                     tx.commit().await?;
                     return Ok(PublishOutcome::Created);
                 }
-                let row = sqlx::query(
-                    "SELECT plugin_id, version, manifest, published_at FROM plugin_versions \
-                     WHERE plugin_id = $1 AND version = $2",
-                )
-                .bind(version.plugin_id.as_str())
-                .bind(version.version.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
+                let sql = format!(
+                    "SELECT {VERSION_COLUMNS} FROM plugin_versions \
+                     WHERE plugin_id = $1 AND version = $2"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(version.plugin_id.as_str())
+                    .bind(version.version.to_string())
+                    .fetch_one(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 let existing = version_from(&row)?;
-                Ok(if existing.manifest == version.manifest {
+                Ok(if existing.digest == version.digest {
                     PublishOutcome::Unchanged
                 } else {
                     PublishOutcome::Conflict
@@ -411,12 +511,10 @@ macro_rules! sql_store {
             }
 
             async fn all_versions(&self) -> StoreResult<Vec<PublishedVersion>> {
-                let rows = sqlx::query(
-                    "SELECT plugin_id, version, manifest, published_at FROM plugin_versions \
-                     ORDER BY plugin_id, published_at",
-                )
-                .fetch_all(&self.pool)
-                .await?;
+                let sql = format!(
+                    "SELECT {VERSION_COLUMNS} FROM plugin_versions ORDER BY plugin_id, published_at"
+                );
+                let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
                 rows.iter().map(version_from).collect()
             }
 
@@ -424,13 +522,14 @@ macro_rules! sql_store {
                 &self,
                 plugin_id: &PluginId,
             ) -> StoreResult<Vec<PublishedVersion>> {
-                let rows = sqlx::query(
-                    "SELECT plugin_id, version, manifest, published_at FROM plugin_versions \
-                     WHERE plugin_id = $1 ORDER BY published_at",
-                )
-                .bind(plugin_id.as_str())
-                .fetch_all(&self.pool)
-                .await?;
+                let sql = format!(
+                    "SELECT {VERSION_COLUMNS} FROM plugin_versions \
+                     WHERE plugin_id = $1 ORDER BY published_at"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(plugin_id.as_str())
+                    .fetch_all(&self.pool)
+                    .await?;
                 rows.iter().map(version_from).collect()
             }
 
@@ -439,15 +538,97 @@ macro_rules! sql_store {
                 plugin_id: &PluginId,
                 version: &Version,
             ) -> StoreResult<Option<PublishedVersion>> {
-                let row = sqlx::query(
-                    "SELECT plugin_id, version, manifest, published_at FROM plugin_versions \
-                     WHERE plugin_id = $1 AND version = $2",
+                let sql = format!(
+                    "SELECT {VERSION_COLUMNS} FROM plugin_versions \
+                     WHERE plugin_id = $1 AND version = $2"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(plugin_id.as_str())
+                    .bind(version.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(version_from).transpose()
+            }
+
+            async fn transition_version(&self, change: &VersionChange) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                // The guard on the current standing makes concurrent transitions of one
+                // version (through any hub) apply one at a time: the loser writes nothing.
+                let updated = sqlx::query(
+                    "UPDATE plugin_versions SET status = $3, yanked = $4, rejection = $5, \
+                     deprecation = $6, replacement = $7, yank_reason = $8, changed_at = $9 \
+                     WHERE plugin_id = $1 AND version = $2 AND status = $10 AND yanked = $11",
+                )
+                .bind(change.plugin_id.as_str())
+                .bind(change.version.to_string())
+                .bind(change.to.status.as_str())
+                .bind(i64::from(change.to.yanked))
+                .bind(change.notes.rejection.as_deref())
+                .bind(change.notes.deprecation.as_deref())
+                .bind(change.notes.replacement.as_deref())
+                .bind(change.notes.yank_reason.as_deref())
+                .bind(change.at_ms)
+                .bind(change.from.status.as_str())
+                .bind(i64::from(change.from.yanked))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if updated != 1 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO plugin_version_transitions (plugin_id, version, step, action, \
+                     from_status, to_status, yanked, actor, reason, at) \
+                     SELECT $1, $2, COALESCE(MAX(step), 0) + 1, $3, $4, $5, $6, $7, $8, $9 \
+                     FROM plugin_version_transitions WHERE plugin_id = $1 AND version = $2",
+                )
+                .bind(change.plugin_id.as_str())
+                .bind(change.version.to_string())
+                .bind(change.action.as_str())
+                .bind(change.from.status.as_str())
+                .bind(change.to.status.as_str())
+                .bind(i64::from(change.to.yanked))
+                .bind(&change.actor)
+                .bind(change.reason.as_deref())
+                .bind(change.at_ms)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn version_transitions(
+                &self,
+                plugin_id: &PluginId,
+                version: &Version,
+            ) -> StoreResult<Vec<VersionTransition>> {
+                let rows = sqlx::query(
+                    "SELECT step, action, from_status, to_status, yanked, actor, reason, at \
+                     FROM plugin_version_transitions WHERE plugin_id = $1 AND version = $2 \
+                     ORDER BY step",
                 )
                 .bind(plugin_id.as_str())
                 .bind(version.to_string())
-                .fetch_optional(&self.pool)
+                .fetch_all(&self.pool)
                 .await?;
-                row.as_ref().map(version_from).transpose()
+                rows.iter()
+                    .map(|row| {
+                        let (from, to) = sql::transition_statuses(
+                            row.try_get("from_status")?,
+                            row.try_get("to_status")?,
+                            row.try_get("yanked")?,
+                        )?;
+                        Ok(VersionTransition {
+                            step: row.try_get("step")?,
+                            action: row.try_get("action")?,
+                            from,
+                            to,
+                            actor: row.try_get("actor")?,
+                            reason: row.try_get("reason")?,
+                            at_ms: row.try_get("at")?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn replace_registered_dependencies(
@@ -783,6 +964,90 @@ macro_rules! sql_store {
                     row.try_get::<&str, _>("secret_hash")?,
                     row.try_get::<i64, _>("cred_created_at")?,
                     row.try_get::<Option<i64>, _>("last_used_at")?,
+                )?;
+                let tenant = sql::tenant(
+                    row.try_get::<&str, _>("tenant_id")?,
+                    row.try_get::<&str, _>("slug")?,
+                    row.try_get::<String, _>("name")?,
+                    row.try_get::<&str, _>("status")?,
+                    row.try_get::<i64, _>("created_at")?,
+                    row.try_get::<Option<&str>, _>("rate_limits")?,
+                )?;
+                Ok(Some((credential, tenant)))
+            }
+
+            async fn add_shell_credential(
+                &self,
+                credential: &ShellCredentialRecord,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO shell_credentials (id, tenant_id, secret_hash, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(credential.id.as_str())
+                .bind(credential.tenant_id.to_string())
+                .bind(credential.hash.to_hex())
+                .bind(credential.created_at_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn shell_credentials(
+                &self,
+                tenant_id: TenantId,
+            ) -> StoreResult<Vec<ShellCredentialRecord>> {
+                let rows = sqlx::query(
+                    "SELECT id, tenant_id, secret_hash, created_at FROM shell_credentials \
+                     WHERE tenant_id = $1 ORDER BY created_at, id",
+                )
+                .bind(tenant_id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        sql::shell_credential(
+                            row.try_get("id")?,
+                            row.try_get("tenant_id")?,
+                            row.try_get("secret_hash")?,
+                            row.try_get("created_at")?,
+                        )
+                    })
+                    .collect()
+            }
+
+            async fn revoke_shell_credential(
+                &self,
+                tenant_id: TenantId,
+                id: &CredentialId,
+            ) -> StoreResult<bool> {
+                let done =
+                    sqlx::query("DELETE FROM shell_credentials WHERE id = $1 AND tenant_id = $2")
+                        .bind(id.as_str())
+                        .bind(tenant_id.to_string())
+                        .execute(&self.pool)
+                        .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn shell_credential_with_tenant(
+                &self,
+                id: &CredentialId,
+            ) -> StoreResult<Option<(ShellCredentialRecord, Tenant)>> {
+                let row = sqlx::query(
+                    "SELECT c.id, c.tenant_id, c.secret_hash, c.created_at AS cred_created_at, \
+                     t.slug, t.name, t.status, t.created_at, t.rate_limits \
+                     FROM shell_credentials c JOIN tenants t ON t.id = c.tenant_id WHERE c.id = $1",
+                )
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let credential = sql::shell_credential(
+                    row.try_get("id")?,
+                    row.try_get("tenant_id")?,
+                    row.try_get("secret_hash")?,
+                    row.try_get("cred_created_at")?,
                 )?;
                 let tenant = sql::tenant(
                     row.try_get::<&str, _>("tenant_id")?,

@@ -11,6 +11,8 @@ use crate::StoreError;
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
+    /// Ids of the audit log's names.
+    call_names: crate::audit_sql::CallNames,
 }
 
 impl SqliteStore {
@@ -30,7 +32,10 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            call_names: crate::audit_sql::CallNames::default(),
+        })
     }
 }
 

@@ -58,8 +58,19 @@ pub enum PluginCommand {
         /// Path to the manifest JSON.
         manifest: PathBuf,
     },
-    /// List the catalog.
-    List,
+    /// List (search) the catalog: id, latest version, status, versions.
+    List {
+        /// Words to find in ids, names, descriptions and tags.
+        #[arg(long)]
+        q: Option<String>,
+        /// Only plugins with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Only plugins with a version in this status (DRAFT, PENDING_REVIEW, PUBLISHED,
+        /// DEPRECATED, REJECTED).
+        #[arg(long)]
+        status: Option<String>,
+    },
     /// Show a catalog plugin (its versions), or one version's manifest with `--version`.
     Show {
         /// Plugin id, e.g. plugin-crm.
@@ -68,6 +79,47 @@ pub enum PluginCommand {
         #[arg(long)]
         version: Option<String>,
     },
+    /// Submit a DRAFT version for review (→ PENDING_REVIEW).
+    Submit(TransitionArgs),
+    /// Approve a version pending review (→ PUBLISHED).
+    Approve(TransitionArgs),
+    /// Reject a version pending review (→ REJECTED); needs `--reason`.
+    Reject(TransitionArgs),
+    /// Deprecate a PUBLISHED version (→ DEPRECATED); needs `--message`.
+    Deprecate(TransitionArgs),
+    /// Yank a version: no new install or plan picks it, installations keep running; needs
+    /// `--reason`.
+    Yank(TransitionArgs),
+    /// Undo a yank.
+    Unyank(TransitionArgs),
+    /// Show a version's audit trail: every transition with who and why.
+    History {
+        /// Plugin id, e.g. plugin-crm.
+        plugin_id: String,
+        /// The exact version, e.g. 1.2.0.
+        version: String,
+    },
+}
+
+/// Which catalog version a lifecycle command moves, and why.
+#[derive(Args)]
+pub struct TransitionArgs {
+    /// Plugin id, e.g. plugin-crm.
+    plugin_id: String,
+    /// The exact version, e.g. 1.2.0.
+    version: String,
+    /// Why (required to reject or yank; recorded for every action).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Deprecation message shown on the plugin and its installations.
+    #[arg(long)]
+    message: Option<String>,
+    /// With deprecate: the plugin or version to use instead.
+    #[arg(long)]
+    replacement: Option<String>,
+    /// Who acts, as the audit trail names them [default: $USER, else admin].
+    #[arg(long)]
+    by: Option<String>,
 }
 
 /// `plexhub install …`
@@ -162,6 +214,96 @@ pub enum CredentialCommand {
     },
 }
 
+/// `plexhub shell-credential …`
+#[derive(Subcommand)]
+pub enum ShellCredentialCommand {
+    /// Issue a shell credential for a tenant and print its token (shown once).
+    Issue {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// List a tenant's shell credentials.
+    List {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a shell credential.
+    Revoke {
+        /// Credential id (the part between `phs_` and the dot).
+        credential_id: String,
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+async fn shell_credential(
+    client: &HubClient,
+    command: ShellCredentialCommand,
+) -> anyhow::Result<()> {
+    match command {
+        ShellCredentialCommand::Issue { tenant } => {
+            let path = format!("/tenants/{}/shell-credentials", segment(&tenant));
+            let issued = client.call(Method::POST, &path, None).await?;
+            println!("{}", issued["token"].as_str().unwrap_or(""));
+        }
+        ShellCredentialCommand::List { tenant } => {
+            let path = format!("/tenants/{}/shell-credentials", segment(&tenant));
+            let listed = client.call(Method::GET, &path, None).await?;
+            for credential in listed["credentials"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}",
+                    credential["id"].as_str().unwrap_or(""),
+                    credential["createdAt"].as_str().unwrap_or("")
+                );
+            }
+        }
+        ShellCredentialCommand::Revoke {
+            credential_id,
+            tenant,
+        } => {
+            let path = format!(
+                "/tenants/{}/shell-credentials/{}",
+                segment(&tenant),
+                segment(&credential_id)
+            );
+            client.call(Method::DELETE, &path, None).await?;
+            println!("revoked {credential_id}");
+        }
+    }
+    Ok(())
+}
+
+/// `plexhub remotes`: one line per remote, `pluginId version remoteEntry routes`.
+async fn remotes(client: &HubClient, tenant: Option<String>) -> anyhow::Result<()> {
+    let list = match tenant {
+        Some(tenant) => {
+            client
+                .call_for(&tenant, Method::GET, "/ui/remotes", None, &[])
+                .await?
+        }
+        None => client.call(Method::GET, "/ui/remotes", None).await?,
+    };
+    for remote in list["remotes"].as_array().into_iter().flatten() {
+        let routes: Vec<&str> = remote["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|route| route["path"].as_str())
+            .collect();
+        println!(
+            "{}\t{}\t{}\t{}",
+            remote["pluginId"].as_str().unwrap_or(""),
+            remote["version"].as_str().unwrap_or(""),
+            remote["remoteEntry"].as_str().unwrap_or(""),
+            routes.join(",")
+        );
+    }
+    Ok(())
+}
+
 fn read_manifest(path: &Path) -> anyhow::Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -194,6 +336,8 @@ pub async fn run(client: &HubClient, command: Command) -> anyhow::Result<()> {
         Command::Install(args) => install(client, args).await,
         Command::Installation(command) => crate::installations::run(client, command).await,
         Command::Credential(command) => credential(client, command).await,
+        Command::ShellCredential(command) => shell_credential(client, command).await,
+        Command::Remotes { tenant } => remotes(client, tenant).await,
         Command::Services(command) => services(client, command).await,
         Command::Data(command) => data(client, command).await,
         Command::Deps(command) => crate::deps::run(client, command).await,
@@ -289,11 +433,15 @@ async fn plugin(client: &HubClient, command: PluginCommand) -> anyhow::Result<()
         PluginCommand::Publish { manifest } => {
             let body = read_manifest(&manifest)?;
             let published = client.call(Method::POST, "/plugins", Some(&body)).await?;
-            println!(
-                "published {} {}",
-                published["pluginId"].as_str().unwrap_or(""),
-                published["version"].as_str().unwrap_or("")
-            );
+            let plugin_id = published["pluginId"].as_str().unwrap_or("");
+            let version = published["version"].as_str().unwrap_or("");
+            match published["status"].as_str() {
+                Some("DRAFT") => println!(
+                    "stored {plugin_id} {version} as DRAFT (this hub reviews the catalog): \
+                     plexhub plugin submit {plugin_id} {version}, then approve"
+                ),
+                _ => println!("published {plugin_id} {version}"),
+            }
         }
         PluginCommand::Show { plugin_id, version } => {
             let path = match version {
@@ -306,24 +454,118 @@ async fn plugin(client: &HubClient, command: PluginCommand) -> anyhow::Result<()
             };
             print_json(&client.call(Method::GET, &path, None).await?);
         }
-        PluginCommand::List => {
-            let catalog = client.call(Method::GET, "/plugins", None).await?;
-            for plugin in catalog["plugins"].as_array().into_iter().flatten() {
-                let versions: Vec<&str> = plugin["versions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
+        PluginCommand::List { q, tag, status } => {
+            let mut query: Vec<String> = Vec::new();
+            for (key, value) in [("q", q), ("tag", tag), ("status", status)] {
+                if let Some(value) = value {
+                    query.push(format!("{key}={}", segment(&value)));
+                }
+            }
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut page_query = query.clone();
+                if let Some(cursor) = &cursor {
+                    page_query.push(format!("cursor={}", segment(cursor)));
+                }
+                let path = if page_query.is_empty() {
+                    "/plugins".to_owned()
+                } else {
+                    format!("/plugins?{}", page_query.join("&"))
+                };
+                let catalog = client.call(Method::GET, &path, None).await?;
+                for plugin in catalog["plugins"].as_array().into_iter().flatten() {
+                    print_plugin_line(plugin);
+                }
+                match catalog["nextCursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+        }
+        PluginCommand::Submit(args) => transition(client, "submit", args).await?,
+        PluginCommand::Approve(args) => transition(client, "approve", args).await?,
+        PluginCommand::Reject(args) => transition(client, "reject", args).await?,
+        PluginCommand::Deprecate(args) => transition(client, "deprecate", args).await?,
+        PluginCommand::Yank(args) => transition(client, "yank", args).await?,
+        PluginCommand::Unyank(args) => transition(client, "unyank", args).await?,
+        PluginCommand::History { plugin_id, version } => {
+            let path = format!(
+                "/plugins/{}/versions/{}/transitions",
+                segment(&plugin_id),
+                segment(&version)
+            );
+            let trail = client.call(Method::GET, &path, None).await?;
+            for step in trail["transitions"].as_array().into_iter().flatten() {
                 println!(
-                    "{}\t{}\t{}",
-                    plugin["pluginId"].as_str().unwrap_or(""),
-                    plugin["latestVersion"].as_str().unwrap_or(""),
-                    versions.join(",")
+                    "{}\t{}\t{} -> {}{}\tby {}\t{}",
+                    step["at"].as_str().unwrap_or(""),
+                    step["action"].as_str().unwrap_or(""),
+                    step["from"].as_str().unwrap_or("-"),
+                    step["to"].as_str().unwrap_or(""),
+                    if step["yanked"].as_bool() == Some(true) {
+                        " (yanked)"
+                    } else {
+                        ""
+                    },
+                    step["by"].as_str().unwrap_or(""),
+                    step["reason"].as_str().unwrap_or("")
                 );
             }
         }
     }
+    Ok(())
+}
+
+/// `plugin-crm  1.2.0  PUBLISHED  1.0.0,1.1.0,1.2.0` (and the deprecation message, if any).
+fn print_plugin_line(plugin: &Value) {
+    let versions: Vec<&str> = plugin["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let deprecation = plugin["deprecation"]["message"]
+        .as_str()
+        .map(|message| format!("\tdeprecated: {message}"))
+        .unwrap_or_default();
+    println!(
+        "{}\t{}\t{}\t{}{deprecation}",
+        plugin["pluginId"].as_str().unwrap_or(""),
+        plugin["latestVersion"].as_str().unwrap_or(""),
+        plugin["status"].as_str().unwrap_or(""),
+        versions.join(",")
+    );
+}
+
+/// Applies one lifecycle action to a catalog version and prints where it now stands.
+async fn transition(client: &HubClient, action: &str, args: TransitionArgs) -> anyhow::Result<()> {
+    let by = args
+        .by
+        .or_else(|| std::env::var("USER").ok().filter(|user| !user.is_empty()));
+    let body = json!({
+        "action": action,
+        "reason": args.reason,
+        "message": args.message,
+        "replacement": args.replacement,
+        "by": by,
+    });
+    let path = format!(
+        "/plugins/{}/versions/{}/transitions",
+        segment(&args.plugin_id),
+        segment(&args.version)
+    );
+    let version = client.call(Method::POST, &path, Some(&body)).await?;
+    println!(
+        "{} {}: {}{}",
+        version["pluginId"].as_str().unwrap_or(""),
+        version["version"].as_str().unwrap_or(""),
+        version["status"].as_str().unwrap_or(""),
+        if version["yanked"].as_bool() == Some(true) {
+            " (yanked)"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
 

@@ -124,6 +124,9 @@ pub struct ServeConfig {
     pub audit_retention_hours: u64,
     /// Hours a web dashboard (`/ui`) session lasts after sign-in.
     pub ui_session_hours: u64,
+    /// Published catalog versions wait for review (DRAFT → submit → approve) instead of being
+    /// PUBLISHED at once.
+    pub catalog_review: bool,
     /// Largest event (its CloudEvents JSON) in bytes.
     pub max_event_bytes: usize,
     /// Hours published events stay replayable.
@@ -176,6 +179,7 @@ impl Default for ServeConfig {
             rate_limit_per_tenant: None,
             audit_retention_hours: 168,
             ui_session_hours: 12,
+            catalog_review: false,
             max_event_bytes: 256 * 1024,
             event_retention_hours: 168,
             event_retry_base_ms: 1_000,
@@ -377,6 +381,7 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
         },
         cache_shared_data_when_scaled: config.scaled_data_cache,
         ui_session_ttl: Duration::from_secs(config.ui_session_hours.saturating_mul(3600)),
+        catalog_review: config.catalog_review,
     };
     Ok((settings, generated.then_some(token)))
 }

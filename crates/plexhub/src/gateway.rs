@@ -48,7 +48,8 @@ pub enum AccessCommand {
     },
 }
 
-/// `plexhub calls [--tenant …] [--caller …] [--target …] [--status …] [--since …] [--limit …]`
+/// `plexhub calls [--tenant …] [--caller …] [--target …] [--status …] [--since …] [--limit …]
+/// [--cursor …]`
 #[derive(Args)]
 pub struct CallsArgs {
     /// Only this tenant (slug).
@@ -69,10 +70,14 @@ pub struct CallsArgs {
     /// How many, newest first (1-1000, default 100).
     #[arg(long)]
     limit: Option<u32>,
+    /// Continue after a previous page (the cursor it printed).
+    #[arg(long)]
+    cursor: Option<String>,
 }
 
 /// Runs `plexhub calls`: the gateway's audit log, newest first, one call per line (time,
-/// tenant id, caller → target, service, method, path, status, milliseconds, request id).
+/// tenant id, caller → target, service, method, path, status, milliseconds, request id); the
+/// cursor of the next page, if any, on stderr.
 pub async fn calls(client: &HubClient, args: CallsArgs) -> anyhow::Result<()> {
     let limit = args.limit.map(|limit| limit.to_string());
     let filters = [
@@ -82,6 +87,7 @@ pub async fn calls(client: &HubClient, args: CallsArgs) -> anyhow::Result<()> {
         ("status", args.status.as_deref()),
         ("since", args.since.as_deref()),
         ("limit", limit.as_deref()),
+        ("cursor", args.cursor.as_deref()),
     ];
     let query: Vec<String> = filters
         .iter()
@@ -110,6 +116,9 @@ pub async fn calls(client: &HubClient, args: CallsArgs) -> anyhow::Result<()> {
             call["durationMs"],
             text("requestId")
         );
+    }
+    if let Some(cursor) = answer["nextCursor"].as_str() {
+        eprintln!("older calls: add --cursor {cursor}");
     }
     Ok(())
 }

@@ -73,6 +73,15 @@ enum Command {
     /// Issue, list and revoke installation credentials.
     #[command(subcommand)]
     Credential(commands::CredentialCommand),
+    /// Issue, list and revoke a tenant's read-only web-shell credentials.
+    #[command(subcommand)]
+    ShellCredential(commands::ShellCredentialCommand),
+    /// List a tenant's plugin UI remotes (what its web shell loads).
+    Remotes {
+        /// Tenant slug (for the admin token; a plugin or shell credential reads its own).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Inspect a tenant's service registry.
     #[command(subcommand)]
     Services(commands::ServicesCommand),

@@ -179,6 +179,11 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     ui_session_hours: Option<u64>,
+    /// Published catalog versions wait for review (DRAFT → submit → approve) instead of being
+    /// PUBLISHED at once [default: false].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    catalog_review: Option<bool>,
     /// Largest event (its CloudEvents JSON) in bytes [default: 262144].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

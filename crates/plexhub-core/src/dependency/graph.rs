@@ -57,12 +57,15 @@ impl Edge {
 struct PluginEntry {
     /// Ascending by version, each with its manifest's edges.
     versions: Vec<(Version, Vec<Edge>)>,
+    /// Versions that no new install may pick, with why in words ("yanked"…).
+    unavailable: HashMap<Version, &'static str>,
     /// Registered edges, for every version.
     registered: Vec<Edge>,
 }
 
-/// A snapshot of the catalog as dependency resolution sees it: every published version with
-/// its manifest's dependencies, plus the registered edges.
+/// A snapshot of the catalog as dependency resolution sees it: every catalog version with its
+/// manifest's dependencies (installed versions keep their edges whatever their status), which
+/// of them new installs may not pick, plus the registered edges.
 #[derive(Debug, Default)]
 pub struct Catalog {
     plugins: HashMap<PluginId, PluginEntry>,
@@ -94,6 +97,46 @@ impl Catalog {
         }
     }
 
+    /// Marks a version added with [`Catalog::add_version`] as one that no new install or plan
+    /// may pick, with why in words (`"yanked"`, `"pending review, not published yet"`…);
+    /// installations of it keep their edges.
+    pub fn mark_unavailable(&mut self, plugin_id: &PluginId, version: Version, why: &'static str) {
+        let entry = self.plugins.entry(plugin_id.clone()).or_default();
+        entry.unavailable.insert(version, why);
+    }
+
+    /// Why new installs may not pick this version, or `None` when they may.
+    pub fn unavailable(&self, plugin_id: &PluginId, version: &Version) -> Option<&'static str> {
+        self.plugins
+            .get(plugin_id)
+            .and_then(|entry| entry.unavailable.get(version).copied())
+    }
+
+    /// The versions of a plugin new installs may pick, ascending.
+    pub fn installable(&self, plugin_id: &PluginId) -> impl Iterator<Item = &Version> {
+        self.versions(plugin_id)
+            .filter(move |version| self.unavailable(plugin_id, version).is_none())
+    }
+
+    /// The installable version nearest to `wanted` other than `except` (the installed one):
+    /// the highest below it, else the lowest above it. What an upgrade plan proposes when
+    /// `wanted` is yanked or unpublished.
+    pub fn nearest_installable(
+        &self,
+        plugin_id: &PluginId,
+        wanted: &Version,
+        except: Option<&Version>,
+    ) -> Option<&Version> {
+        let candidates = || {
+            self.installable(plugin_id)
+                .filter(move |version| Some(*version) != except && *version != wanted)
+        };
+        candidates()
+            .filter(|version| *version < wanted)
+            .max()
+            .or_else(|| candidates().filter(|version| *version > wanted).min())
+    }
+
     /// Adds registered edges (each applies to every version of its `from` plugin).
     pub fn add_registered(&mut self, edges: impl IntoIterator<Item = Edge>) {
         for edge in edges {
@@ -102,14 +145,14 @@ impl Catalog {
         }
     }
 
-    /// Whether at least one version of the plugin is published.
+    /// Whether the catalog holds at least one version of the plugin (installable or not).
     pub fn contains(&self, plugin_id: &PluginId) -> bool {
         self.plugins
             .get(plugin_id)
             .is_some_and(|entry| !entry.versions.is_empty())
     }
 
-    /// The published versions of a plugin, ascending.
+    /// Every catalog version of a plugin (installable or not), ascending.
     pub fn versions(&self, plugin_id: &PluginId) -> impl Iterator<Item = &Version> {
         self.plugins
             .get(plugin_id)
@@ -117,15 +160,16 @@ impl Catalog {
             .flat_map(|entry| entry.versions.iter().map(|(version, _)| version))
     }
 
-    /// The version listings describe: the highest release, else the highest pre-release.
+    /// The version listings describe: the highest installable release, else the highest
+    /// installable pre-release; when none is installable, the same among every version.
     pub fn latest(&self, plugin_id: &PluginId) -> Option<&Version> {
-        let versions = &self.plugins.get(plugin_id)?.versions;
-        versions
-            .iter()
-            .rev()
-            .map(|(version, _)| version)
-            .find(|version| !version.is_prerelease())
-            .or_else(|| versions.last().map(|(version, _)| version))
+        let entry = self.plugins.get(plugin_id)?;
+        crate::catalog::latest(
+            &entry.versions,
+            |(version, _)| version,
+            |(version, _)| !entry.unavailable.contains_key(version),
+        )
+        .map(|(version, _)| version)
     }
 
     /// The edges of one version: its manifest's, then the registered ones.

@@ -64,6 +64,16 @@ pub enum Fact {
         /// The versions looked for.
         versions: String,
     },
+    /// `version` of `plugin_id` is in the catalog but new installs may not pick it.
+    #[serde(rename_all = "camelCase")]
+    Unavailable {
+        /// The plugin.
+        plugin_id: String,
+        /// The version.
+        version: String,
+        /// Why, in words: `yanked`, `pending review, not published yet`, `rejected by review`…
+        reason: String,
+    },
 }
 
 /// Why no plan exists: the solver's explanation in sentences, and the facts it uses.
@@ -265,11 +275,19 @@ impl DependencyProvider for Provider<'_> {
             Package::Plugin(id) => match self.installed.get(id) {
                 Some(version) => range.contains(version).then(|| version.clone()),
                 None => {
-                    let matching = || self.catalog.versions(id).filter(|v| range.contains(v));
+                    let matching = || self.catalog.installable(id).filter(|v| range.contains(v));
+                    // An unavailable version is tried only when nothing installable is left,
+                    // so that the explanation names its status.
                     matching()
                         .filter(|v| !v.is_prerelease())
                         .max()
                         .or_else(|| matching().max())
+                        .or_else(|| {
+                            self.catalog
+                                .versions(id)
+                                .filter(|v| range.contains(v))
+                                .max()
+                        })
                         .cloned()
                 }
             },
@@ -303,6 +321,11 @@ impl DependencyProvider for Provider<'_> {
                 }
             }
             Package::Plugin(id) => {
+                if self.installed.get(id) != Some(version)
+                    && let Some(why) = self.catalog.unavailable(id, version)
+                {
+                    return Ok(Dependencies::Unavailable(why.to_owned()));
+                }
                 for edge in self.catalog.edges(id, version) {
                     // An optional dependency binds only when its plugin is there.
                     if edge.to == *id || !(edge.required || self.installed.contains_key(&edge.to)) {
@@ -495,9 +518,10 @@ fn order_steps(
     Ok(steps)
 }
 
-/// The solver's explanation, with the request pseudo-package worded as such.
+/// The solver's explanation, with the request pseudo-package worded as such and each version
+/// new installs may not pick named with its status ("plugin-crm 2.0.0 is yanked").
 fn explain(tree: &DerivationTree<Package, Constraint, String>) -> Explanation {
-    let text = DefaultStringReporter::report(tree)
+    let mut text = DefaultStringReporter::report(tree)
         .replace(&format!("{REQUEST} 0.0.0"), REQUEST)
         .replace(
             &format!("{REQUEST} is forbidden"),
@@ -505,6 +529,21 @@ fn explain(tree: &DerivationTree<Package, Constraint, String>) -> Explanation {
         );
     let mut facts = Vec::new();
     collect_facts(tree, &mut facts);
+    for fact in &facts {
+        if let Fact::Unavailable {
+            plugin_id,
+            version,
+            reason,
+        } = fact
+        {
+            text = text.replace(
+                &format!(
+                    "dependencies of {plugin_id} at version {version} are unavailable {reason}"
+                ),
+                &format!("{plugin_id} {version} is {reason}"),
+            );
+        }
+    }
     Explanation { text, facts }
 }
 
@@ -531,7 +570,12 @@ fn collect_facts(tree: &DerivationTree<Package, Constraint, String>, facts: &mut
             plugin_id: p.to_string(),
             versions: versions.to_string(),
         },
-        DerivationTree::External(External::NotRoot(..) | External::Custom(..)) => return,
+        DerivationTree::External(External::Custom(p, versions, reason)) => Fact::Unavailable {
+            plugin_id: p.to_string(),
+            version: versions.to_string(),
+            reason: reason.clone(),
+        },
+        DerivationTree::External(External::NotRoot(..)) => return,
     };
     if !facts.contains(&fact) {
         facts.push(fact);

@@ -390,6 +390,79 @@ fn plans_explain_incompatible_requirements() {
 }
 
 #[test]
+fn plans_skip_unavailable_versions_and_name_their_status() {
+    let mut catalog = catalog(&[
+        ("plugin-crm", "1.0.0", vec![]),
+        ("plugin-crm", "1.1.0", vec![]),
+        ("plugin-crm", "2.0.0", vec![]),
+        (
+            "plugin-analytics",
+            "1.0.0",
+            vec![dep("plugin-crm", "^1.1.0", true)],
+        ),
+        (
+            "plugin-reports",
+            "1.0.0",
+            vec![dep("plugin-crm", "^2", true)],
+        ),
+    ]);
+    catalog.mark_unavailable(&id("plugin-crm"), v("1.1.0"), "yanked");
+    catalog.mark_unavailable(
+        &id("plugin-crm"),
+        v("2.0.0"),
+        "pending review, not published yet",
+    );
+    let none = InstalledVersions::new();
+    // The highest installable version is chosen, not the yanked 1.1.0 or the pending 2.0.0.
+    let steps = plan_install(&catalog, &id("plugin-crm"), None, &none).unwrap();
+    assert_eq!(steps[0].version, v("1.0.0"));
+    let Err(PlanError::NoSolution(explanation)) =
+        plan_install(&catalog, &id("plugin-analytics"), None, &none)
+    else {
+        panic!("no plan expected");
+    };
+    assert!(
+        explanation.text.contains("plugin-crm 1.1.0 is yanked"),
+        "{}",
+        explanation.text
+    );
+    assert!(explanation.facts.contains(&Fact::Unavailable {
+        plugin_id: "plugin-crm".into(),
+        version: "1.1.0".into(),
+        reason: "yanked".into(),
+    }));
+    let Err(PlanError::NoSolution(explanation)) =
+        plan_install(&catalog, &id("plugin-reports"), None, &none)
+    else {
+        panic!("no plan expected");
+    };
+    assert!(
+        explanation
+            .text
+            .contains("plugin-crm 2.0.0 is pending review, not published yet"),
+        "{}",
+        explanation.text
+    );
+    // An installed yanked version keeps working: plans keep it.
+    let installed = installed(&[("plugin-crm", "1.1.0")]);
+    let steps = plan_install(&catalog, &id("plugin-analytics"), None, &installed).unwrap();
+    assert_eq!(steps[0].version, v("1.1.0"));
+    assert_eq!(steps[0].action, StepAction::Keep);
+    assert_eq!(catalog.latest(&id("plugin-crm")), Some(&v("1.0.0")));
+    // An upgrade to the yanked 1.1.0 is offered the nearest installable version instead.
+    catalog.add_version(&id("plugin-crm"), v("1.2.0"), &[]);
+    let crm = id("plugin-crm");
+    assert_eq!(
+        catalog.nearest_installable(&crm, &v("1.1.0"), Some(&v("1.0.0"))),
+        Some(&v("1.2.0"))
+    );
+    assert_eq!(
+        catalog.nearest_installable(&crm, &v("2.0.0"), None),
+        Some(&v("1.2.0"))
+    );
+}
+
+#[test]
 fn plans_refuse_required_cycles_among_new_plugins() {
     let catalog = catalog(&[
         ("plugin-a", "1.0.0", vec![dep("plugin-b", "*", true)]),

@@ -1226,3 +1226,94 @@ fn subscriptions_are_objects_in_subscribes() {
         );
     }
 }
+
+// ----- tags -----
+
+#[test]
+fn tags_are_checked_each_at_its_path() {
+    let mut manifest = minimal();
+    manifest["tags"] = json!(["crm", "sales-2"]);
+    assert_eq!(valid(&manifest).tags, vec!["crm", "sales-2"]);
+    manifest["tags"] = json!(["crm", "Sales", "crm", 3]);
+    assert_eq!(
+        paths(&manifest),
+        vec!["tags.1", "tags.2", "tags.3"],
+        "{:?}",
+        errors(&manifest)
+    );
+    manifest["tags"] = json!(vec!["t"; TAGS_MAX + 1]);
+    assert_eq!(paths(&manifest), vec!["tags"]);
+}
+
+// ----- frontend (the shell's remote) -----
+
+fn with_frontend(frontend: Value) -> Value {
+    let mut manifest = minimal();
+    manifest["frontend"] = frontend;
+    manifest
+}
+
+#[test]
+fn a_frontend_remote_is_parsed_with_its_routes_and_menu() {
+    let integrity = format!("sha384-{}", "A".repeat(64));
+    let manifest = valid(&with_frontend(json!({
+        "remoteEntry": "https://cdn.example.com/test/remoteEntry.js",
+        "exposedModules": {"./Page": "./src/Page.tsx", "./Widget": "./src/Widget.tsx"},
+        "routes": [{"path": "/test", "module": "./Page", "title": "Test"}],
+        "menu": [{"label": "Test", "path": "/test", "icon": "flask", "order": 3}],
+        "integrity": integrity,
+    })));
+    let frontend = manifest.frontend.expect("frontend");
+    assert_eq!(frontend.scope, "plugin_test");
+    assert_eq!(frontend.exposed_modules.len(), 2);
+    assert_eq!(frontend.routes[0].module, "./Page");
+    assert_eq!(frontend.menu[0].order, 3);
+    assert_eq!(frontend.integrity, Some(integrity));
+    // The original's free-form string stays valid and is no remote.
+    assert_eq!(valid(&with_frontend(json!("dist/frontend"))).frontend, None);
+}
+
+#[test]
+fn frontend_errors_are_reported_each_at_its_path() {
+    let manifest = with_frontend(json!({
+        "remoteEntry": "http://cdn.example.com/remoteEntry.js",
+        "scope": "9lives",
+        "exposedModules": {"Page": "./src/Page.tsx", "./Ok": "./src/Ok.tsx"},
+        "routes": [
+            {"path": "crm", "module": "./Ok"},
+            {"path": "/crm", "module": "./Missing"},
+            {"path": "/other", "module": "./Ok", "extra": true},
+        ],
+        "menu": [{"label": "", "path": "/nowhere", "order": "first"}],
+        "integrity": "sha256-abc",
+        "port": 3201,
+    }));
+    let reported = paths(&manifest);
+    for expected in [
+        "frontend",
+        "frontend.remoteEntry",
+        "frontend.scope",
+        "frontend.exposedModules.Page",
+        "frontend.routes.0.path",
+        "frontend.routes.1.module",
+        "frontend.routes.2",
+        "frontend.menu.0.label",
+        "frontend.menu.0.path",
+        "frontend.menu.0.order",
+        "frontend.integrity",
+    ] {
+        assert!(
+            reported.contains(&expected.to_owned()),
+            "{expected}: {reported:?}"
+        );
+    }
+    let remote = errors(&manifest)
+        .into_iter()
+        .find(|(path, _)| path == "frontend.remoteEntry")
+        .expect("remoteEntry error");
+    assert!(remote.1.contains("https"), "{}", remote.1);
+    assert_eq!(
+        paths(&with_frontend(json!({}))),
+        vec!["frontend.remoteEntry"]
+    );
+}

@@ -45,6 +45,8 @@ pub(crate) mod v1;
         (name = "gateway (seed-compatible)", description = "The original POST /api/plugin-gateway/call, hardened; errors are flat"),
         (name = "gateway", description = "Plugin-to-plugin calls: the streaming proxy and access explanations"),
         (name = "plans", description = "Install, uninstall and upgrade plans for a tenant (admin)"),
+        (name = "ui", description = "The web shell's plugin remotes (plugin, shell credential, or admin with X-Tenant-Slug)"),
+        (name = "shell credentials", description = "Read-only credentials of a tenant's web shell (admin)"),
         (name = "operations", description = "Health, readiness, metrics (no authentication)")
     )
 )]

@@ -8,6 +8,13 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Extension, Path, Query};
+use layout::adt::dag::NodeHandle;
+use layout::core::base::Orientation;
+use layout::core::format::{ClipHandle, RenderBackend};
+use layout::core::geometry::Point;
+use layout::core::style::StyleAttr;
+use layout::std_shapes::shapes::{Arrow, Element, ShapeKind};
+use layout::topo::layout::VisualGraph;
 use maud::{Markup, html};
 use plexhub_core::ids::PluginId;
 use plexhub_core::tenant::TenantSlug;
@@ -90,59 +97,181 @@ pub(crate) struct DrawnEdge {
     pub state: EdgeState,
 }
 
-/// Node size and spacing, in SVG units.
-const NODE_WIDTH: usize = 180;
-const NODE_HEIGHT: usize = 44;
-const COLUMN_GAP: usize = 40;
-const ROW_GAP: usize = 70;
-const MARGIN: usize = 20;
-/// Nodes per row at most.
-const MAX_COLUMNS: usize = 6;
+impl DrawnEdge {
+    /// Merges another dependency between the same two plugins into this edge: required if
+    /// either is, both ranges shown, the worse state.
+    fn absorb(&mut self, other: DrawnEdge) {
+        self.required |= other.required;
+        if !self.range.split(" and ").any(|range| range == other.range) {
+            self.range = format!("{} and {}", self.range, other.range);
+        }
+        let rank = |state: EdgeState| match state {
+            EdgeState::Met => 0,
+            EdgeState::Unmet => 1,
+            EdgeState::Conflicting => 2,
+        };
+        if rank(other.state) > rank(self.state) {
+            self.state = other.state;
+        }
+    }
+}
 
-/// Draws `nodes` and `edges`:
-/// dependents above their dependencies, layer by longest path (cycles end after one round per
-/// node), at most [`MAX_COLUMNS`] nodes a row.
-pub(crate) fn draw(nodes: &BTreeMap<String, Node>, edges: &[DrawnEdge]) -> Markup {
-    let mut layer: BTreeMap<&str, usize> = nodes.keys().map(|id| (id.as_str(), 0)).collect();
-    for _ in 0..nodes.len() {
-        let mut changed = false;
-        for edge in edges {
-            let below = layer.get(edge.to.as_str()).copied().unwrap_or(0);
-            if let Some(above) = layer.get_mut(edge.from.as_str())
-                && *above < below + 1
-                && below < nodes.len()
-            {
-                *above = below + 1;
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
+/// Node size, in SVG units.
+const NODE_WIDTH: f64 = 180.0;
+const NODE_HEIGHT: f64 = 44.0;
+/// Room around the drawing.
+const MARGIN: f64 = 20.0;
+/// Plugins drawn as a picture at most; a larger tenant gets its edges as a table (a picture of
+/// hundreds of boxes is not readable, and the layout's cost grows with the cube of the nodes:
+/// measured ~30 ms at 60 on this project's 2-core machine, ~350 ms at 150).
+pub(crate) const MAX_DRAWN_NODES: usize = 60;
+
+/// Where `layout-rs` put the nodes and routed the edges: a render backend that records the
+/// geometry (each node and edge carries its index as its `properties`) instead of drawing, so
+/// the page draws them itself, with its classes, colours and data attributes.
+#[derive(Default)]
+struct Placement {
+    /// Top-left corner of each node, by index.
+    nodes: BTreeMap<usize, Point>,
+    /// Each edge's Bézier control points (an exit vector, then entry vectors) and whether its
+    /// head is at the path's end (an edge reversed to break a cycle has it at the start).
+    edges: BTreeMap<usize, (Vec<(Point, Point)>, bool)>,
+}
+
+impl RenderBackend for Placement {
+    fn draw_rect(
+        &mut self,
+        xy: Point,
+        _size: Point,
+        _look: &StyleAttr,
+        properties: Option<String>,
+        _clip: Option<ClipHandle>,
+    ) {
+        if let Some(index) = properties.and_then(|index| index.parse().ok()) {
+            self.nodes.insert(index, xy);
         }
     }
-    let top = layer.values().copied().max().unwrap_or(0);
-    let mut layers: Vec<Vec<&str>> = vec![Vec::new(); top + 1];
-    for (id, level) in &layer {
-        layers[top - level].push(id);
+
+    fn draw_line(&mut self, _: Point, _: Point, _: &StyleAttr, _: Option<String>) {}
+
+    fn draw_circle(&mut self, _: Point, _: Point, _: &StyleAttr, _: Option<String>) {}
+
+    fn draw_text(&mut self, _: Point, _: &str, _: &StyleAttr) {}
+
+    fn draw_arrow(
+        &mut self,
+        path: &[(Point, Point)],
+        _dashed: bool,
+        head: (bool, bool),
+        _look: &StyleAttr,
+        properties: Option<String>,
+        _text: &str,
+    ) {
+        if let Some(index) = properties.and_then(|index| index.parse().ok()) {
+            self.edges.insert(index, (path.to_vec(), head.1));
+        }
     }
-    // A wide layer (a thousand plugins on one dependency) wraps into rows.
-    let rows: Vec<Vec<&str>> = layers
-        .iter()
-        .flat_map(|ids| ids.chunks(MAX_COLUMNS).map(<[&str]>::to_vec))
+
+    fn create_clip(&mut self, _: Point, _: Point, _: usize) -> ClipHandle {
+        0
+    }
+}
+
+/// Lays `nodes` and `edges` out with `layout-rs` (layered, top to bottom, crossings
+/// reduced): dependents above their dependencies; a cycle is drawn with one edge reversed.
+fn place(nodes: &BTreeMap<String, Node>, edges: &[DrawnEdge]) -> Placement {
+    let mut graph = VisualGraph::new(Orientation::TopToBottom);
+    let handles: BTreeMap<&str, NodeHandle> = nodes
+        .keys()
+        .enumerate()
+        .map(|(index, id)| {
+            let element = Element::create_with_properties(
+                ShapeKind::new_box(id),
+                StyleAttr::simple(),
+                Orientation::TopToBottom,
+                Point::new(NODE_WIDTH, NODE_HEIGHT),
+                index.to_string(),
+            );
+            (id.as_str(), graph.add_node(element))
+        })
         .collect();
-    let widest = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
-    let width = 2 * MARGIN + widest * NODE_WIDTH + (widest - 1) * COLUMN_GAP;
-    let height = 2 * MARGIN + rows.len() * NODE_HEIGHT + rows.len().saturating_sub(1) * ROW_GAP;
-    let mut position: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for (row, ids) in rows.iter().enumerate() {
-        let offset = (widest - ids.len()) * (NODE_WIDTH + COLUMN_GAP) / 2;
-        for (column, id) in ids.iter().enumerate() {
-            let x = MARGIN + offset + column * (NODE_WIDTH + COLUMN_GAP);
-            let y = MARGIN + row * (NODE_HEIGHT + ROW_GAP);
-            position.insert(id, (x, y));
+    for (index, edge) in edges.iter().enumerate() {
+        if let (Some(from), Some(to)) = (
+            handles.get(edge.from.as_str()),
+            handles.get(edge.to.as_str()),
+        ) && from != to
+        {
+            graph.add_edge(
+                Arrow::simple_with_properties(&edge.range, index.to_string()),
+                *from,
+                *to,
+            );
         }
     }
-    html! {
+    let mut placement = Placement::default();
+    if graph.num_nodes() > 0 {
+        graph.do_it(false, false, false, &mut placement);
+    }
+    placement
+}
+
+/// An SVG path through Bézier control points, as `layout-rs` routes edges.
+fn curve(path: &[(Point, Point)], shift: Point) -> String {
+    let at = |point: Point| (point.x - shift.x, point.y - shift.y);
+    let mut d = String::new();
+    if let [(start, exit), (entry, end), rest @ ..] = path {
+        let (start, exit, entry, end) = (at(*start), at(*exit), at(*entry), at(*end));
+        d = format!(
+            "M {:.1} {:.1} C {:.1} {:.1}, {:.1} {:.1}, {:.1} {:.1}",
+            start.0, start.1, exit.0, exit.1, entry.0, entry.1, end.0, end.1
+        );
+        for (entry, end) in rest {
+            let (entry, end) = (at(*entry), at(*end));
+            d.push_str(&format!(
+                " S {:.1} {:.1}, {:.1} {:.1}",
+                entry.0, entry.1, end.0, end.1
+            ));
+        }
+    }
+    d
+}
+
+/// Draws `nodes` and `edges` as SVG, laid out by [`place`]; `None` above [`MAX_DRAWN_NODES`]
+/// or if the layout fails (the crate asserts its invariants by panicking).
+pub(crate) fn draw(nodes: &BTreeMap<String, Node>, edges: &[DrawnEdge]) -> Option<Markup> {
+    if nodes.len() > MAX_DRAWN_NODES {
+        return None;
+    }
+    let placement =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| place(nodes, edges))).ok()?;
+    // The drawing's extent: every node and every control point, plus a margin.
+    let points = placement
+        .nodes
+        .values()
+        .flat_map(|at| [*at, Point::new(at.x + NODE_WIDTH, at.y + NODE_HEIGHT)])
+        .chain(
+            placement
+                .edges
+                .values()
+                .flat_map(|(path, _)| path.iter().flat_map(|(a, b)| [*a, *b])),
+        );
+    let (mut low, mut high) = (
+        Point::new(f64::MAX, f64::MAX),
+        Point::new(f64::MIN, f64::MIN),
+    );
+    for point in points {
+        low = Point::new(low.x.min(point.x), low.y.min(point.y));
+        high = Point::new(high.x.max(point.x), high.y.max(point.y));
+    }
+    if low.x > high.x {
+        (low, high) = (Point::zero(), Point::zero());
+    }
+    let shift = Point::new(low.x - MARGIN, low.y - MARGIN);
+    let (width, height) = (
+        (high.x - low.x + 2.0 * MARGIN).ceil(),
+        (high.y - low.y + 2.0 * MARGIN).ceil(),
+    );
+    Some(html! {
         svg xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="graph-title"
             viewBox={ "0 0 " (width) " " (height) } width=(width) height=(height) {
             title #graph-title { "Dependency graph: " (nodes.len()) " plugins, " (edges.len()) " dependencies" }
@@ -151,37 +280,41 @@ pub(crate) fn draw(nodes: &BTreeMap<String, Node>, edges: &[DrawnEdge]) -> Marku
                     path d="M 0 0 L 10 5 L 0 10 z" fill="#4a535e" {}
                 }
             }
-            @for edge in edges {
-                @if let (Some((x1, y1)), Some((x2, y2))) = (position.get(edge.from.as_str()), position.get(edge.to.as_str())) {
+            @for (index, edge) in edges.iter().enumerate() {
+                @if let Some((path, head_at_end)) = placement.edges.get(&index) {
                     @let (color, word) = match edge.state {
                         EdgeState::Met => ("#4a535e", ""),
                         EdgeState::Unmet => ("#b3261e", "unmet "),
                         EdgeState::Conflicting => ("#b3261e", "conflicting "),
                     };
-                    @let (sx, sy, ex, ey) = (x1 + NODE_WIDTH / 2, y1 + NODE_HEIGHT, x2 + NODE_WIDTH / 2, *y2);
                     g class={ "edge " (if edge.required { "required" } else { "optional" }) " " (format!("{:?}", edge.state).to_lowercase()) }
                         data-from=(edge.from) data-to=(edge.to) {
-                        line x1=(sx) y1=(sy) x2=(ex) y2=(ey) stroke=(color) stroke-width="2"
-                            stroke-dasharray=(if edge.required { "none" } else { "6 4" }) marker-end="url(#arrow)" {}
-                        text x=((sx + ex) / 2 + 4) y=((sy + ey) / 2) font-size="12" fill=(color) {
-                            (word) (if edge.required { "" } else { "optional " }) (edge.range)
+                        path id={ "edge-" (index) } d=(curve(path, shift)) fill="none" stroke=(color) stroke-width="2"
+                            stroke-dasharray=(if edge.required { "none" } else { "6 4" })
+                            marker-end=[head_at_end.then_some("url(#arrow)")]
+                            marker-start=[(!head_at_end).then_some("url(#arrow)")] {}
+                        @if let Some((_, middle)) = path.get(path.len() / 2) {
+                            text x=(format!("{:.1}", middle.x - shift.x + 6.0)) y=(format!("{:.1}", middle.y - shift.y)) font-size="12" fill=(color) {
+                                (word) (if edge.required { "" } else { "optional " }) (edge.range)
+                            }
                         }
                     }
                 }
             }
-            @for (id, node) in nodes {
-                @if let Some((x, y)) = position.get(id.as_str()) {
+            @for (index, (id, node)) in nodes.iter().enumerate() {
+                @if let Some(at) = placement.nodes.get(&index) {
                     @let (class, fill, stroke, dash, second) = node.look();
+                    @let (x, y) = (at.x - shift.x, at.y - shift.y);
                     g class={ "node " (class) } data-plugin=(id) {
                         rect x=(x) y=(y) width=(NODE_WIDTH) height=(NODE_HEIGHT) rx="6"
                             fill=(fill) stroke=(stroke) stroke-dasharray=(dash) {}
-                        text x=(x + 8) y=(y + 18) font-size="13" font-weight="600" fill="#1b1f24" { (id) }
-                        text x=(x + 8) y=(y + 35) font-size="12" fill="#4a535e" { (second) }
+                        text x=(x + 8.0) y=(y + 18.0) font-size="13" font-weight="600" fill="#1b1f24" { (id) }
+                        text x=(x + 8.0) y=(y + 35.0) font-size="12" fill="#4a535e" { (second) }
                     }
                 }
             }
         }
-    }
+    })
 }
 
 /// The graph page's query: a plugin whose install plan to draw.
@@ -261,13 +394,21 @@ pub(crate) async fn graph(
                 Some(_) => EdgeState::Conflicting,
             };
             nodes.entry(edge.to.to_string()).or_insert(Node::Missing);
-            edges.push(DrawnEdge {
+            let drawn = DrawnEdge {
                 from: plugin.to_string(),
                 to: edge.to.to_string(),
                 range: edge.range.as_str().to_owned(),
                 required: edge.required,
                 state,
-            });
+            };
+            // A plugin depending on two services of another is one arrow between the two.
+            match edges
+                .iter_mut()
+                .find(|known: &&mut DrawnEdge| known.from == drawn.from && known.to == drawn.to)
+            {
+                Some(known) => known.absorb(drawn),
+                None => edges.push(drawn),
+            }
         }
     }
     let problems: Vec<&DrawnEdge> = edges
@@ -301,7 +442,22 @@ pub(crate) async fn graph(
                 None => {}
             }
             @if nodes.is_empty() { p { "Nothing installed." } }
-            div.table { (draw(&nodes, &edges)) }
+            @match draw(&nodes, &edges) {
+                Some(picture) => { div.table { (picture) } }
+                None => {
+                    p { (nodes.len()) " plugins: listed instead of drawn (a picture holds " (MAX_DRAWN_NODES) " at most); their dependencies:" }
+                    div.table { table {
+                        thead { tr { th scope="col" { "Plugin" } th scope="col" { "Depends on" } th scope="col" { "Range" } th scope="col" { "State" } } }
+                        tbody { @for edge in &edges {
+                            tr {
+                                td { (edge.from) } td { (edge.to) } td.mono { (edge.range) }
+                                td { (if edge.required { "required" } else { "optional" }) ", "
+                                    (match edge.state { EdgeState::Met => "met", EdgeState::Unmet => "not installed", EdgeState::Conflicting => "out of range" }) }
+                            }
+                        } }
+                    } }
+                }
+            }
             @if !problems.is_empty() {
                 h2 { "Problems" }
                 ul { @for edge in problems {
@@ -327,6 +483,12 @@ mod tests {
         }
     }
 
+    fn drawn(nodes: &BTreeMap<String, Node>, edges: &[DrawnEdge]) -> String {
+        draw(nodes, edges)
+            .expect("small enough to draw")
+            .into_string()
+    }
+
     #[test]
     fn marks_unmet_conflicting_and_optional_edges_and_missing_nodes() {
         let nodes = BTreeMap::from([
@@ -339,49 +501,90 @@ mod tests {
             edge("a", "c", true, EdgeState::Unmet),
             edge("b", "c", false, EdgeState::Unmet),
         ];
-        let svg = draw(&nodes, &edges).into_string();
+        let svg = drawn(&nodes, &edges);
         assert_eq!(svg.matches("class=\"node installed\"").count(), 1);
         assert_eq!(svg.matches("class=\"node planned\"").count(), 1);
         assert_eq!(svg.matches("class=\"node missing\"").count(), 1);
         assert!(svg.contains("class=\"edge required conflicting\" data-from=\"a\" data-to=\"b\""));
         assert!(svg.contains("class=\"edge required unmet\" data-from=\"a\" data-to=\"c\""));
         assert!(svg.contains("class=\"edge optional unmet\" data-from=\"b\" data-to=\"c\""));
+        assert_eq!(
+            svg.matches(" id=\"edge-").count(),
+            3,
+            "every edge routed: {svg}"
+        );
+    }
+
+    /// The `y` of a node's box in a drawing.
+    fn y(svg: &str, id: &str) -> f64 {
+        let node = svg.find(&format!("data-plugin=\"{id}\"")).expect("node");
+        let rest = &svg[node..];
+        let start = rest.find(" y=\"").expect("y") + 4;
+        rest[start..]
+            .split('"')
+            .next()
+            .expect("value")
+            .parse()
+            .expect("number")
     }
 
     #[test]
     fn dependents_are_drawn_above_their_dependencies_and_cycles_end() {
-        let nodes = BTreeMap::from([
-            ("a".to_owned(), Node::Installed("1.0.0".to_owned())),
-            ("b".to_owned(), Node::Installed("1.0.0".to_owned())),
-        ]);
-        let chain = draw(&nodes, &[edge("a", "b", true, EdgeState::Met)]).into_string();
-        let y = |id: &str| {
-            let node = chain.find(&format!("data-plugin=\"{id}\"")).expect("node");
-            let rest = &chain[node..];
-            let start = rest.find(" y=\"").expect("y") + 4;
-            rest[start..]
-                .split('"')
-                .next()
-                .expect("value")
-                .parse::<usize>()
-                .expect("number")
-        };
-        assert!(y("a") < y("b"), "{chain}");
+        let nodes: BTreeMap<String, Node> = ["a", "b", "c"]
+            .map(|id| (id.to_owned(), Node::Installed("1.0.0".to_owned())))
+            .into();
+        let chain = drawn(
+            &nodes,
+            &[
+                edge("a", "b", true, EdgeState::Met),
+                edge("b", "c", true, EdgeState::Met),
+            ],
+        );
+        assert!(
+            y(&chain, "a") < y(&chain, "b") && y(&chain, "b") < y(&chain, "c"),
+            "{chain}"
+        );
+        assert!(
+            !chain.contains("marker-start"),
+            "every head at the dependency"
+        );
         let cycle = [
             edge("a", "b", true, EdgeState::Met),
             edge("b", "a", true, EdgeState::Met),
         ];
-        assert!(draw(&nodes, &cycle).into_string().contains("<svg"));
+        let drawn_cycle = drawn(&nodes, &cycle);
+        assert_eq!(
+            drawn_cycle.matches(" id=\"edge-").count(),
+            2,
+            "{drawn_cycle}"
+        );
     }
 
     #[test]
-    fn a_wide_layer_wraps_into_rows() {
-        let nodes: BTreeMap<String, Node> = (0..20)
-            .map(|n| (format!("p{n:02}"), Node::Installed("1.0.0".to_owned())))
+    fn two_dependencies_between_two_plugins_are_one_edge() {
+        let mut merged = edge("a", "b", false, EdgeState::Met);
+        merged.absorb(edge("a", "b", true, EdgeState::Met));
+        assert!(merged.required);
+        assert_eq!(merged.range, "^1.0.0");
+        let mut other = edge("a", "b", true, EdgeState::Conflicting);
+        other.range = "^2.0.0".to_owned();
+        merged.absorb(other);
+        assert_eq!(merged.range, "^1.0.0 and ^2.0.0");
+        assert_eq!(merged.state, EdgeState::Conflicting);
+    }
+
+    #[test]
+    fn a_large_tenant_is_not_drawn() {
+        let nodes: BTreeMap<String, Node> = (0..=MAX_DRAWN_NODES)
+            .map(|n| (format!("p{n:03}"), Node::Installed("1.0.0".to_owned())))
             .collect();
-        let svg = draw(&nodes, &[]).into_string();
-        let width = NODE_WIDTH * MAX_COLUMNS + COLUMN_GAP * (MAX_COLUMNS - 1) + 2 * MARGIN;
-        assert!(svg.contains(&format!("width=\"{width}\"")), "{svg}");
-        assert_eq!(svg.matches("class=\"node installed\"").count(), 20);
+        assert!(draw(&nodes, &[]).is_none());
+        let mut fewer = nodes;
+        fewer.pop_first();
+        let svg = draw(&fewer, &[]).expect("drawn").into_string();
+        assert_eq!(
+            svg.matches("class=\"node installed\"").count(),
+            MAX_DRAWN_NODES
+        );
     }
 }

@@ -838,7 +838,7 @@ fn catalog_page(session: &Session, plugins: &Value, manifest: &str, problems: Ma
         Section::Catalog,
         html! {
             div.table { table {
-                thead { tr { th scope="col" { "Plugin" } th scope="col" { "Name" } th scope="col" { "Latest" } th scope="col" { "Versions" } } }
+                thead { tr { th scope="col" { "Plugin" } th scope="col" { "Name" } th scope="col" { "Latest" } th scope="col" { "Status" } th scope="col" { "Versions" } } }
                 tbody {
                     @for plugin in list(plugins, "plugins") {
                         @let id = text(plugin, "pluginId");
@@ -846,6 +846,10 @@ fn catalog_page(session: &Session, plugins: &Value, manifest: &str, problems: Ma
                             td { a href={ "/ui/catalog/" (segment(id)) } { (id) } }
                             td { (text(plugin, "name")) }
                             td { (text(plugin, "latestVersion")) }
+                            td {
+                                (text(plugin, "status"))
+                                @if let Some(message) = plugin["deprecation"]["message"].as_str() { ": " (message) }
+                            }
                             td { @for version in list(plugin, "versions") { (version.as_str().unwrap_or_default()) " " } }
                         }
                     }
@@ -959,7 +963,12 @@ pub(crate) async fn plugin(
             p { (text(&detail, "name")) " · latest " (text(&detail, "latestVersion")) }
             @for version in list(&detail, "versions").iter().rev() {
                 details {
-                    summary { (text(version, "version")) " · published " (text(version, "publishedAt")) }
+                    summary {
+                        (text(version, "version")) " · " (text(version, "status"))
+                        @if version["yanked"].as_bool() == Some(true) { " (yanked: " (text(version, "yankReason")) ")" }
+                        @if let Some(message) = version["deprecation"]["message"].as_str() { " · deprecated: " (message) }
+                        " · published " (text(version, "publishedAt"))
+                    }
                     pre.mono { (serde_json::to_string_pretty(&version["manifest"]).unwrap_or_default()) }
                 }
             }
@@ -980,20 +989,19 @@ pub(crate) struct CallFilters {
     status: String,
     #[serde(default)]
     since: String,
-    limit: Option<u32>,
+    #[serde(default)]
+    cursor: String,
 }
 
-/// Calls per page at first; "more" doubles it up to the API's 1 000.
-const CALLS_PER_PAGE: u32 = 50;
+/// Calls per page.
+const CALLS_PER_PAGE: &str = "50";
 
-/// `GET /ui/calls`: the gateway's audit log with the API's filters.
+/// `GET /ui/calls`: the gateway's audit log with the API's filters, a page at a time.
 pub(crate) async fn calls(
     Extension(ui): Extension<Ui>,
     Extension(session): Extension<Session>,
     Query(filters): Query<CallFilters>,
 ) -> Page {
-    let limit = filters.limit.unwrap_or(CALLS_PER_PAGE).clamp(1, 1000);
-    let limit_text = limit.to_string();
     let pairs = [
         ("tenant", filters.tenant.as_str()),
         ("caller", filters.caller.as_str()),
@@ -1002,7 +1010,7 @@ pub(crate) async fn calls(
         ("since", filters.since.as_str()),
     ];
     let mut api_pairs = pairs.to_vec();
-    api_pairs.push(("limit", &limit_text));
+    api_pairs.extend([("limit", CALLS_PER_PAGE), ("cursor", &filters.cursor)]);
     let answer = match ui
         .api
         .get(&format!("/api/v1/calls{}", query(&api_pairs)), None)
@@ -1011,9 +1019,16 @@ pub(crate) async fn calls(
         Err(failure) if failure.status == StatusCode::NOT_FOUND => return Err(failure.into()),
         answer => answer,
     };
-    let more_text = (limit * 2).min(1000).to_string();
-    let mut more_pairs = pairs.to_vec();
-    more_pairs.push(("limit", &more_text));
+    let next_page = answer
+        .as_ref()
+        .ok()
+        .and_then(|answer| answer["nextCursor"].as_str())
+        .map(|cursor| {
+            let mut next_pairs = pairs.to_vec();
+            next_pairs.push(("cursor", cursor));
+            format!("/ui/calls{}", query(&next_pairs))
+        });
+    let first_page = (!filters.cursor.is_empty()).then(|| format!("/ui/calls{}", query(&pairs)));
     let fields = [
         ("tenant", "Tenant", &filters.tenant, "acme"),
         ("caller", "Caller", &filters.caller, "plugin id"),
@@ -1038,7 +1053,7 @@ pub(crate) async fn calls(
                 Err(failure) => { div.problem role="alert" { p { strong { (failure.code) } ": " (failure.message) } } }
                 Ok(answer) => {
                     @let calls = list(answer, "calls");
-                    p { (calls.len()) " calls, newest first." }
+                    p { (calls.len()) @if calls.len() == 1 { " call" } @else { " calls" } ", newest first" @if first_page.is_some() { " (a later page)" } "." }
                     div.table { table {
                         thead { tr { th scope="col" { "At" } th scope="col" { "Caller" } th scope="col" { "Target" } th scope="col" { "Request" } th scope="col" { "Status" } th scope="col" { "ms" } } }
                         tbody {
@@ -1054,8 +1069,9 @@ pub(crate) async fn calls(
                             }
                         }
                     } }
-                    @if calls.len() as u32 >= limit && limit < 1000 {
-                        p { a href={ "/ui/calls" (query(&more_pairs)) } { "Show more" } }
+                    nav.pages aria-label="Pages" {
+                        @if let Some(first) = &first_page { a href=(first) { "Newest" } " " }
+                        @if let Some(next) = &next_page { a href=(next) rel="next" { "Older calls" } }
                     }
                 }
             }

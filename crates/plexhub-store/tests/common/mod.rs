@@ -33,13 +33,8 @@ pub async fn tenant_with_plugins(store: &Arc<dyn Store>, slug: &str) -> TenantId
         let plugin_id = PluginId::parse(plugin).unwrap();
         let version = Version::parse("1.0.0").unwrap();
         let manifest = serde_json::json!({"id": plugin, "name": plugin, "version": "1.0.0"});
-        let published = PublishedVersion {
-            plugin_id: plugin_id.clone(),
-            version: version.clone(),
-            manifest,
-            published_at_ms: NOW,
-        };
-        store.publish_version(&published).await.unwrap();
+        let published = published(&plugin_id, &version, manifest);
+        store.publish_version(&published, "admin").await.unwrap();
         let issued = IssuedCredential::generate();
         let installation = Installation {
             tenant_id: tenant.id,
@@ -73,6 +68,23 @@ pub async fn tenant_with_plugins(store: &Arc<dyn Store>, slug: &str) -> TenantId
     tenant.id
 }
 
+/// A published (unyanked) catalog version with `manifest`.
+pub fn published(
+    plugin_id: &PluginId,
+    version: &Version,
+    manifest: serde_json::Value,
+) -> PublishedVersion {
+    PublishedVersion {
+        plugin_id: plugin_id.clone(),
+        version: version.clone(),
+        digest: plexhub_core::catalog::manifest_digest(&manifest),
+        manifest,
+        published_at_ms: NOW,
+        standing: plexhub_core::catalog::Standing::PUBLISHED,
+        notes: Default::default(),
+    }
+}
+
 /// Runs `test` on a store in a fresh SQLite file.
 pub async fn on_sqlite<F: Future<Output = ()>>(test: impl FnOnce(Arc<dyn Store>) -> F) {
     on_sqlite_at(|store, _| test(store)).await;
@@ -98,6 +110,16 @@ pub async fn on_postgres<F: Future<Output = ()>>(test: impl FnOnce(Arc<dyn Store
 pub async fn on_postgres_at<F: Future<Output = ()>>(
     test: impl FnOnce(Arc<dyn Store>, String) -> F,
 ) {
+    on_fresh_postgres_database(|url| async move {
+        let store = plexhub_store::open(&url).await.unwrap();
+        test(store, url).await;
+    })
+    .await;
+}
+
+/// Runs `test` with the URL of a fresh, empty PostgreSQL database (no migrations applied),
+/// dropped afterwards; skipped like [`on_postgres`].
+pub async fn on_fresh_postgres_database<F: Future<Output = ()>>(test: impl FnOnce(String) -> F) {
     let Some(admin_url) = postgres_url() else {
         return;
     };
@@ -108,9 +130,7 @@ pub async fn on_postgres_at<F: Future<Output = ()>>(
         .await
         .unwrap();
     let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let url = format!("{base}/{name}");
-    let store = plexhub_store::open(&url).await.unwrap();
-    test(store, url).await;
+    test(format!("{base}/{name}")).await;
     sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .execute(&mut admin)
         .await

@@ -6,13 +6,14 @@ use crate::helpers::{TestApp, analytics, crm_at};
 async fn publishing_is_idempotent_and_versions_are_immutable(app: TestApp) {
     let crm = crm_at("1.0.0");
     let created = app.admin(Method::POST, "/api/v1/plugins", Some(&crm)).await;
+    let digest = plexhub_core::catalog::manifest_digest(&crm);
     assert_eq!(
         created.assert_status(201),
-        &json!({"pluginId": "plugin-crm", "version": "1.0.0"})
+        &json!({"pluginId": "plugin-crm", "version": "1.0.0", "status": "PUBLISHED",
+                "digest": digest})
     );
-    app.admin(Method::POST, "/api/v1/plugins", Some(&crm))
-        .await
-        .assert_status(200);
+    let again = app.admin(Method::POST, "/api/v1/plugins", Some(&crm)).await;
+    assert_eq!(again.assert_status(200)["digest"], digest);
 
     let mut changed = crm.clone();
     changed["description"] = json!("Something else entirely");
@@ -29,7 +30,11 @@ async fn publishing_is_idempotent_and_versions_are_immutable(app: TestApp) {
             None,
         )
         .await;
-    assert_eq!(stored.assert_status(200)["manifest"], crm);
+    let stored = stored.assert_status(200);
+    assert_eq!(stored["manifest"], crm);
+    assert_eq!(stored["digest"], digest);
+    assert_eq!(stored["status"], "PUBLISHED");
+    assert_eq!(stored["installable"], true);
 }
 
 async fn invalid_manifests_report_every_error(app: TestApp) {

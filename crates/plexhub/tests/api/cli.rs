@@ -76,7 +76,10 @@ async fn the_readme_walkthrough_works_through_the_cli(app: TestApp) {
     let published = plexhub(&app, ADMIN, &["plugin", "publish", &crm]).await;
     assert_eq!(succeeded(&published).trim(), "published plugin-crm 1.0.0");
     let listed = plexhub(&app, ADMIN, &["plugin", "list"]).await;
-    assert_eq!(succeeded(&listed).trim(), "plugin-crm\t1.0.0\t1.0.0");
+    assert_eq!(
+        succeeded(&listed).trim(),
+        "plugin-crm\t1.0.0\tPUBLISHED\t1.0.0"
+    );
 
     failed_with(
         &plexhub(
@@ -540,6 +543,26 @@ async fn gateway_commands_call_and_explain(app: TestApp) {
         &plexhub(&app, ADMIN, &["calls", "--status", "6xx"]).await,
         "INVALID_PARAMETER",
     );
+    // A page at a time: the cursor of the next page is on stderr.
+    let every = plexhub(&app, ADMIN, &["calls", "--tenant", "acme"]).await;
+    let every: Vec<&str> = succeeded(&every).lines().collect();
+    assert!(every.len() >= 2, "{every:?}");
+    let first = plexhub(&app, ADMIN, &["calls", "--tenant", "acme", "--limit", "1"]).await;
+    assert_eq!(succeeded(&first).lines().collect::<Vec<_>>(), every[..1]);
+    let cursor = first
+        .stderr
+        .strip_prefix("older calls: add --cursor ")
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no cursor: {}", first.stderr));
+    let second = plexhub(
+        &app,
+        ADMIN,
+        &[
+            "calls", "--tenant", "acme", "--limit", "1", "--cursor", cursor,
+        ],
+    )
+    .await;
+    assert_eq!(succeeded(&second).lines().collect::<Vec<_>>(), every[1..2]);
 
     // The catalog, plugin by plugin.
     let shown = plexhub(&app, ADMIN, &["plugin", "show", "plugin-crm"]).await;
@@ -572,6 +595,7 @@ async fn every_admin_route_has_a_cli_command() {
     const SEED: &str =
         "the original SDK's route, kept for compatibility; the native route has the command";
     const PROBE: &str = "for probes, scrapers and verifiers, not operators";
+    const SHELL: &str = "the web shell's live feed; `plexhub remotes` reads the same answer";
     let commands: &[(&str, &str, &str)] = &[
         ("get", "/api/v1/tenants", "tenant list"),
         ("post", "/api/v1/tenants", "tenant create"),
@@ -587,6 +611,32 @@ async fn every_admin_route_has_a_cli_command() {
             "/api/v1/plugins/{pluginId}/versions/{version}",
             "plugin show",
         ),
+        (
+            "post",
+            "/api/v1/plugins/{pluginId}/versions/{version}/transitions",
+            "plugin yank",
+        ),
+        (
+            "get",
+            "/api/v1/plugins/{pluginId}/versions/{version}/transitions",
+            "plugin history",
+        ),
+        (
+            "post",
+            "/api/v1/tenants/{slug}/shell-credentials",
+            "shell-credential issue",
+        ),
+        (
+            "get",
+            "/api/v1/tenants/{slug}/shell-credentials",
+            "shell-credential list",
+        ),
+        (
+            "delete",
+            "/api/v1/tenants/{slug}/shell-credentials/{id}",
+            "shell-credential revoke",
+        ),
+        ("get", "/api/v1/ui/remotes", "remotes"),
         (
             "get",
             "/api/v1/tenants/{slug}/installations",
@@ -766,6 +816,7 @@ async fn every_admin_route_has_a_cli_command() {
             "/api/plugin-gateway/dependencies/{pluginId}/can-uninstall",
             SEED,
         ),
+        ("get", "/api/v1/ui/remotes/stream", SHELL),
         ("get", "/healthz", PROBE),
         ("get", "/readyz", PROBE),
         ("get", "/metrics", PROBE),
@@ -912,7 +963,135 @@ async fn installation_commands_cover_the_lifecycle(app: TestApp) {
     assert_eq!(succeeded(&listed), "");
 }
 
+/// `plexhub plugin yank|unyank|deprecate|history`, and what the catalog listing shows.
+async fn catalog_lifecycle_commands(app: TestApp) {
+    let crm = format!("{EXAMPLES}/crm.json");
+    succeeded(&plexhub(&app, ADMIN, &["plugin", "publish", &crm]).await);
+    let run = |args: &'static [&'static str]| plexhub(&app, ADMIN, args);
+    failed_with(
+        &run(&["plugin", "yank", "plugin-crm", "1.0.0"]).await,
+        "INVALID_BODY",
+    );
+    let yanked = run(&[
+        "plugin",
+        "yank",
+        "plugin-crm",
+        "1.0.0",
+        "--reason",
+        "broken",
+        "--by",
+        "dana",
+    ])
+    .await;
+    assert_eq!(
+        succeeded(&yanked).trim(),
+        "plugin-crm 1.0.0: PUBLISHED (yanked)"
+    );
+    failed_with(
+        &run(&["plugin", "approve", "plugin-crm", "1.0.0"]).await,
+        "INVALID_TRANSITION",
+    );
+    succeeded(&run(&["plugin", "unyank", "plugin-crm", "1.0.0"]).await);
+    let deprecated = run(&[
+        "plugin",
+        "deprecate",
+        "plugin-crm",
+        "1.0.0",
+        "--message",
+        "moved to plugin-crm-pro",
+    ])
+    .await;
+    assert_eq!(
+        succeeded(&deprecated).trim(),
+        "plugin-crm 1.0.0: DEPRECATED"
+    );
+    let listed = run(&["plugin", "list", "--status", "DEPRECATED"]).await;
+    assert_eq!(
+        succeeded(&listed).trim(),
+        "plugin-crm\t1.0.0\tDEPRECATED\t1.0.0\tdeprecated: moved to plugin-crm-pro"
+    );
+    let history = run(&["plugin", "history", "plugin-crm", "1.0.0"]).await;
+    let lines: Vec<String> = succeeded(&history)
+        .lines()
+        .map(|line| line.split('\t').skip(1).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0], "publish - -> PUBLISHED by admin ");
+    assert_eq!(
+        lines[1],
+        "yank PUBLISHED -> PUBLISHED (yanked) by dana broken"
+    );
+    assert!(
+        lines[3].starts_with("deprecate PUBLISHED -> DEPRECATED by "),
+        "{lines:?}"
+    );
+}
+
+/// `plexhub shell-credential issue|list|revoke` and `plexhub remotes` (as the admin for a
+/// tenant, and with the shell credential itself).
+async fn shell_credential_and_remotes_commands(app: TestApp) {
+    let mut crm: serde_json::Value =
+        serde_json::from_str(crate::helpers::CRM_MANIFEST).expect("crm manifest");
+    crm["frontend"] = serde_json::json!({
+        "remoteEntry": "https://crm.example.com/remoteEntry.js",
+        "exposedModules": {"./Page": "./src/Page.tsx"},
+        "routes": [{"path": "/crm", "module": "./Page"}],
+    });
+    app.publish(&crm).await;
+    app.create_tenant("acme").await;
+    app.install(
+        "acme",
+        "plugin-crm",
+        serde_json::json!({"activate": true,
+                           "allowedOrigins": ["http://127.0.0.1:9", "https://crm.example.com"]}),
+    )
+    .await;
+    let issued = plexhub(
+        &app,
+        ADMIN,
+        &["shell-credential", "issue", "--tenant", "acme"],
+    )
+    .await;
+    let token = succeeded(&issued).trim().to_owned();
+    assert!(token.starts_with("phs_"), "{token}");
+    let expected = "plugin-crm\t1.0.0\thttps://crm.example.com/remoteEntry.js\t/crm";
+    let as_admin = plexhub(&app, ADMIN, &["remotes", "--tenant", "acme"]).await;
+    assert_eq!(succeeded(&as_admin).trim(), expected);
+    let as_shell = plexhub(&app, &token, &["remotes"]).await;
+    assert_eq!(succeeded(&as_shell).trim(), expected);
+    failed_with(
+        &plexhub(&app, &token, &["tenant", "list"]).await,
+        "FORBIDDEN",
+    );
+    let listed = plexhub(
+        &app,
+        ADMIN,
+        &["shell-credential", "list", "--tenant", "acme"],
+    )
+    .await;
+    let id = succeeded(&listed)
+        .split('\t')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(token.starts_with(&format!("phs_{id}.")), "{id}");
+    succeeded(
+        &plexhub(
+            &app,
+            ADMIN,
+            &["shell-credential", "revoke", &id, "--tenant", "acme"],
+        )
+        .await,
+    );
+    failed_with(
+        &plexhub(&app, &token, &["remotes"]).await,
+        "UNAUTHENTICATED",
+    );
+}
+
 crate::on_both_backends!(
+    shell_credential_and_remotes_commands,
+    catalog_lifecycle_commands,
     the_readme_walkthrough_works_through_the_cli,
     deps_commands_explain_the_graph,
     gateway_commands_call_and_explain,

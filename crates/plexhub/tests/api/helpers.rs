@@ -190,6 +190,8 @@ pub struct Options {
     pub connections: Option<plexhub_server::ConnectionLimits>,
     /// Trust and client certificate for https plugins (default: the system's roots only).
     pub upstream_tls: Option<plexhub_server::UpstreamTls>,
+    /// Published catalog versions wait for review (default: published at once).
+    pub catalog_review: bool,
 }
 
 /// Starts a hub on `backend`, or returns `None` when PostgreSQL is not configured (laptop).
@@ -240,6 +242,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
         upstream_tls: options.upstream_tls.unwrap_or_default(),
         cache_shared_data_when_scaled: false,
         ui_session_ttl: std::time::Duration::from_secs(12 * 3600),
+        catalog_review: options.catalog_review,
     };
     let app = Application::build(settings).await.expect("hub starts");
     let address = app.local_addr();

@@ -431,13 +431,8 @@ async fn a_bad_manifest_is_refused_with_every_problem_at_its_path(app: TestApp) 
         (published.status.as_u16(), published.location.as_str()),
         (303, "/ui/catalog/plugin-crm")
     );
-    assert!(
-        browser
-            .get("/ui/catalog/plugin-crm")
-            .await
-            .body
-            .contains("1.2.0")
-    );
+    let shown = browser.get("/ui/catalog/plugin-crm").await.body;
+    assert!(shown.contains("1.2.0 · PUBLISHED"), "{shown}");
 }
 
 async fn a_new_credential_is_shown_once(app: TestApp) {
@@ -620,7 +615,62 @@ async fn the_graph_has_a_node_per_installed_plugin(app: TestApp) {
     );
 }
 
+/// The calls page shows a page of calls and links the older ones, which the next page lists.
+async fn calls_are_listed_a_page_at_a_time(app: TestApp) {
+    seed(&app).await;
+    let analytics = app
+        .install("acme", "plugin-analytics", json!({ "activate": true }))
+        .await;
+    // Refused calls are audited too: 51 of them fill a page of 50 and one more.
+    for _ in 0..51 {
+        app.as_plugin(
+            &analytics,
+            Method::GET,
+            "/api/v1/proxy/crm.contacts/contacts",
+        )
+        .await
+        .assert_error(403, "PERMISSION_DENIED");
+    }
+    let browser = Browser::sign_in(&app).await;
+    let started = std::time::Instant::now();
+    let first = loop {
+        let page = browser.get("/ui/calls?tenant=acme").await;
+        if page.body.contains("Older calls") {
+            break page;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no second page: {}",
+            page.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        first.body.contains("50 calls, newest first."),
+        "{}",
+        first.body
+    );
+    assert!(!first.body.contains(">Newest<"), "already the newest");
+    let next = first
+        .body
+        .split("href=\"")
+        .map(|rest| rest.split('"').next().unwrap_or_default())
+        .find(|href| href.contains("cursor="))
+        .expect("a link to the older calls")
+        .replace("&amp;", "&");
+    assert!(next.contains("tenant=acme"), "the filter is kept: {next}");
+    let second = browser.get(&next).await;
+    assert_eq!(second.status, 200);
+    assert!(
+        second.body.contains("1 call, newest first (a later page)."),
+        "{}",
+        second.body
+    );
+    assert!(second.body.contains(">Newest<") && !second.body.contains("Older calls"));
+}
+
 crate::on_both_backends!(
+    calls_are_listed_a_page_at_a_time,
     the_graph_has_a_node_per_installed_plugin,
     pages_need_a_session_and_answer_404_for_unknown_things,
     sign_in_expiry_and_sign_out,

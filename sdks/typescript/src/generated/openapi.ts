@@ -513,10 +513,17 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List the catalog. */
+        /**
+         * Search the catalog, ordered by plugin id, a page at a time: `q` over id, name, description
+         *     and tags, `tag`, `status`.
+         */
         get: operations["list_plugins"];
         put?: never;
-        /** Publish one plugin version from its manifest. */
+        /**
+         * Publish one plugin version from its manifest: `PUBLISHED` at once, or `DRAFT` waiting for
+         *     review when the hub runs with `catalog_review`. Announced as `core.plugin.published` when
+         *     it is published.
+         */
         post: operations["publish_plugin"];
         delete?: never;
         options?: never;
@@ -569,6 +576,33 @@ export interface paths {
         get: operations["get_plugin_version"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/plugins/{pluginId}/versions/{version}/transitions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The audit trail of a catalog version: its publication and every transition, oldest first,
+         *     with who and why.
+         */
+        get: operations["list_transitions"];
+        put?: never;
+        /**
+         * Move a catalog version through its lifecycle: `submit`, `approve`, `reject` (with a
+         *     reason), `deprecate` (with a message and an optional replacement), `yank` (with a reason),
+         *     `unyank`. Each transition is recorded with who and why; one that the version's standing
+         *     does not allow is 409 `INVALID_TRANSITION` naming the allowed ones (`details.allowed`).
+         *     Announced as `core.plugin.published`, `core.plugin.deprecated` or `core.plugin.yanked`.
+         */
+        post: operations["transition_version"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1077,9 +1111,91 @@ export interface paths {
         put?: never;
         /**
          * Plan moving an installed plugin to another catalog version: which installed dependents'
-         *     ranges it breaks, and which of its new dependencies are unmet.
+         *     ranges it breaks, and which of its new dependencies are unmet. A version new installs may
+         *     not pick (yanked, not published) is not ok, and the plan proposes the nearest installable
+         *     one.
          */
         post: operations["plan_upgrade"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/tenants/{slug}/shell-credentials": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List a tenant's shell credentials (without secrets). */
+        get: operations["list_shell_credentials"];
+        put?: never;
+        /**
+         * Issue a read-only shell credential for a tenant: it reads `GET /api/v1/ui/remotes` (and its
+         *     stream) and `whoami`, and is refused (403 `FORBIDDEN`) everywhere else.
+         */
+        post: operations["issue_shell_credential"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/tenants/{slug}/shell-credentials/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke a shell credential: refused on every hub from the next request. */
+        delete: operations["revoke_shell_credential"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/ui/remotes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The tenant's UI remotes: each ACTIVE installation whose manifest declares a `frontend`,
+         *     sorted by plugin id, with plugin id, version, remote entry, integrity, exposed modules,
+         *     routes and menu. Answers 304 to an `If-None-Match` that names the current `ETag`.
+         */
+        get: operations["list_remotes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/ui/remotes/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Server-Sent Events of the tenant's remotes: `event: remotes` with the whole answer (as
+         *     `GET /api/v1/ui/remotes`, `id` = its ETag) at once, then each time it changes on any hub
+         *     instance (an activation, a deactivation, an uninstall), so an open shell never polls.
+         */
+        get: operations["stream_remotes"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1195,6 +1311,8 @@ export interface components {
         /** @description Audited calls, newest first. */
         CallList: {
             calls: components["schemas"]["CallView"][];
+            /** @description Pass as `cursor` for the next page; absent on the last page. */
+            nextCursor?: string | null;
         };
         /** @description The seed's call request. */
         CallRequest: {
@@ -1316,6 +1434,12 @@ export interface components {
             count: number;
             dependents: string[];
             pluginId: string;
+        };
+        /** @description A deprecated version's message and what to use instead. */
+        DeprecationView: {
+            message: string;
+            /** @description A plugin id or version to use instead. */
+            replacement?: string | null;
         };
         /** @description The seed's discovery answer. */
         Discovered: {
@@ -1464,6 +1588,7 @@ export interface components {
             allowedOrigins: string[];
             /** @description Absent for a plugin installed without one (it exposes no service). */
             baseUrl?: string | null;
+            deprecation?: components["schemas"]["DeprecationView"] | null;
             grants: string[];
             installedAt: string;
             pluginId: string;
@@ -1474,6 +1599,8 @@ export interface components {
             /** @description Tenant slug. */
             tenant: string;
             version: string;
+            /** @description The installed catalog version is yanked: it keeps running, new installs skip it. */
+            yanked?: boolean;
         };
         /** @description Result of an install. */
         Installed: {
@@ -1535,6 +1662,13 @@ export interface components {
             /** @description `phk_<id>.<secret>`; store it now, the hub keeps only a hash. */
             token: string;
         };
+        /** @description A new shell credential with its token: shown exactly once. */
+        NewShellCredential: {
+            createdAt: string;
+            id: string;
+            /** @description `phs_<id>.<secret>`; store it now, the hub keeps only a hash. */
+            token: string;
+        };
         /** @description One operation of a transaction. */
         OpInput: {
             /**
@@ -1563,21 +1697,36 @@ export interface components {
              */
             secrets: components["schemas"]["SigningSecretView"][];
         };
-        /** @description The catalog. */
+        /** @description A page of the catalog. */
         PluginList: {
+            /** @description Pass as `cursor` for the next page; absent on the last page. */
+            nextCursor?: string | null;
             plugins: components["schemas"]["PluginSummary"][];
         };
         /** @description A plugin in the catalog listing. */
         PluginSummary: {
+            deprecation?: components["schemas"]["DeprecationView"] | null;
             description: string;
+            /** @description The versions a new install may pick. */
+            installableVersions: string[];
+            /** @description Highest installable version (highest of any status when none is installable). */
             latestVersion: string;
             name: string;
             pluginId: string;
+            /**
+             * @description Status of `latestVersion`.
+             * @example PUBLISHED
+             */
+            status: string;
+            /** @description The latest version's manifest `tags`. */
+            tags: string[];
+            /** @description Every catalog version, oldest first. */
             versions: string[];
         };
-        /** @description A plugin with all its published versions, oldest first. */
+        /** @description A plugin with all its catalog versions, oldest first. */
         PluginView: {
-            /** @description Highest published version. */
+            deprecation?: components["schemas"]["DeprecationView"] | null;
+            /** @description Highest installable version (highest of any status when none is installable). */
             latestVersion: string;
             /** @description Name from the latest version's manifest. */
             name: string;
@@ -1599,9 +1748,16 @@ export interface components {
              */
             seq: number;
         };
-        /** @description Result of publishing: which version is now in the catalog. */
+        /** @description Result of publishing: which version is now in the catalog, where it stands and its digest. */
         Published: {
+            /** @description `sha256:<hex>` of the manifest. */
+            digest: string;
             pluginId: string;
+            /**
+             * @description `PUBLISHED`, or `DRAFT` when the hub runs with `catalog_review`.
+             * @example PUBLISHED
+             */
+            status: string;
             version: string;
         };
         /**
@@ -1702,6 +1858,32 @@ export interface components {
             /** @description An npm range. */
             version: string;
         };
+        /** @description The tenant's remotes, sorted by plugin id, and their `ETag`. */
+        RemoteList: {
+            /** @description The strong `ETag` of this answer (also in the header). */
+            etag: string;
+            remotes: components["schemas"]["RemoteView"][];
+        };
+        /** @description One plugin's UI remote. */
+        RemoteView: {
+            /** @description Exposed module → source path. */
+            exposedModules: {
+                [key: string]: string;
+            };
+            /** @description Subresource integrity of the entry (`sha384-…`), when the manifest pins it. */
+            integrity?: string | null;
+            /** @description `{label, path, icon?, order}` in manifest order. */
+            menu: Record<string, never>[];
+            pluginId: string;
+            /** @description The remote entry script (https, within the installation's allowed origins). */
+            remoteEntry: string;
+            /** @description `{path, module, title?}` in manifest order. */
+            routes: Record<string, never>[];
+            /** @description The federation container's name. */
+            scope: string;
+            /** @description The installed version. */
+            version: string;
+        };
         /** @description A rotation's result. */
         RotatedSigningSecret: {
             /**
@@ -1755,6 +1937,15 @@ export interface components {
             ttl?: unknown;
             /** @description Any JSON except null. */
             value?: unknown;
+        };
+        /** @description A tenant's shell credentials. */
+        ShellCredentialList: {
+            credentials: components["schemas"]["ShellCredentialView"][];
+        };
+        /** @description A shell credential without its secret. */
+        ShellCredentialView: {
+            createdAt: string;
+            id: string;
         };
         /** @description The hub's public signing keys. */
         SigningKeys: {
@@ -1833,6 +2024,43 @@ export interface components {
             /** @description 1 to 64 operations, applied in order, all or none. */
             ops: components["schemas"]["OpInput"][];
         };
+        /** @description The audit trail of a catalog version. */
+        TransitionList: {
+            transitions: components["schemas"]["TransitionView"][];
+        };
+        /** @description A lifecycle transition of a catalog version. */
+        TransitionRequest: {
+            /**
+             * @description `submit` (DRAFT → PENDING_REVIEW), `approve` (→ PUBLISHED), `reject` (→ REJECTED),
+             *     `deprecate` (PUBLISHED → DEPRECATED), `yank`, `unyank`.
+             * @example approve
+             */
+            action: string;
+            /** @description Who acts, as the audit trail names them (default `admin`). */
+            by?: string | null;
+            /** @description `deprecate`: the message shown on the plugin and on installations of the version. */
+            message?: string | null;
+            /** @description Why: required for `reject` and `yank`, recorded in the audit trail for every action. */
+            reason?: string | null;
+            /** @description `deprecate`: the plugin id or version to use instead. */
+            replacement?: string | null;
+        };
+        /** @description One recorded transition. */
+        TransitionView: {
+            /** @description `publish` or the action. */
+            action: string;
+            at: string;
+            by: string;
+            /** @description Status before (absent for the publication). */
+            from?: string | null;
+            reason?: string | null;
+            /** Format: int64 */
+            step: number;
+            /** @description Status after. */
+            to: string;
+            /** @description Yank flag after. */
+            yanked: boolean;
+        };
         /** @description An uninstall plan. */
         UninstallPlan: Record<string, never> & {
             /** @description With `cascade`: every plugin to remove, dependents first, the plugin last. */
@@ -1865,7 +2093,14 @@ export interface components {
         UpgradePlan: Record<string, never> & {
             from: string;
             pluginId: string;
+            /**
+             * @description With `unavailable`: the nearest installable version (the highest below `to`, else the
+             *     lowest above it), to plan instead.
+             */
+            proposal?: string | null;
             to: string;
+            /** @description Set when `to` cannot be installed, saying why (`2.1.0 is yanked`); `ok` is then false. */
+            unavailable?: string | null;
         };
         /** @description Body of an upgrade plan request. */
         UpgradePlanRequest: {
@@ -1878,19 +2113,37 @@ export interface components {
             errors: components["schemas"]["ManifestProblem"][];
             valid: boolean;
         };
-        /** @description One catalog version with its manifest. */
+        /** @description One catalog version with its manifest and where it stands. */
         VersionView: {
+            /** @description What may be done next (`submit`, `approve`, `reject`, `deprecate`, `yank`, `unyank`). */
+            allowedActions: string[];
+            deprecation?: components["schemas"]["DeprecationView"] | null;
+            /** @description `sha256:<hex>` of the manifest: equal manifests, equal digests. */
+            digest: string;
+            /** @description Whether a new install may pick it (published or deprecated, not yanked). */
+            installable: boolean;
             manifest: unknown;
             pluginId: string;
             publishedAt: string;
+            /** @description The reviewer's reason, when rejected. */
+            rejection?: string | null;
+            /**
+             * @description `DRAFT`, `PENDING_REVIEW`, `PUBLISHED`, `DEPRECATED` or `REJECTED`.
+             * @example PUBLISHED
+             */
+            status: string;
             version: string;
+            /** @description Why it is yanked, while it is. */
+            yankReason?: string | null;
+            /** @description Yanked: no new install or plan picks it; installations of it keep running. */
+            yanked: boolean;
         };
         /** @description The caller's identity. */
         WhoAmI: {
             /** @description The credential presented (plugin credentials only). */
             credentialId?: string | null;
             /**
-             * @description `admin` or `plugin`.
+             * @description `admin`, `plugin` or `shell`.
              * @example plugin
              */
             kind: string;
@@ -2529,6 +2782,8 @@ export interface operations {
                 since?: string;
                 /** @description 1-1000, default 100. */
                 limit?: number;
+                /** @description `nextCursor` of the previous page. */
+                cursor?: string;
             };
             header?: never;
             path?: never;
@@ -3040,7 +3295,24 @@ export interface operations {
     };
     list_plugins: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Words that must each appear (case-insensitive) in the id, name, description or tags of
+                 *     the plugin's latest version.
+                 */
+                q?: string;
+                /** @description Only plugins whose latest version has this tag. */
+                tag?: string;
+                /**
+                 * @description Only plugins with a version in this status (`DRAFT`, `PENDING_REVIEW`, `PUBLISHED`,
+                 *     `DEPRECATED`, `REJECTED`).
+                 */
+                status?: string;
+                /** @description Page size, 1–500 (default 100). */
+                limit?: number;
+                /** @description `nextCursor` of the previous page. */
+                cursor?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -3054,6 +3326,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PluginList"];
+                };
+            };
+            /** @description INVALID_PARAMETER */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
         };
@@ -3071,7 +3352,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description identical version already published */
+            /** @description identical version already in the catalog */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3098,7 +3379,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description VERSION_EXISTS */
+            /** @description VERSION_EXISTS (same version, other digest) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3187,6 +3468,92 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_transitions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                pluginId: string;
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TransitionList"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    transition_version: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                pluginId: string;
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TransitionRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionView"];
+                };
+            };
+            /** @description INVALID_BODY (unknown action, missing reason or message) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description PLUGIN_NOT_FOUND, VERSION_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description INVALID_TRANSITION with details.status, details.yanked, details.allowed */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4144,7 +4511,7 @@ export interface operations {
                     "application/json": components["schemas"]["Installed"];
                 };
             };
-            /** @description INVALID_BODY (also: a plugin the plan installs has no entry in dependencies) */
+            /** @description INVALID_BODY (also: a plugin the plan installs has no entry in dependencies), ORIGIN_NOT_ALLOWED (the manifest's frontend.remoteEntry is outside the allowed origins; details.path) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4322,7 +4689,7 @@ export interface operations {
                     "application/json": components["schemas"]["InstallationView"];
                 };
             };
-            /** @description INVALID_BODY */
+            /** @description INVALID_BODY, ORIGIN_NOT_ALLOWED (the UI remote would fall outside them) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4367,7 +4734,7 @@ export interface operations {
                     "application/json": components["schemas"]["InstallationView"];
                 };
             };
-            /** @description INVALID_BODY */
+            /** @description INVALID_BODY, ORIGIN_NOT_ALLOWED (the UI remote would fall outside the new origin) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4705,6 +5072,181 @@ export interface operations {
             };
             /** @description TENANT_NOT_FOUND, NOT_INSTALLED, VERSION_NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_shell_credentials: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShellCredentialList"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    issue_shell_credential: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NewShellCredential"];
+                };
+            };
+            /** @description TENANT_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    revoke_shell_credential: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No Content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description TENANT_NOT_FOUND, CREDENTIAL_NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_remotes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    /** @description strong tag of the answer */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RemoteList"];
+                };
+            };
+            /** @description If-None-Match names the current ETag */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description TENANT_REQUIRED (admin without X-Tenant-Slug) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    stream_remotes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description text/event-stream: `event: remotes`, `id` = ETag, `data` = {etag, remotes} */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description TENANT_REQUIRED (admin without X-Tenant-Slug) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -285,6 +285,13 @@ async fn stream(
     })?;
     let reader = match &scope.caller {
         Caller::Admin => None,
+        // Refused when the scope is made already; never read as the admin.
+        Caller::Shell(_) => {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "a shell credential does not read events",
+            ));
+        }
         Caller::Plugin(plugin) => {
             let profile =
                 crate::gateway::caller_profile(&state, &scope.tenant, &plugin.plugin_id).await?;

@@ -14,7 +14,7 @@ use plexhub_core::dependency::{
 use plexhub_core::events::{Pattern, check_subscription};
 use plexhub_core::ids::PluginId;
 use plexhub_core::installation::{
-    BaseUrl, Installation, InstallationState, LifecycleAction, choose_version,
+    BaseUrl, Installation, InstallationState, LifecycleAction, check_remote_origin, choose_version,
     grantable_permissions, parse_origin, ungrantable, unmet_dependencies, validate_grant,
 };
 use plexhub_core::manifest::{Manifest, validate_manifest};
@@ -32,6 +32,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::plugins::DeprecationView;
 use super::tenants::find_tenant;
 use crate::auth::Admin;
 use crate::dependencies::{self, has_dependents, installed_versions, plan_error, unknown_plugin};
@@ -145,6 +146,12 @@ pub struct InstallationView {
     installed_at: String,
     /// How forwarded requests are signed for it: `hmac` or `ed25519`.
     signing: String,
+    /// Set when the installed catalog version is deprecated (it keeps running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deprecation: Option<DeprecationView>,
+    /// The installed catalog version is yanked: it keeps running, new installs skip it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    yanked: bool,
 }
 
 impl InstallationView {
@@ -165,7 +172,27 @@ impl InstallationView {
                 .signing
                 .unwrap_or(state.gateway.settings().signing_scheme)
                 .to_string(),
+            deprecation: None,
+            yanked: false,
         }
+    }
+
+    /// The view with where its catalog version stands (deprecated, yanked).
+    async fn with_catalog(
+        state: &AppState,
+        tenant: &Tenant,
+        installation: &Installation,
+    ) -> Result<Self, ApiError> {
+        let mut view = Self::new(state, tenant, installation);
+        if let Some(version) = state
+            .store
+            .plugin_version(&installation.plugin_id, &installation.version)
+            .await?
+        {
+            view.deprecation = DeprecationView::of(&version);
+            view.yanked = version.standing.yanked;
+        }
+        Ok(view)
     }
 }
 
@@ -317,7 +344,7 @@ async fn find_installation(
 #[utoipa::path(post, path = "/api/v1/tenants/{slug}/installations", tag = "installations",
     params(InstallOptions), request_body = InstallRequest,
     responses((status = 201, body = Installed),
-              (status = 400, description = "INVALID_BODY (also: a plugin the plan installs has no entry in dependencies)", body = ErrorEnvelope),
+              (status = 400, description = "INVALID_BODY (also: a plugin the plan installs has no entry in dependencies), ORIGIN_NOT_ALLOWED (the manifest's frontend.remoteEntry is outside the allowed origins; details.path)", body = ErrorEnvelope),
               (status = 404, description = "TENANT_NOT_FOUND, PLUGIN_NOT_FOUND, VERSION_NOT_FOUND", body = ErrorEnvelope),
               (status = 409, description = "ALREADY_INSTALLED, DEPENDENCY_UNMET, DEPENDENCY_CONFLICT", body = ErrorEnvelope)),
     security(("bearer" = [])))]
@@ -356,18 +383,13 @@ async fn install_plugin(
     if published.is_empty() {
         return Err(unknown_plugin(plugin_id.as_str()));
     }
-    let versions: Vec<Version> = published.iter().map(|p| p.version.clone()).collect();
+    let versions: Vec<Version> = published
+        .iter()
+        .filter(|p| p.standing.installable())
+        .map(|p| p.version.clone())
+        .collect();
     let chosen = choose_version(&versions, requested.as_ref()).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::VersionNotFound,
-            format!(
-                "no published version of {plugin_id} matches \"{}\"",
-                body.version.as_deref().unwrap_or_default()
-            ),
-        )
-        .with_details(
-            json!({ "available": versions.iter().map(ToString::to_string).collect::<Vec<_>>() }),
-        )
+        no_installable_version(&plugin_id, requested.as_ref(), &published, &versions)
     })?;
     let chosen_version = published
         .iter()
@@ -510,6 +532,12 @@ async fn apply_installs(
     for installation in &installations {
         let manifest = installed_manifest(state, installation).await?;
         check_subscriptions(installation, &manifest)?;
+        check_remote(
+            &installation.plugin_id,
+            &manifest,
+            &installation.allowed_origins,
+            installation.base_url.as_ref(),
+        )?;
         if installation.base_url.is_none() && !manifest.services.is_empty() {
             let names: Vec<&str> = manifest.services.iter().map(|s| s.name.as_str()).collect();
             return Err(invalid(format!(
@@ -674,6 +702,43 @@ async fn install_with_dependencies(
     ))
 }
 
+/// 404 `VERSION_NOT_FOUND` for an install that no installable version matches, saying which
+/// matching versions exist and why each cannot be installed (yanked, pending review…).
+fn no_installable_version(
+    plugin_id: &PluginId,
+    requested: Option<&VersionRange>,
+    published: &[plexhub_store::PublishedVersion],
+    installable: &[Version],
+) -> ApiError {
+    let wanted = requested.map_or("any version", VersionRange::as_str);
+    let blocked: Vec<(&plexhub_store::PublishedVersion, &str)> = published
+        .iter()
+        .filter(|p| requested.is_none_or(|range| range.satisfies(&p.version)))
+        .filter_map(|p| Some((p, p.standing.unavailable_reason()?)))
+        .collect();
+    let why: Vec<String> = blocked
+        .iter()
+        .map(|(p, reason)| format!("{} is {reason}", p.version))
+        .collect();
+    let message = if why.is_empty() {
+        format!("no catalog version of {plugin_id} matches \"{wanted}\"")
+    } else {
+        format!(
+            "no installable version of {plugin_id} matches \"{wanted}\": {}",
+            why.join(", ")
+        )
+    };
+    ApiError::new(ErrorCode::VersionNotFound, message).with_details(json!({
+        "available": installable.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "unavailable": blocked.iter().map(|(p, reason)| json!({
+            "version": p.version.to_string(),
+            "status": p.standing.status.as_str(),
+            "yanked": p.standing.yanked,
+            "reason": reason,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
 fn already_installed(tenant: &Tenant, plugin_id: &PluginId) -> ApiError {
     ApiError::new(
         ErrorCode::AlreadyInstalled,
@@ -695,11 +760,12 @@ async fn list_installations(
 ) -> Result<Json<InstallationList>, ApiError> {
     let tenant = find_tenant(&state, &slug).await?;
     let installations = state.store.installations(tenant.id).await?;
+    let mut views = Vec::with_capacity(installations.len());
+    for installation in &installations {
+        views.push(InstallationView::with_catalog(&state, &tenant, installation).await?);
+    }
     Ok(Json(InstallationList {
-        installations: installations
-            .iter()
-            .map(|i| InstallationView::new(&state, &tenant, i))
-            .collect(),
+        installations: views,
     }))
 }
 
@@ -713,7 +779,9 @@ async fn get_installation(
     ApiPath((slug, plugin_id)): ApiPath<(String, String)>,
 ) -> Result<Json<InstallationView>, ApiError> {
     let (tenant, installation) = find_installation(&state, &slug, &plugin_id).await?;
-    Ok(Json(InstallationView::new(&state, &tenant, &installation)))
+    Ok(Json(
+        InstallationView::with_catalog(&state, &tenant, &installation).await?,
+    ))
 }
 
 /// Uninstall a plugin: the installation, its credentials, services and shared data are
@@ -772,6 +840,30 @@ async fn installed_manifest(
         .ok_or_else(|| ApiError::internal(&"the installed catalog version vanished"))?;
     validate_manifest(&published.manifest)
         .map_err(|_| ApiError::internal(&"a stored manifest no longer validates"))
+}
+
+/// Refuses (400 `ORIGIN_NOT_ALLOWED`, at `frontend.remoteEntry`) a UI remote served from an
+/// origin the installation does not allow: its allowed origins, or without any, its baseUrl's.
+fn check_remote(
+    plugin_id: &PluginId,
+    manifest: &Manifest,
+    allowed_origins: &[String],
+    base_url: Option<&BaseUrl>,
+) -> Result<(), ApiError> {
+    let Some(frontend) = &manifest.frontend else {
+        return Ok(());
+    };
+    check_remote_origin(&frontend.remote_entry, allowed_origins, base_url).map_err(|reason| {
+        ApiError::new(
+            ErrorCode::OriginNotAllowed,
+            format!("{plugin_id}: frontend.remoteEntry: {reason}"),
+        )
+        .with_details(json!({
+            "pluginId": plugin_id.as_str(),
+            "path": "frontend.remoteEntry",
+            "remoteEntry": frontend.remote_entry,
+        }))
+    })
 }
 
 /// Refuses an installation whose manifest subscribes to events the plugin may not read: the
@@ -1150,7 +1242,7 @@ async fn set_grants(
 #[utoipa::path(put, path = "/api/v1/tenants/{slug}/installations/{pluginId}/allowed-origins", tag = "installations",
     request_body = AllowedOriginsRequest,
     responses((status = 200, body = InstallationView),
-              (status = 400, description = "INVALID_BODY", body = ErrorEnvelope),
+              (status = 400, description = "INVALID_BODY, ORIGIN_NOT_ALLOWED (the UI remote would fall outside them)", body = ErrorEnvelope),
               (status = 404, description = "TENANT_NOT_FOUND, NOT_INSTALLED", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 async fn set_allowed_origins(
@@ -1167,6 +1259,13 @@ async fn set_allowed_origins(
             origins.push(origin);
         }
     }
+    let manifest = installed_manifest(&state, &installation).await?;
+    check_remote(
+        &installation.plugin_id,
+        &manifest,
+        &origins,
+        installation.base_url.as_ref(),
+    )?;
     let update = InstallationUpdate {
         allowed_origins: Some(origins),
         ..InstallationUpdate::default()
@@ -1202,7 +1301,7 @@ pub struct BaseUrlRequest {
 #[utoipa::path(put, path = "/api/v1/tenants/{slug}/installations/{pluginId}/base-url", tag = "installations",
     request_body = BaseUrlRequest,
     responses((status = 200, body = InstallationView),
-              (status = 400, description = "INVALID_BODY", body = ErrorEnvelope),
+              (status = 400, description = "INVALID_BODY, ORIGIN_NOT_ALLOWED (the UI remote would fall outside the new origin)", body = ErrorEnvelope),
               (status = 404, description = "TENANT_NOT_FOUND, NOT_INSTALLED", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 async fn set_base_url(
@@ -1213,6 +1312,12 @@ async fn set_base_url(
 ) -> Result<Json<InstallationView>, ApiError> {
     let (tenant, installation) = find_installation(&state, &slug, &plugin_id).await?;
     let base_url = BaseUrl::parse(&body.base_url).map_err(invalid)?;
+    check_remote(
+        &installation.plugin_id,
+        &installed_manifest(&state, &installation).await?,
+        &installation.allowed_origins,
+        Some(&base_url),
+    )?;
     let update = InstallationUpdate {
         base_url: Some(base_url),
         ..InstallationUpdate::default()

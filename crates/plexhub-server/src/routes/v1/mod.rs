@@ -12,7 +12,9 @@ mod installations;
 mod plans;
 mod plugins;
 pub(crate) mod proxy;
+mod remotes;
 mod services;
+mod shell;
 mod tenants;
 mod whoami;
 
@@ -28,4 +30,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(data::router())
         .merge(events::router())
         .merge(whoami::router())
+        .merge(remotes::router())
+        .merge(shell::router())
 }

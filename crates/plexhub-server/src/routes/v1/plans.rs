@@ -93,6 +93,13 @@ pub struct UpgradePlan {
     #[serde(flatten)]
     #[schema(value_type = Object)]
     check: UpgradeCheck,
+    /// Set when `to` cannot be installed, saying why (`2.1.0 is yanked`); `ok` is then false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unavailable: Option<String>,
+    /// With `unavailable`: the nearest installable version (the highest below `to`, else the
+    /// lowest above it), to plan instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proposal: Option<String>,
 }
 
 fn invalid(message: impl std::fmt::Display) -> ApiError {
@@ -178,7 +185,9 @@ async fn plan_uninstall(
 }
 
 /// Plan moving an installed plugin to another catalog version: which installed dependents'
-/// ranges it breaks, and which of its new dependencies are unmet.
+/// ranges it breaks, and which of its new dependencies are unmet. A version new installs may
+/// not pick (yanked, not published) is not ok, and the plan proposes the nearest installable
+/// one.
 #[utoipa::path(post, path = "/api/v1/tenants/{slug}/plans/upgrade", tag = "plans",
     request_body = UpgradePlanRequest,
     responses((status = 200, body = UpgradePlan),
@@ -202,11 +211,21 @@ async fn plan_upgrade(
             format!("{plugin_id} {to} is not in the catalog"),
         ));
     }
-    let check = check_upgrade(&catalog, &plugin_id, &to, &installed);
+    let mut check = check_upgrade(&catalog, &plugin_id, &to, &installed);
+    let from = &installed[&plugin_id];
+    let unavailable = catalog.unavailable(&plugin_id, &to);
+    let proposal = unavailable
+        .and_then(|_| catalog.nearest_installable(&plugin_id, &to, Some(from)))
+        .map(ToString::to_string);
+    if unavailable.is_some() {
+        check.ok = false;
+    }
     Ok(Json(UpgradePlan {
-        from: installed[&plugin_id].to_string(),
+        from: from.to_string(),
         to: to.to_string(),
         plugin_id: body.plugin_id,
         check,
+        unavailable: unavailable.map(|why| format!("{to} is {why}")),
+        proposal,
     }))
 }

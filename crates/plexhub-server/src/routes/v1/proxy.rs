@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use plexhub_core::ids::{PluginId, ServiceName};
-use plexhub_store::CallQuery;
+use plexhub_store::{CallCursor, CallQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -62,7 +62,7 @@ pub fn calling_plugin(scope: &TenantScope, named: Option<&str>) -> Result<Plugin
 
 fn named_caller(headers: &HeaderMap) -> Option<&str> {
     headers
-        .get("x-caller-plugin-id")
+        .get(crate::gateway::CALLER_HEADER)
         .and_then(|value| value.to_str().ok())
 }
 
@@ -264,6 +264,8 @@ pub struct CallFilter {
     since: Option<String>,
     /// 1-1000, default 100.
     limit: Option<u32>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
 }
 
 /// One audited call.
@@ -285,8 +287,24 @@ pub struct CallView {
 
 /// Audited calls, newest first.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct CallList {
     calls: Vec<CallView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// A page's cursor: the last call's time (epoch ms) and request id, `<ms>.<requestId>`.
+fn call_cursor(text: &str) -> Result<CallCursor, ApiError> {
+    text.split_once('.')
+        .and_then(|(at, request_id)| {
+            Some(CallCursor {
+                at_ms: at.parse().ok()?,
+                request_id: request_id.to_owned(),
+            })
+        })
+        .ok_or_else(|| invalid("invalid cursor: pass the nextCursor of the previous page"))
 }
 
 fn invalid(message: &str) -> ApiError {
@@ -345,10 +363,21 @@ async fn list_calls(
         target: filter.target,
         status: filter.status.as_deref().map(status_range).transpose()?,
         since_ms: filter.since.as_deref().map(since_ms).transpose()?,
-        limit,
+        after: filter.cursor.as_deref().map(call_cursor).transpose()?,
+        // One extra row tells whether another page exists.
+        limit: limit + 1,
     };
-    let calls = state.store.calls(&query).await?;
+    let mut calls = state.store.calls(&query).await?;
+    let next_cursor = if calls.len() > limit as usize {
+        calls.truncate(limit as usize);
+        calls
+            .last()
+            .map(|call| format!("{}.{}", call.at_ms, call.request_id))
+    } else {
+        None
+    };
     Ok(Json(CallList {
+        next_cursor,
         calls: calls
             .into_iter()
             .map(|call| CallView {

@@ -25,7 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WhoAmI {
-    /// `admin` or `plugin`.
+    /// `admin`, `plugin` or `shell`.
     #[schema(example = "plugin")]
     kind: &'static str,
     /// Tenant slug: the credential's, or for an admin the one named by `X-Tenant-Slug`.
@@ -63,6 +63,12 @@ async fn whoami(
             tenant: Some(plugin.tenant.slug.to_string()),
             plugin_id: Some(plugin.plugin_id.to_string()),
             credential_id: Some(plugin.credential_id.to_string()),
+        },
+        Caller::Shell(shell) => WhoAmI {
+            kind: "shell",
+            tenant: Some(shell.tenant.slug.to_string()),
+            plugin_id: None,
+            credential_id: Some(shell.credential_id.to_string()),
         },
     }))
 }
