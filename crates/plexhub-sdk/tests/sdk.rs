@@ -28,6 +28,7 @@ async fn hub_signing_with(dir: &tempfile::TempDir, key: HubKey) -> String {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: Secret::new(format!("sqlite://{}", dir.path().join("hub.db").display())),
         redis_url: None,
+        events_url: None,
         admin_token: Secret::new(ADMIN),
         max_body_bytes: 1024 * 1024,
         max_value_bytes: 256 * 1024,

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use plexhub_store::StoreError;
 use plexhub_store::feed::ChangeFeed;
+use plexhub_store::jetstream::{JetStreamBus, JetStreamSettings};
 use plexhub_store::redis::{RedisError, RedisHandle};
+use plexhub_store::{EventStore, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +26,9 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("cannot open the database: {0}")]
     Store(#[from] StoreError),
+    /// The event bus (JetStream) could not be reached.
+    #[error("cannot connect to the event bus: {0}")]
+    EventBus(#[source] StoreError),
     /// The Redis URL is invalid.
     #[error("cannot use Redis: {0}")]
     Redis(#[from] RedisError),
@@ -85,11 +89,30 @@ impl Application {
             Some(redis) => ChangeFeed::with_redis(redis.client(), shutdown.clone()),
             None => ChangeFeed::in_process(),
         };
+        let bus: Arc<dyn EventStore> = match &settings.events_url {
+            Some(url) => Arc::new(
+                JetStreamBus::connect(
+                    url.expose(),
+                    store.clone(),
+                    jetstream_settings(&settings.events),
+                    shutdown.clone(),
+                )
+                .await
+                .map_err(StartError::EventBus)?,
+            ),
+            None => store.clone(),
+        };
         let (writer, write_requests) = Writer::new();
         let (audit, audited_calls) = crate::audit::AuditLog::new();
         let metrics = Metrics::new();
         let state = AppState::new(Shared {
             store,
+            bus,
+            events_backend: if settings.events_url.is_some() {
+                "jetstream"
+            } else {
+                "database"
+            },
             admin_token: Arc::new(settings.admin_token.clone()),
             redis,
             proxy_metrics: metrics.route("/api/v1/proxy/{serviceName}/{*path}", "proxy"),
@@ -124,7 +147,7 @@ impl Application {
             address: settings.listen,
             source,
         })?;
-        tracing::info!(backend = state.store.backend(), %local_addr, "hub ready");
+        tracing::info!(backend = state.store.backend(), events = state.events_backend, %local_addr, "hub ready");
         Ok(Self {
             listener,
             router: crate::routes::router(
@@ -223,5 +246,21 @@ impl Application {
         audit_stop.cancel();
         let _ = audit.await;
         Ok(())
+    }
+}
+
+/// The JetStream bus's settings from the event bus's: a hub holds a delivery as long as a
+/// database lease lasts (an attempt's timeout and time to record its outcome).
+fn jetstream_settings(events: &crate::settings::EventSettings) -> JetStreamSettings {
+    JetStreamSettings {
+        partitions: events.partitions,
+        retention: events.retention,
+        max_bytes: events
+            .max_log_bytes
+            .map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
+        replicas: events.replicas,
+        ack_wait: events.delivery_timeout + Duration::from_secs(3),
+        max_in_flight: events.max_in_flight,
+        ..JetStreamSettings::default()
     }
 }

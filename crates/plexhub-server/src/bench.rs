@@ -36,6 +36,7 @@ impl PerRequest {
             listen: "127.0.0.1:0".parse().expect("an address"),
             database_url: Secret::new(format!("sqlite://{}", data_dir.join("hub.db").display())),
             redis_url: None,
+            events_url: None,
             admin_token: Secret::new(ADMIN),
             max_body_bytes: 1024 * 1024,
             max_value_bytes: 256 * 1024,

@@ -314,6 +314,13 @@ pub fn render_flat(report: &ErrorReport) -> Response {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
+        if let StoreError::Bus(_) = &error {
+            tracing::error!(cause = %error, "event bus unavailable");
+            return ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "the event bus is unavailable; retry later",
+            );
+        }
         if error.is_unavailable() {
             tracing::error!(cause = %error, "database unavailable");
             return ApiError::new(

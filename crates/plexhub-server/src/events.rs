@@ -114,7 +114,7 @@ impl Draft {
 pub async fn announce(state: &AppState, tenant: TenantId, event_type: &str, data: Value) {
     let now = state.clock.now_ms();
     let event = Draft::new(event_type, data).into_event(tenant, HUB_SOURCE, now);
-    match state.store.publish_events(tenant, &[event], now).await {
+    match state.bus.publish_events(tenant, &[event], now).await {
         Ok(_) => {
             state.metrics.events("published", 1);
             state.changed(Change::Events { tenant }).await;
@@ -153,7 +153,7 @@ pub async fn run(state: AppState) {
         if room > 0 {
             let now = state.clock.now_ms();
             let limit = u32::try_from(room).unwrap_or(u32::MAX);
-            match state.store.claim_deliveries(now, lease_ms, limit).await {
+            match state.bus.claim_deliveries(now, lease_ms, limit).await {
                 Ok(claimed) => {
                     full = claimed.len() == room;
                     for delivery in claimed {
@@ -180,6 +180,7 @@ pub async fn run(state: AppState) {
                     return;
                 }
                 () = wake.notified() => break,
+                () = state.bus.deliveries_waiting() => break,
                 Some(next) = next_of_keys.recv() => {
                     for delivery in next {
                         if !dispatch(&state, &permits, &done, delivery).await {
@@ -235,7 +236,7 @@ async fn finish(permits: &Semaphore, total: usize, timeout: Duration) {
 }
 
 async fn publish_lag(state: &AppState) {
-    if let Ok(subscriptions) = state.store.subscriptions(None).await {
+    if let Ok(subscriptions) = state.bus.subscriptions(None).await {
         let lags: Vec<(String, i64)> = subscriptions
             .into_iter()
             .map(|subscription| (subscription.id, subscription.pending))
@@ -361,7 +362,7 @@ async fn record_outcomes(
             // The next delivery of each key that ends here comes back leased to this hub: it
             // is sent at once, without a claim.
             match state
-                .store
+                .bus
                 .complete_deliveries(
                     &batch,
                     state.clock.now_ms(),

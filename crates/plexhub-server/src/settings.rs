@@ -46,6 +46,8 @@ pub struct Settings {
     pub database_url: Secret,
     /// Redis URL in scaled mode.
     pub redis_url: Option<Secret>,
+    /// `nats://…`: the event bus on NATS JetStream; `None`: in the database.
+    pub events_url: Option<Secret>,
     /// Bearer token of the operator.
     pub admin_token: Secret,
     /// Largest accepted request body, in bytes.
@@ -96,6 +98,13 @@ pub struct EventSettings {
     pub poll_interval: Duration,
     /// Deliveries one hub has in flight at most.
     pub max_in_flight: usize,
+    /// JetStream bus: partitions of each subscription's keyed events (keyed deliveries of one
+    /// subscription in flight at most).
+    pub partitions: u16,
+    /// JetStream bus: largest size of one tenant's log in bytes; `None`: unlimited.
+    pub max_log_bytes: Option<u64>,
+    /// JetStream bus: copies of each stream in a JetStream cluster.
+    pub replicas: usize,
 }
 
 impl Default for EventSettings {
@@ -108,6 +117,9 @@ impl Default for EventSettings {
             delivery_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_millis(500),
             max_in_flight: 512,
+            partitions: 16,
+            max_log_bytes: None,
+            replicas: 1,
         }
     }
 }

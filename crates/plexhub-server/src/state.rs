@@ -40,6 +40,10 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     /// Tenants, catalog, installations, credentials, registry.
     pub store: Arc<dyn Store>,
+    /// The event bus: `store` itself, or JetStream (`--events-url`).
+    pub bus: Arc<dyn plexhub_store::EventStore>,
+    /// Which bus: `database` or `jetstream`.
+    pub events_backend: &'static str,
     /// The operator's token.
     pub admin_token: Arc<Secret>,
     /// Redis, in scaled mode.

@@ -81,7 +81,7 @@ pub async fn run(state: AppState, every: Duration) {
             let retention_ms =
                 i64::try_from(state.events.retention.as_millis()).unwrap_or(i64::MAX);
             if let Err(error) = state
-                .store
+                .bus
                 .prune_events(now.saturating_sub(retention_ms))
                 .await
             {

@@ -203,8 +203,8 @@ macro_rules! event_store {
         };
         use crate::sql::{param, value_rows};
         use crate::{
-            ClaimedDelivery, DeadLetter, DeliveryOutcome, EventStore, NewEvent, Published,
-            StoredEvent, Subscription, SubscriptionSpec,
+            ClaimedDelivery, DeadLetter, DeliveryOutcome, EventStore, NewEvent, OutcomeCount,
+            Published, StoredEvent, Subscription, SubscriptionSpec, SubscriptionTarget,
         };
 
         fn stored_event_from(row: &$row) -> StoreResult<StoredEvent> {
@@ -925,6 +925,20 @@ macro_rules! event_store {
                 Ok(seq.unwrap_or(0))
             }
 
+            async fn event_seq_at(&self, tenant_id: TenantId, at_ms: i64) -> StoreResult<i64> {
+                let first: Option<i64> = sqlx::query_scalar(
+                    "SELECT MIN(seq) FROM events WHERE tenant_id = $1 AND published_at >= $2",
+                )
+                .bind(tenant_id.to_string())
+                .bind(at_ms)
+                .fetch_one(&self.pool)
+                .await?;
+                match first {
+                    Some(seq) => Ok(seq - 1),
+                    None => self.latest_event_seq(tenant_id).await,
+                }
+            }
+
             async fn prune_events(&self, before_ms: i64) -> StoreResult<u64> {
                 let done = sqlx::query(
                     "DELETE FROM events WHERE published_at < $1 \
@@ -937,6 +951,52 @@ macro_rules! event_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected())
+            }
+
+            async fn subscription_targets(&self) -> StoreResult<Vec<SubscriptionTarget>> {
+                let rows = sqlx::query(
+                    "SELECT s.id, s.tenant_id, t.slug, s.plugin_id, s.pattern, s.endpoint, \
+                     s.max_attempts, i.base_url, i.state FROM subscriptions s \
+                     JOIN installations i ON i.tenant_id = s.tenant_id AND i.plugin_id = s.plugin_id \
+                     JOIN tenants t ON t.id = s.tenant_id ORDER BY s.id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let state: String = row.try_get("state")?;
+                        Ok(SubscriptionTarget {
+                            id: row.try_get("id")?,
+                            tenant_id: crate::sql::tenant_id(row.try_get("tenant_id")?)?,
+                            tenant_slug: row.try_get("slug")?,
+                            plugin_id: row.try_get("plugin_id")?,
+                            base_url: row.try_get("base_url")?,
+                            spec: SubscriptionSpec {
+                                pattern: row.try_get("pattern")?,
+                                endpoint: row.try_get("endpoint")?,
+                                max_attempts: count(row.try_get("max_attempts")?),
+                            },
+                            active: state == "ACTIVE",
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn count_outcomes(&self, counts: &[OutcomeCount]) -> StoreResult<()> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                for count in counts {
+                    sqlx::query(
+                        "UPDATE subscriptions SET delivered = delivered + $2, \
+                         dead_lettered = dead_lettered + $3 WHERE id = $1",
+                    )
+                    .bind(&count.subscription_id)
+                    .bind(count.delivered)
+                    .bind(count.dead_lettered)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
             }
         }
     };

@@ -27,6 +27,7 @@ mod data_sql;
 mod events_sql;
 pub use events_sql::{Backend, claim_statement, hand_over_statement, insert_deliveries_statement};
 pub mod feed;
+pub mod jetstream;
 pub mod postgres;
 pub mod redis;
 mod registry_sql;
@@ -59,6 +60,9 @@ pub enum StoreError {
         /// The offending value.
         value: String,
     },
+    /// The event bus outside the database (JetStream) failed or could not be reached.
+    #[error(transparent)]
+    Bus(#[from] jetstream::BusError),
     /// The database URL names no supported backend.
     #[error("unsupported database URL: expected sqlite:… or postgres://…")]
     UnsupportedUrl,
@@ -73,7 +77,7 @@ impl StoreError {
             self,
             Self::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-            )
+            ) | Self::Bus(_)
         )
     }
 }
@@ -1009,7 +1013,40 @@ pub struct DeadLetter {
     pub failed_at_ms: i64,
 }
 
-/// The event bus's storage: the log, subscriptions, the delivery queue, dead letters.
+/// Where one subscription's deliveries go, for a bus that delivers outside the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionTarget {
+    /// The subscription's id.
+    pub id: String,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The tenant's slug.
+    pub tenant_slug: String,
+    /// The subscribing plugin.
+    pub plugin_id: String,
+    /// Its installation's base URL.
+    pub base_url: String,
+    /// What it declared.
+    pub spec: SubscriptionSpec,
+    /// Whether its installation is ACTIVE (only then are events delivered to it).
+    pub active: bool,
+}
+
+/// Outcomes of one subscription's deliveries to add to its counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeCount {
+    /// The subscription.
+    pub subscription_id: String,
+    /// Events acknowledged.
+    pub delivered: i64,
+    /// Events sent to the dead letters.
+    pub dead_lettered: i64,
+}
+
+/// The events port: the log, subscriptions, the delivery queue, dead letters. Two
+/// implementations: every SQL [`Store`] (tables beside the rest) and
+/// [`jetstream::JetStreamBus`] (NATS JetStream; subscriptions and their counters stay in the
+/// database).
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Stores events in the tenant's log (an id its source already published is skipped and
@@ -1077,8 +1114,25 @@ pub trait EventStore: Send + Sync {
     ) -> StoreResult<Vec<StoredEvent>>;
     /// The position of the tenant's newest event (0 before the first).
     async fn latest_event_seq(&self, tenant_id: TenantId) -> StoreResult<i64>;
+    /// The position just before the tenant's first retained event published at `at_ms` or
+    /// later (reading after it replays from that time); the newest position when there is none.
+    async fn event_seq_at(&self, tenant_id: TenantId, at_ms: i64) -> StoreResult<i64>;
     /// Deletes events published before `before_ms` that no delivery or dead letter needs.
     async fn prune_events(&self, before_ms: i64) -> StoreResult<u64>;
+    /// Every subscription with where its deliveries go (every tenant's).
+    async fn subscription_targets(&self) -> StoreResult<Vec<SubscriptionTarget>>;
+    /// Adds delivery outcomes counted outside the database to the subscriptions' counters.
+    async fn count_outcomes(&self, counts: &[OutcomeCount]) -> StoreResult<()>;
+    /// Drops what the bus keeps of a deleted tenant outside the database; the SQL bus's rows
+    /// went with the tenant's (`ON DELETE CASCADE`).
+    async fn forget_tenant(&self, _tenant_id: TenantId) -> StoreResult<()> {
+        Ok(())
+    }
+    /// Resolves once deliveries may be claimable that the change feed did not announce (a bus
+    /// that receives them from elsewhere); the SQL bus learns of them through the feed only.
+    async fn deliveries_waiting(&self) {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// A signed-in session of the web dashboard.

@@ -1,9 +1,11 @@
 //! Event bus benchmark: publish → delivery on loopback, through a real hub (in this process)
-//! and a real subscriber server, on SQLite or PostgreSQL.
+//! and a real subscriber server, on SQLite, PostgreSQL, or PostgreSQL with the bus on NATS
+//! JetStream.
 //!
-//! `cargo run --release -p plexhub --example events_bench -- sqlite|postgres`
+//! `cargo run --release -p plexhub --example events_bench -- sqlite|postgres|jetstream`
 //! (PostgreSQL: `PLEXHUB_BENCH_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`;
-//! a fresh database is created and dropped).
+//! a fresh database is created and dropped. JetStream: `PLEXHUB_BENCH_NATS_URL`, default
+//! `nats://127.0.0.1:4222`; each scenario's tenant has streams of its own).
 //!
 //! Each scenario runs on a fresh hub and database:
 //! 1. Latency: 1 000 events/s for 10 s (a batch of 10 every 10 ms); for each event, the time
@@ -13,7 +15,10 @@
 //!
 //! Hub, subscriber and publishers share this process (and this machine's cores).
 //! `BENCH_THROUGHPUT_ONLY=1` runs the second scenario alone; `BENCH_KEYS=N` gives events one
-//! of N partition keys (default: none).
+//! of N partition keys (default: none); `BENCH_HUBS=2` runs two hubs on the same database (and
+//! NATS), with Redis at `PLEXHUB_BENCH_REDIS_URL` (default `redis://127.0.0.1:6379`), the
+//! publishers taking turns between them; `BENCH_PARTITIONS=N` sets JetStream's partitions per
+//! subscription (default: the hub's).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -65,11 +70,28 @@ async fn subscriber(arrivals: Arrivals) -> String {
     url
 }
 
-async fn hub(database_url: &str) -> String {
+/// What the hubs of one scenario run on.
+#[derive(Clone)]
+struct Backing {
+    database_url: String,
+    /// JetStream's URL for the `jetstream` backend.
+    events_url: Option<String>,
+}
+
+fn hub_count() -> usize {
+    std::env::var("BENCH_HUBS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1)
+}
+
+async fn hub(backing: &Backing, redis_url: Option<String>) -> String {
     let settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: Secret::new(database_url),
-        redis_url: None,
+        database_url: Secret::new(backing.database_url.clone()),
+        redis_url: redis_url.map(Secret::new),
+        events_url: backing.events_url.clone().map(Secret::new),
         admin_token: Secret::new(ADMIN),
         max_body_bytes: 4 * 1024 * 1024,
         max_value_bytes: 256 * 1024,
@@ -78,7 +100,13 @@ async fn hub(database_url: &str) -> String {
         clock: Clock::system(),
         gateway: GatewaySettings::default(),
         signing_keys: vec![HubKey::generate()],
-        events: EventSettings::default(),
+        events: EventSettings {
+            partitions: std::env::var("BENCH_PARTITIONS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(EventSettings::default().partitions),
+            ..EventSettings::default()
+        },
         connections: plexhub_server::ConnectionLimits::default(),
         upstream_tls: plexhub_server::UpstreamTls::default(),
         cache_shared_data_when_scaled: false,
@@ -177,28 +205,49 @@ async fn wait_for(arrivals: &Arrivals, count: usize) {
     }
 }
 
+/// Deletes the scenario's tenant, and with it what it left outside the database (JetStream's
+/// streams on a NATS server that outlives the bench).
+async fn forget(http: &reqwest::Client, hub: &str) {
+    let response = http
+        .delete(format!("{hub}/api/v1/tenants/bench"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+}
+
 fn percentile(sorted: &[i64], p: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index] as f64 / 1000.0
 }
 
-/// A hub on a fresh database with a subscriber: its URL, the publisher's token, the arrivals.
-async fn fresh(database_url: &str) -> (String, String, Arrivals) {
+/// Hubs (`BENCH_HUBS`) on a fresh database with a subscriber: their URLs, the publisher's
+/// token, the arrivals.
+async fn fresh(backing: &Backing) -> (Vec<String>, String, Arrivals) {
     let arrivals = Arrivals::default();
     let subscriber = subscriber(arrivals.clone()).await;
-    let hub = hub(database_url).await;
-    let token = set_up(&hub, &subscriber).await;
-    (hub, token, arrivals)
+    let redis_url = (hub_count() > 1).then(|| {
+        std::env::var("PLEXHUB_BENCH_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    });
+    let mut hubs = Vec::new();
+    for _ in 0..hub_count() {
+        hubs.push(hub(backing, redis_url.clone()).await);
+    }
+    let token = set_up(&hubs[0], &subscriber).await;
+    (hubs, token, arrivals)
 }
 
 /// Publishes as fast as the publishers can; returns (published/s, delivered/s).
-async fn throughput(database_url: &str) -> (f64, f64) {
-    let (hub, token, arrivals) = fresh(database_url).await;
+async fn throughput(backing: &Backing) -> (f64, f64) {
+    let (hubs, token, arrivals) = fresh(backing).await;
     let http = reqwest::Client::new();
     let started = Instant::now();
     let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|_| {
-            let (http, hub, token) = (http.clone(), hub.clone(), token.clone());
+        .map(|n| {
+            let hub = hubs[n % hubs.len()].clone();
+            let (http, token) = (http.clone(), token.clone());
             tokio::spawn(async move {
                 for _ in 0..THROUGHPUT_EVENTS / PUBLISHERS / BATCH {
                     publish(&http, &hub, &token, BATCH).await;
@@ -212,6 +261,7 @@ async fn throughput(database_url: &str) -> (f64, f64) {
     let published_in = started.elapsed();
     wait_for(&arrivals, THROUGHPUT_EVENTS).await;
     let delivered_in = started.elapsed();
+    forget(&http, &hubs[0]).await;
     (
         THROUGHPUT_EVENTS as f64 / published_in.as_secs_f64(),
         THROUGHPUT_EVENTS as f64 / delivered_in.as_secs_f64(),
@@ -220,18 +270,19 @@ async fn throughput(database_url: &str) -> (f64, f64) {
 
 /// 1 000 events/s (or `BENCH_EVENTS_PER_10MS` × 100) for 10 s; returns the sorted
 /// publish-to-arrival latencies (µs).
-async fn latency(database_url: &str) -> Vec<i64> {
+async fn latency(backing: &Backing) -> Vec<i64> {
     let per_tick: usize = std::env::var("BENCH_EVENTS_PER_10MS")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(10);
-    let (hub, token, arrivals) = fresh(database_url).await;
+    let (hubs, token, arrivals) = fresh(backing).await;
     let http = reqwest::Client::new();
     let durations = Arrivals::default();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
-    for _ in 0..1_000 {
+    for n in 0..1_000 {
         tick.tick().await;
-        let (http, hub, token) = (http.clone(), hub.clone(), token.clone());
+        let hub = hubs[n % hubs.len()].clone();
+        let (http, token) = (http.clone(), token.clone());
         let durations = durations.clone();
         tokio::spawn(async move {
             let started = Instant::now();
@@ -241,6 +292,7 @@ async fn latency(database_url: &str) -> Vec<i64> {
         });
     }
     wait_for(&arrivals, 1_000 * per_tick).await;
+    forget(&http, &hubs[0]).await;
     let mut publishes = durations.0.lock().unwrap().clone();
     publishes.sort_unstable();
     eprintln!(
@@ -256,12 +308,20 @@ async fn latency(database_url: &str) -> Vec<i64> {
 /// Runs both scenarios, each on a fresh database from `database`.
 /// `BENCH_THROUGHPUT_ONLY=1` skips the latency scenario (to profile the other alone).
 async fn run(backend: &str, database: impl AsyncFn() -> String) {
+    let events_url = (backend == "jetstream").then(|| {
+        std::env::var("PLEXHUB_BENCH_NATS_URL")
+            .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+    });
+    let backing = async || Backing {
+        database_url: database().await,
+        events_url: events_url.clone(),
+    };
     let latencies = if std::env::var_os("BENCH_THROUGHPUT_ONLY").is_some() {
         None
     } else {
-        Some(latency(&database().await).await)
+        Some(latency(&backing().await).await)
     };
-    let (publish_rate, delivery_rate) = throughput(&database().await).await;
+    let (publish_rate, delivery_rate) = throughput(&backing().await).await;
     let latency_columns = latencies.map_or_else(
         || "— | — | —".to_owned(),
         |latencies| {
@@ -273,7 +333,11 @@ async fn run(backend: &str, database: impl AsyncFn() -> String) {
             )
         },
     );
-    println!("| {backend} | {publish_rate:.0} | {delivery_rate:.0} | {latency_columns} |");
+    let keys = partition_keys().map_or_else(|| "none".to_owned(), |keys| keys.to_string());
+    let hubs = hub_count();
+    println!(
+        "| {backend} | {hubs} | {keys} | {publish_rate:.0} | {delivery_rate:.0} | {latency_columns} |"
+    );
 }
 
 #[tokio::main]
@@ -282,11 +346,11 @@ async fn main() {
         .nth(1)
         .unwrap_or_else(|| "sqlite".to_owned());
     println!(
-        "| backend | published/s ({THROUGHPUT_EVENTS}, batches of {BATCH}) | delivered/s end to end | p50 at 1000/s | p99 at 1000/s | max at 1000/s |"
+        "| backend | hubs | keys | published/s ({THROUGHPUT_EVENTS}, batches of {BATCH}) | delivered/s end to end | p50 at 1000/s | p99 at 1000/s | max at 1000/s |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     match backend.as_str() {
-        "postgres" => {
+        "postgres" | "jetstream" => {
             let admin_url = std::env::var("PLEXHUB_BENCH_DATABASE_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
             let names = Mutex::new(Vec::new());
@@ -301,7 +365,7 @@ async fn main() {
                 let (base, _) = admin_url.rsplit_once('/').unwrap();
                 format!("{base}/{name}")
             };
-            run("postgres", database).await;
+            run(&backend, database).await;
             let mut connection = sqlx::PgConnection::connect(&admin_url).await.unwrap();
             let created = names.lock().unwrap().clone();
             for name in created {

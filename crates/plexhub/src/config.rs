@@ -49,6 +49,14 @@ pub struct ServeConfig {
     pub database_url: Option<String>,
     /// `redis://…` for scaled mode.
     pub redis_url: Option<String>,
+    /// `nats://…`: the event bus on NATS JetStream (default: in the database).
+    pub events_url: Option<String>,
+    /// With `events_url`: partitions of each subscription's keyed events.
+    pub event_partitions: u16,
+    /// With `events_url`: largest size of one tenant's event log in bytes (default: unlimited).
+    pub event_log_max_bytes: Option<u64>,
+    /// With `events_url`: copies of each stream in a JetStream cluster.
+    pub event_replicas: usize,
     /// The admin token (default: generated into the data dir at first start).
     pub admin_token: Option<String>,
     /// `text` or `json`.
@@ -138,6 +146,10 @@ impl Default for ServeConfig {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             database_url: None,
             redis_url: None,
+            events_url: None,
+            event_partitions: 16,
+            event_log_max_bytes: None,
+            event_replicas: 1,
             admin_token: None,
             log_format: LogFormat::Text,
             log_level: "warn,plexhub=info,plexhub_server=info,plexhub_store=info".to_owned(),
@@ -320,6 +332,7 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
         listen,
         database_url: Secret::new(database_url),
         redis_url: config.redis_url.clone().map(Secret::new),
+        events_url: config.events_url.clone().map(Secret::new),
         admin_token: Secret::new(token.clone()),
         max_body_bytes: config.max_body_bytes,
         max_value_bytes: config.max_value_bytes,
@@ -350,6 +363,9 @@ pub fn into_settings(config: &ServeConfig) -> anyhow::Result<(Settings, Option<S
             retry_base: Duration::from_millis(config.event_retry_base_ms.max(1)),
             retry_max: Duration::from_millis(config.event_retry_max_ms.max(1)),
             delivery_timeout: Duration::from_millis(config.event_delivery_timeout_ms.max(1)),
+            partitions: config.event_partitions.max(1),
+            max_log_bytes: config.event_log_max_bytes,
+            replicas: config.event_replicas.max(1),
             ..EventSettings::default()
         },
         connections: ConnectionLimits {

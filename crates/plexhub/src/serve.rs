@@ -36,6 +36,24 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     redis_url: Option<String>,
+    /// nats://… to run the event bus on NATS JetStream instead of the database.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events_url: Option<String>,
+    /// With --events-url: partitions of each subscription's keyed events (keyed deliveries of
+    /// one subscription in flight at most) [default: 16].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_partitions: Option<u16>,
+    /// With --events-url: largest size of one tenant's event log in JetStream, in bytes
+    /// (the oldest events go first) [default: unlimited].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_log_max_bytes: Option<u64>,
+    /// With --events-url: copies of each stream in a JetStream cluster [default: 1].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_replicas: Option<usize>,
     /// Log format [default: text].
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]

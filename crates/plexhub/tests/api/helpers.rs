@@ -107,14 +107,71 @@ pub struct TestApp {
     /// Where the hub stores its data (to start a second hub on it).
     pub database_url: String,
     pub http: reqwest::Client,
+    /// JetStream's URL when the hub's event bus runs there.
+    events_url: Option<String>,
     _storage: Storage,
     _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A hub on JetStream leaves streams and consumers on the shared NATS server; they go with the
+/// test (before its database: the tenants' ids are read from it).
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let Some(events_url) = self.events_url.clone() else {
+            return;
+        };
+        let database_url = self.database_url.clone();
+        // Drop runs inside the test's runtime; do the async cleanup on a thread of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            runtime.block_on(delete_streams(&database_url, &events_url));
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// Deletes the JetStream streams of every tenant in the database at `database_url`.
+async fn delete_streams(database_url: &str, events_url: &str) {
+    let query = "SELECT id FROM tenants";
+    let tenants: Vec<String> = if database_url.starts_with("sqlite") {
+        match sqlx::SqliteConnection::connect(database_url).await {
+            Ok(mut connection) => sqlx::query_scalar(query)
+                .fetch_all(&mut connection)
+                .await
+                .unwrap_or_default(),
+            Err(_) => return,
+        }
+    } else {
+        match sqlx::PgConnection::connect(database_url).await {
+            Ok(mut connection) => sqlx::query_scalar(query)
+                .fetch_all(&mut connection)
+                .await
+                .unwrap_or_default(),
+            Err(_) => return,
+        }
+    };
+    let Ok(client) = async_nats::connect(events_url).await else {
+        return;
+    };
+    let js = async_nats::jetstream::new(client);
+    for tenant in tenants {
+        for kind in ["EV", "RT", "DL"] {
+            let _ = js
+                .delete_stream(format!("PLEXHUB_{kind}_{}", tenant.replace('-', "")))
+                .await;
+        }
+    }
 }
 
 /// Options for [`spawn_with`].
 #[derive(Default)]
 pub struct Options {
     pub redis_url: Option<String>,
+    /// `nats://…`: the event bus on JetStream (default: in the database).
+    pub events_url: Option<String>,
     pub max_body_bytes: Option<usize>,
     /// Gateway limits and timeouts (default: the hub's defaults).
     pub gateway: Option<plexhub_server::GatewaySettings>,
@@ -163,6 +220,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
         listen: "127.0.0.1:0".parse().expect("address"),
         database_url: Secret::new(database_url.clone()),
         redis_url: options.redis_url.map(Secret::new),
+        events_url: options.events_url.clone().map(Secret::new),
         admin_token: Secret::new(ADMIN),
         max_body_bytes: options.max_body_bytes.unwrap_or(1024 * 1024),
         max_value_bytes: options.max_value_bytes.unwrap_or(256 * 1024),
@@ -197,6 +255,7 @@ pub async fn spawn_with(backend: Backend, options: Options) -> Option<TestApp> {
         clock,
         database_url,
         http: reqwest::Client::new(),
+        events_url: options.events_url.clone(),
         _storage: storage,
         _shutdown: shutdown,
     })
@@ -362,6 +421,14 @@ macro_rules! on_both_backends {
 /// Two hubs on one fresh PostgreSQL database and the Redis server, both ready (their change
 /// feed connected); `None` (a visible note) without the services outside CI.
 pub async fn two_hubs(clock: Option<Clock>) -> Option<(TestApp, TestApp)> {
+    two_hubs_with(clock, None).await
+}
+
+/// [`two_hubs`] with their event bus on JetStream at `events_url` when given.
+pub async fn two_hubs_with(
+    clock: Option<Clock>,
+    events_url: Option<String>,
+) -> Option<(TestApp, TestApp)> {
     let (Some(_), Some(redis_url)) = (
         service_url("PLEXHUB_TEST_DATABASE_URL"),
         service_url("PLEXHUB_TEST_REDIS_URL"),
@@ -372,6 +439,7 @@ pub async fn two_hubs(clock: Option<Clock>) -> Option<(TestApp, TestApp)> {
     let keys = vec![plexhub_core::signing::HubKey::generate()];
     let options = |database_url: Option<String>| Options {
         redis_url: Some(redis_url.clone()),
+        events_url: events_url.clone(),
         clock: clock.clone(),
         database_url,
         signing_keys: Some(keys.clone()),

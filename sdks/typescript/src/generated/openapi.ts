@@ -494,7 +494,8 @@ export interface paths {
         /**
          * Server-Sent Events of the tenant's events the caller may read (the hub's, its own, those
          *     of plugins its manifest depends on), from now on; with `Last-Event-ID: <seq>` it replays
-         *     the retained log after that position first (`0`: everything retained).
+         *     the retained log after that position first (`0`: everything retained), with `?since=<time>`
+         *     the retained events published from that time on.
          */
         get: operations["stream"];
         put?: never;
@@ -3262,6 +3263,11 @@ export interface operations {
                  *     may read.
                  */
                 pattern?: string;
+                /**
+                 * @description Without `Last-Event-ID`: replay the retained events published from this time on
+                 *     (RFC 3339, e.g. `2026-12-06T18:00:00Z`) first.
+                 */
+                since?: string;
             };
             header?: never;
             path?: never;

@@ -179,7 +179,7 @@ async fn publish(
         }
         events.push(event);
     }
-    let published = state.store.publish_events(tenant, &events, now).await?;
+    let published = state.bus.publish_events(tenant, &events, now).await?;
     let fresh = published.iter().filter(|p| !p.duplicate).count();
     state
         .metrics
@@ -206,6 +206,9 @@ pub struct StreamQuery {
     /// Event types to follow (`*` one segment, final `#` the rest); default: all the caller
     /// may read.
     pattern: Option<String>,
+    /// Without `Last-Event-ID`: replay the retained events published from this time on
+    /// (RFC 3339, e.g. `2026-12-06T18:00:00Z`) first.
+    since: Option<String>,
 }
 
 /// The tenant's event log as a stream, filtered.
@@ -229,14 +232,14 @@ impl ChangeLog for EventLog {
     async fn read_after(&self, after: i64) -> Batch {
         let tenant = self.scope.tenant.id;
         if after == i64::MAX {
-            return match self.state.store.latest_event_seq(tenant).await {
+            return match self.state.bus.latest_event_seq(tenant).await {
                 Ok(current) => Batch::Reset { current },
                 Err(_) => Batch::Failed,
             };
         }
         let read = self
             .state
-            .store
+            .bus
             .events_since(tenant, after.max(0), watch::BATCH)
             .await;
         let Ok(stored) = read else {
@@ -265,7 +268,8 @@ impl ChangeLog for EventLog {
 
 /// Server-Sent Events of the tenant's events the caller may read (the hub's, its own, those
 /// of plugins its manifest depends on), from now on; with `Last-Event-ID: <seq>` it replays
-/// the retained log after that position first (`0`: everything retained).
+/// the retained log after that position first (`0`: everything retained), with `?since=<time>`
+/// the retained events published from that time on.
 #[utoipa::path(get, path = "/api/v1/events/stream", tag = "events", params(StreamQuery),
     responses((status = 200, description = "text/event-stream: `id` = seq, `event` = type, `data` = the CloudEvent"),
         (status = 400, description = "INVALID_PARAMETER", body = ErrorEnvelope)),
@@ -299,7 +303,28 @@ async fn stream(
             Some((plugin.plugin_id.clone(), dependencies))
         }
     };
-    let resume = watch::resume_id(&headers);
+    let since = match query.since.as_deref() {
+        None => None,
+        Some(text) => {
+            let time = humantime::parse_rfc3339_weak(text).map_err(|error| {
+                ApiError::new(
+                    ErrorCode::InvalidParameter,
+                    format!("since: {error} (RFC 3339, e.g. 2026-12-06T18:00:00Z)"),
+                )
+            })?;
+            let ms = time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| {
+                    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+                });
+            Some(ms)
+        }
+    };
+    let resume = match (watch::resume_id(&headers), since) {
+        (Some(id), _) => Some(id),
+        (None, Some(ms)) => Some(state.bus.event_seq_at(scope.tenant.id, ms).await?),
+        (None, None) => None,
+    };
     let log = EventLog {
         state: state.clone(),
         scope,
@@ -340,7 +365,7 @@ async fn list_subscriptions(
     scope: TenantScope,
     State(state): State<AppState>,
 ) -> Result<Json<SubscriptionList>, ApiError> {
-    let subscriptions = state.store.subscriptions(Some(scope.tenant.id)).await?;
+    let subscriptions = state.bus.subscriptions(Some(scope.tenant.id)).await?;
     Ok(Json(SubscriptionList {
         subscriptions: subscriptions
             .into_iter()
@@ -414,7 +439,7 @@ async fn list_dead_letters(
 ) -> Result<Json<DeadLetterList>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let letters = state
-        .store
+        .bus
         .dead_letters(scope.tenant.id, query.subscription.as_deref(), limit)
         .await?;
     let caller = scope.calling_plugin().map(ToString::to_string);
@@ -438,7 +463,7 @@ async fn own_dead_letter(
     id: &str,
 ) -> Result<plexhub_store::DeadLetter, ApiError> {
     let letter = state
-        .store
+        .bus
         .dead_letter(scope.tenant.id, id)
         .await?
         .ok_or_else(|| {
@@ -473,7 +498,7 @@ async fn retry_dead_letter(
     own_dead_letter(&scope, &state, &id).await?;
     let now = state.clock.now_ms();
     if !state
-        .store
+        .bus
         .retry_dead_letter(scope.tenant.id, &id, now)
         .await?
     {
@@ -502,7 +527,7 @@ async fn drop_dead_letter(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     own_dead_letter(&scope, &state, &id).await?;
-    if state.store.drop_dead_letter(scope.tenant.id, &id).await? {
+    if state.bus.drop_dead_letter(scope.tenant.id, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::new(

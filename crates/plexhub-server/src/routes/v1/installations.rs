@@ -916,7 +916,7 @@ async fn activate_services(
         })
         .collect();
     state
-        .store
+        .bus
         .replace_subscriptions(
             tenant.id,
             &installation.plugin_id,

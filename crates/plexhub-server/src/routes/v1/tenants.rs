@@ -251,6 +251,10 @@ async fn delete_tenant(
 ) -> Result<StatusCode, ApiError> {
     let tenant = find_tenant(&state, &slug).await?;
     if state.store.delete_tenant(tenant.id).await? {
+        if let Err(error) = state.bus.forget_tenant(tenant.id).await {
+            // The tenant is gone; only its events' space is not freed.
+            tracing::warn!(%error, tenant = %tenant.id, "cannot delete the tenant's event streams");
+        }
         state.changed(Change::Tenant { tenant: tenant.id }).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
