@@ -235,7 +235,50 @@ async fn remotes_follow_active_installations(app: TestApp) {
     .assert_error(404, "CREDENTIAL_NOT_FOUND");
 }
 
-crate::on_both_backends!(remotes_follow_active_installations);
+/// A version stored before `frontend` was validated (here: rewritten in the database to an http
+/// remote) leaves out only its own remote; the tenant's other remotes are still served.
+async fn a_remote_that_no_longer_validates_is_left_out_alone(app: TestApp) {
+    publish_remotes(&app).await;
+    app.create_tenant("acme").await;
+    install_allowed(&app, "acme", "plugin-crm", CRM_ORIGIN).await;
+    install_allowed(&app, "acme", "plugin-analytics", ANALYTICS_ORIGIN).await;
+    set_state(&app, "acme", "plugin-crm", "activate").await;
+    set_state(&app, "acme", "plugin-analytics", "activate").await;
+    assert_eq!(
+        ids(&remotes_as(&app, ADMIN, Some("acme")).await),
+        ["plugin-analytics", "plugin-crm"]
+    );
+    let legacy = with_remote(crm_at("1.0.0"), "http://crm.example.com", "/crm").to_string();
+    let update = "UPDATE plugin_versions SET manifest = $1 WHERE plugin_id = 'plugin-crm'";
+    if app.database_url.starts_with("sqlite") {
+        let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&app.database_url)
+            .await
+            .expect("the hub's SQLite file");
+        sqlx::query(update)
+            .bind(&legacy)
+            .execute(&mut db)
+            .await
+            .expect("rewritten");
+    } else {
+        let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&app.database_url)
+            .await
+            .expect("the hub's database");
+        sqlx::query(update)
+            .bind(&legacy)
+            .execute(&mut db)
+            .await
+            .expect("rewritten");
+    }
+    assert_eq!(
+        ids(&remotes_as(&app, ADMIN, Some("acme")).await),
+        ["plugin-analytics"]
+    );
+}
+
+crate::on_both_backends!(
+    remotes_follow_active_installations,
+    a_remote_that_no_longer_validates_is_left_out_alone
+);
 
 /// Reads a remotes stream until an event's data satisfies `wanted`, for at most `wait`;
 /// returns that event's data.
