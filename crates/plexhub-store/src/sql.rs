@@ -317,9 +317,11 @@ macro_rules! sql_store {
         };
         use plexhub_core::signing::SigningSecret;
 
-        fn tenant_from(row: &$row) -> StoreResult<Tenant> {
+        /// The tenant in `row`, its id in the column `id_column` (`id`, or `tenant_id` in a
+        /// join).
+        fn tenant_from(row: &$row, id_column: &str) -> StoreResult<Tenant> {
             sql::tenant(
-                row.try_get::<&str, _>("id")?,
+                row.try_get::<&str, _>(id_column)?,
                 row.try_get::<&str, _>("slug")?,
                 row.try_get::<String, _>("name")?,
                 row.try_get::<&str, _>("status")?,
@@ -404,7 +406,7 @@ macro_rules! sql_store {
                     .bind(i64::from(limit))
                     .fetch_all(&self.pool)
                     .await?;
-                rows.iter().map(tenant_from).collect()
+                rows.iter().map(|row| tenant_from(row, "id")).collect()
             }
 
             async fn tenant_by_slug(&self, slug: &TenantSlug) -> StoreResult<Option<Tenant>> {
@@ -413,7 +415,7 @@ macro_rules! sql_store {
                     .bind(slug.as_str())
                     .fetch_optional(&self.pool)
                     .await?;
-                row.as_ref().map(tenant_from).transpose()
+                row.as_ref().map(|row| tenant_from(row, "id")).transpose()
             }
 
             async fn update_tenant(&self, tenant: &Tenant, now_ms: i64) -> StoreResult<bool> {
@@ -965,14 +967,7 @@ macro_rules! sql_store {
                     row.try_get::<i64, _>("cred_created_at")?,
                     row.try_get::<Option<i64>, _>("last_used_at")?,
                 )?;
-                let tenant = sql::tenant(
-                    row.try_get::<&str, _>("tenant_id")?,
-                    row.try_get::<&str, _>("slug")?,
-                    row.try_get::<String, _>("name")?,
-                    row.try_get::<&str, _>("status")?,
-                    row.try_get::<i64, _>("created_at")?,
-                    row.try_get::<Option<&str>, _>("rate_limits")?,
-                )?;
+                let tenant = tenant_from(&row, "tenant_id")?;
                 Ok(Some((credential, tenant)))
             }
 
@@ -1049,14 +1044,7 @@ macro_rules! sql_store {
                     row.try_get("secret_hash")?,
                     row.try_get("cred_created_at")?,
                 )?;
-                let tenant = sql::tenant(
-                    row.try_get::<&str, _>("tenant_id")?,
-                    row.try_get::<&str, _>("slug")?,
-                    row.try_get::<String, _>("name")?,
-                    row.try_get::<&str, _>("status")?,
-                    row.try_get::<i64, _>("created_at")?,
-                    row.try_get::<Option<&str>, _>("rate_limits")?,
-                )?;
+                let tenant = tenant_from(&row, "tenant_id")?;
                 Ok(Some((credential, tenant)))
             }
 
