@@ -28,15 +28,9 @@ PLEXHUB_ADMIN_TOKEN=$ADMIN_TOKEN valgrind --tool=callgrind --instr-atstart=no \
 hub_pid=${pids[1]}
 hub=http://127.0.0.1:18192
 for _ in $(seq 1 600); do curl -fs $hub/healthz >/dev/null && break; sleep 0.1; done
-admin() { curl -fsS -H "authorization: Bearer $ADMIN_TOKEN" -H "content-type: application/json" "$@"; }
-admin -X POST $hub/api/v1/tenants -d '{"slug":"bench"}' >/dev/null
-admin -X POST $hub/api/v1/plugins --data-binary @"$REPO/examples/manifests/crm.json" >/dev/null
-admin -X POST $hub/api/v1/plugins --data-binary @"$REPO/examples/manifests/analytics.json" >/dev/null
-admin -X POST $hub/api/v1/tenants/bench/installations \
-  -d '{"pluginId":"plugin-crm","baseUrl":"http://127.0.0.1:18191","activate":true}' >/dev/null
-token=$(admin -X POST $hub/api/v1/tenants/bench/installations \
-  -d '{"pluginId":"plugin-analytics","baseUrl":"http://127.0.0.1:9","activate":true,"grants":["plugin.crm.contacts.read"]}' |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["credential"]["token"])')
+# shellcheck source=bench/gateway-tenant.sh
+source "$REPO/bench/gateway-tenant.sh"
+token=$(gateway_tenant "$hub" 127.0.0.1:18191)
 if [ "$ROUTE" = call ]; then
   url=$hub/api/plugin-gateway/call
   cat >"$OUT/call.lua" <<'EOF'

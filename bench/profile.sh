@@ -23,15 +23,9 @@ PLEXHUB_ADMIN_TOKEN=$ADMIN_TOKEN taskset -c 0 "$HUB_BIN" --worker-threads 1 serv
 hub_pid=${pids[1]}
 for _ in $(seq 1 100); do curl -fs http://127.0.0.1:18182/healthz >/dev/null && break; sleep 0.1; done
 hub=http://127.0.0.1:18182
-admin() { curl -fsS -H "authorization: Bearer $ADMIN_TOKEN" -H "content-type: application/json" "$@"; }
-admin -X POST $hub/api/v1/tenants -d '{"slug":"bench"}' >/dev/null
-admin -X POST $hub/api/v1/plugins --data-binary @"$REPO/examples/manifests/crm.json" >/dev/null
-admin -X POST $hub/api/v1/plugins --data-binary @"$REPO/examples/manifests/analytics.json" >/dev/null
-admin -X POST $hub/api/v1/tenants/bench/installations \
-  -d '{"pluginId":"plugin-crm","baseUrl":"http://127.0.0.1:18181","activate":true}' >/dev/null
-token=$(admin -X POST $hub/api/v1/tenants/bench/installations \
-  -d '{"pluginId":"plugin-analytics","baseUrl":"http://127.0.0.1:9","activate":true,"grants":["plugin.crm.contacts.read"]}' |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["credential"]["token"])')
+# shellcheck source=bench/gateway-tenant.sh
+source "$REPO/bench/gateway-tenant.sh"
+token=$(gateway_tenant "$hub" 127.0.0.1:18181)
 url=$hub/api/v1/proxy/crm.contacts/contacts
 taskset -c 1 wrk -t1 -c"$CONNS" -d2s -H "Authorization: Bearer $token" "$url" >/dev/null
 taskset -c 1 wrk -t1 -c"$CONNS" -d$((PERF_SECONDS + 2))s -H "Authorization: Bearer $token" "$url" >"$OUT/wrk.txt" &
