@@ -195,6 +195,9 @@ pub struct HubCache {
     signing: Cache<(TenantId, PluginId), Arc<TargetSigning>>,
     tenants: Cache<String, Arc<Tenant>>,
     generation: AtomicU64,
+    /// Moves on every change the gateway's remembered routes may depend on (registry,
+    /// tenant-wide, credentials): not on shared-data writes.
+    route_generation: AtomicU64,
     feed: ChangeFeed,
     /// Serve shared data from the cache even when several instances share the database.
     cache_shared_data: bool,
@@ -212,6 +215,7 @@ impl HubCache {
             signing: bounded(),
             tenants: bounded(),
             generation: AtomicU64::new(0),
+            route_generation: AtomicU64::new(0),
             cache_shared_data: !feed.is_shared() || cache_shared_data_when_scaled,
             feed,
         })
@@ -358,9 +362,23 @@ impl HubCache {
         }
     }
 
+    /// The generation a route decided now is remembered under, and checked against when it is
+    /// used again; `None` while the feed is disconnected (nothing may be remembered then).
+    pub fn route_generation(&self) -> Option<u64> {
+        self.feed
+            .is_connected()
+            .then(|| self.route_generation.load(Ordering::Acquire))
+    }
+
     /// Drops what `change` makes stale.
     pub fn apply(&self, change: &Change) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        if !matches!(
+            change,
+            Change::Data { .. } | Change::Breaker { .. } | Change::Events { .. }
+        ) {
+            self.route_generation.fetch_add(1, Ordering::AcqRel);
+        }
         match change {
             Change::Services { tenant, names } => {
                 for name in names {
@@ -388,6 +406,7 @@ impl HubCache {
     /// Drops everything.
     pub fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.route_generation.fetch_add(1, Ordering::AcqRel);
         self.services.clear();
         self.data.clear();
         self.credentials.clear();

@@ -55,6 +55,8 @@ pub struct Gateway {
     budget: RetryBudget,
     /// Rate-limit buckets of this hub (used alone without Redis).
     pub local_buckets: crate::quota::LocalBuckets,
+    /// Allowed routes, decided once (see [`Route`]).
+    routes: quick_cache::sync::Cache<RouteKey, Arc<Route>>,
 }
 
 impl Gateway {
@@ -88,6 +90,7 @@ impl Gateway {
             breakers: Breakers::new(),
             budget: RetryBudget::new(),
             local_buckets: crate::quota::LocalBuckets::default(),
+            routes: quick_cache::sync::Cache::new(REMEMBERED_ROUTES),
         }
     }
 
@@ -185,22 +188,127 @@ pub async fn target_signing(
         .await
 }
 
-/// A call the gateway allowed: where it may go and how long it may take.
+/// A call the gateway allowed: its route and this call's turn in the round robin.
 pub struct Authorized {
-    /// Discoverable replicas, best status first, rotated for round robin.
+    route: Arc<Route>,
+    /// Where this call starts among the replicas of the best status.
+    turn: usize,
+}
+
+/// What every allowed call of one route (tenant, caller, service, named target, method and
+/// path) shares: decided once, remembered until a change the decision depends on (registry,
+/// installation, grants, credentials: any of them moves the cache's route generation) or the
+/// first moment a replica's status or the signing secrets may change.
+pub struct Route {
+    /// Discoverable replicas, best status first.
     replicas: Vec<Arc<Replica>>,
+    /// How many lead with the best status (the round robin runs among them).
+    best: usize,
     /// The tenant and service, to announce registry changes.
     tenant: plexhub_core::tenant::TenantId,
     service: ServiceName,
     /// Time allowed for the status and headers.
-    pub timeout: Duration,
+    timeout: Duration,
     /// The plugin that owns the service.
-    pub target_plugin: PluginId,
+    target_plugin: PluginId,
     /// The matched endpoint template (`GET /contacts/:id`), for audit and metrics.
-    pub endpoint: String,
+    endpoint: String,
     /// How the request is signed for the target installation.
     signing: Arc<TargetSigning>,
+    /// The cache's route generation it was decided under (`None`: not to be remembered).
+    generation: Option<u64>,
+    /// Exclusive end of its validity (epoch ms).
+    valid_until_ms: i64,
 }
+
+impl Authorized {
+    /// Time allowed for the status and headers.
+    pub fn timeout(&self) -> Duration {
+        self.route.timeout
+    }
+
+    /// The plugin that owns the service.
+    pub fn target_plugin(&self) -> &PluginId {
+        &self.route.target_plugin
+    }
+
+    /// The matched endpoint template (`GET /contacts/:id`).
+    pub fn endpoint(&self) -> &str {
+        &self.route.endpoint
+    }
+
+    /// How many replicas the call may try.
+    fn replica_count(&self) -> usize {
+        self.route.replicas.len()
+    }
+
+    /// The replica at `index` in this call's order: the best ones rotated by its turn, then
+    /// the others.
+    fn replica(&self, index: usize) -> &Arc<Replica> {
+        let best = self.route.best;
+        let index = if index < best {
+            (index + self.turn) % best
+        } else {
+            index
+        };
+        &self.route.replicas[index]
+    }
+}
+
+/// What a remembered route is found by.
+#[derive(PartialEq, Eq, Hash)]
+struct RouteKey {
+    tenant: plexhub_core::tenant::TenantId,
+    caller: PluginId,
+    service: ServiceName,
+    expected: Option<PluginId>,
+    method: HttpMethod,
+    path: String,
+}
+
+/// [`RouteKey`] borrowed from a request, to look a route up without copying; it hashes as the
+/// key does (same fields, same order, `str` for each string).
+#[derive(Hash)]
+struct RouteLookup<'a> {
+    tenant: plexhub_core::tenant::TenantId,
+    caller: &'a str,
+    service: &'a str,
+    expected: Option<&'a str>,
+    method: HttpMethod,
+    path: &'a str,
+}
+
+impl quick_cache::Equivalent<RouteKey> for RouteLookup<'_> {
+    fn equivalent(&self, key: &RouteKey) -> bool {
+        self.tenant == key.tenant
+            && self.method == key.method
+            && self.path == key.path
+            && self.service == key.service.as_str()
+            && self.caller == key.caller.as_str()
+            && self.expected == key.expected.as_ref().map(PluginId::as_str)
+    }
+}
+
+impl RouteLookup<'_> {
+    fn to_key(
+        &self,
+        call: &CallContext<'_>,
+        service: &ServiceName,
+        expected: Option<&PluginId>,
+    ) -> RouteKey {
+        RouteKey {
+            tenant: self.tenant,
+            caller: call.caller.clone(),
+            service: service.clone(),
+            expected: expected.cloned(),
+            method: self.method,
+            path: self.path.to_owned(),
+        }
+    }
+}
+
+/// Routes remembered at most (the least used are evicted first).
+const REMEMBERED_ROUTES: usize = 10_000;
 
 /// The calling plugin's installation state, grants and manifest dependencies (cached).
 pub(crate) async fn caller_profile(
@@ -420,7 +528,9 @@ async fn service_not_found(
     }))
 }
 
-/// Decides a call; when allowed, picks the replica (round robin over the best ones).
+/// Decides a call (a route decided before and still valid is not decided again) and admits it
+/// under the rate limits; an allowed call gets its turn in the round robin over the best
+/// replicas.
 pub async fn authorize(
     state: &AppState,
     call: &CallContext<'_>,
@@ -429,13 +539,72 @@ pub async fn authorize(
     method: &Method,
     path: &str,
 ) -> Result<Authorized, ApiError> {
-    let loaded = Loaded::new(state, call, service_name).await?;
-    let Some(method) = manifest_method(method) else {
+    let Some(manifest_method) = manifest_method(method) else {
         let denial = Denial::EndpointNotFound {
             available_endpoints: Vec::new(),
         };
         return Err(denial_error(state, &denial, service_name, call, None).await);
     };
+    let lookup = RouteLookup {
+        tenant: call.tenant.id,
+        caller: call.caller.as_str(),
+        service: service_name.as_str(),
+        expected: expected_plugin.map(PluginId::as_str),
+        method: manifest_method,
+        path,
+    };
+    let now_ms = state.clock.now_ms();
+    let generation = state.cache.route_generation();
+    let remembered = state.gateway.routes.get(&lookup).filter(|route| {
+        route.generation.is_some()
+            && route.generation == generation
+            && now_ms < route.valid_until_ms
+    });
+    let route = match remembered {
+        Some(route) => route,
+        None => {
+            let route = Arc::new(
+                decide_route(
+                    state,
+                    call,
+                    service_name,
+                    expected_plugin,
+                    manifest_method,
+                    path,
+                    generation,
+                )
+                .await?,
+            );
+            if route.generation.is_some() && route.generation == state.cache.route_generation() {
+                state.gateway.routes.insert(
+                    lookup.to_key(call, service_name, expected_plugin),
+                    route.clone(),
+                );
+            }
+            route
+        }
+    };
+    crate::quota::admit(state, call.tenant, call.caller).await?;
+    let turn = if route.best > 1 {
+        state.gateway.next.fetch_add(1, Ordering::Relaxed) % route.best
+    } else {
+        0
+    };
+    Ok(Authorized { route, turn })
+}
+
+/// Decides a call from the caches: access, the replicas ranked by status, the timeout and the
+/// signing; `generation` is the route generation read before anything was loaded.
+async fn decide_route(
+    state: &AppState,
+    call: &CallContext<'_>,
+    service_name: &ServiceName,
+    expected_plugin: Option<&PluginId>,
+    method: HttpMethod,
+    path: &str,
+    generation: Option<u64>,
+) -> Result<Route, ApiError> {
+    let loaded = Loaded::new(state, call, service_name).await?;
     let request = loaded.request(state, call, service_name, expected_plugin, method, path)?;
     let decision: Decision<'_> = decide(&request);
     if let Some(denial) = &decision.denial {
@@ -474,22 +643,16 @@ pub async fn authorize(
         .filter(|(status, _)| status.is_discoverable())
         .collect();
     ranked.sort_by_key(|(status, _)| *status);
-    // Round robin among the replicas of the best status.
-    let best = ranked.first().map(|(status, _)| *status);
-    let same = ranked
+    let best_status = ranked.first().map(|(status, _)| *status);
+    let best = ranked
         .iter()
-        .filter(|(status, _)| Some(*status) == best)
+        .filter(|(status, _)| Some(*status) == best_status)
         .count();
-    if same > 1 {
-        let turn = state.gateway.next.fetch_add(1, Ordering::Relaxed) % same;
-        ranked[..same].rotate_left(turn);
-    }
     let targets = loaded.service.replicas(call.tenant.id);
     let replicas = ranked
         .into_iter()
         .map(|(_, index)| targets[index].clone())
         .collect();
-    crate::quota::admit(state, call.tenant, call.caller).await?;
     let signing = target_signing(state, call.tenant.id, &service.plugin_id).await?;
     let timeout = endpoint
         .metadata
@@ -499,14 +662,19 @@ pub async fn authorize(
             state.gateway.settings.request_timeout,
             Duration::from_millis,
         );
-    Ok(Authorized {
+    Ok(Route {
         replicas,
+        best,
         tenant: call.tenant.id,
         service: service.name.clone(),
         timeout,
         target_plugin: service.plugin_id.clone(),
         endpoint: plexhub_core::access::describe_endpoint(endpoint),
+        valid_until_ms: service
+            .status_stable_until(&state.health, loaded.now_ms)
+            .min(signing.valid_until_ms),
         signing,
+        generation,
     })
 }
 
@@ -709,9 +877,9 @@ pub async fn forward(
     for attempt in 0..MAX_ATTEMPTS {
         let now = state.clock.now_ms();
         // The next replica whose breaker lets the call through, cycling.
-        let chosen = (0..route.replicas.len())
-            .map(|offset| (next_replica + offset) % route.replicas.len())
-            .map(|index| (index, state.gateway.breakers.of(&route.replicas[index].key)))
+        let chosen = (0..route.replica_count())
+            .map(|offset| (next_replica + offset) % route.replica_count())
+            .map(|index| (index, state.gateway.breakers.of(&route.replica(index).key)))
             .find(|(_, breaker)| breaker.allows(now));
         let Some((index, breaker)) = chosen else {
             break;
@@ -724,7 +892,7 @@ pub async fn forward(
             tokio::time::sleep(backoff).await;
             backoff *= 2;
         }
-        let replica = &route.replicas[index];
+        let replica = route.replica(index);
         let this_body = if may_retry {
             Body::empty()
         } else {
@@ -772,7 +940,7 @@ pub async fn forward(
             ErrorCode::ServiceUnavailable,
             format!(
                 "every replica of {} is failing (circuit open); retry in a few seconds",
-                route.service
+                route.route.service
             ),
         ))
     });
@@ -782,8 +950,8 @@ pub async fn forward(
     tracing::debug!(
         tenant = %call.tenant.slug,
         caller = %call.caller,
-        target = %route.target_plugin,
-        endpoint = %route.endpoint,
+        target = %route.target_plugin(),
+        endpoint = %route.endpoint(),
         status = parts.status.as_u16(),
         "call forwarded"
     );
@@ -797,7 +965,8 @@ pub async fn forward(
             ErrorCode::UpstreamResponseTooLarge,
             format!(
                 "{} answered more than {} bytes",
-                route.target_plugin, limits.max_response_bytes
+                route.target_plugin(),
+                limits.max_response_bytes
             ),
         ));
     }
@@ -853,7 +1022,7 @@ fn announce_breaker(
         Transition::Closed => (ServiceStatus::Healthy, None),
         Transition::None => return,
     };
-    tracing::warn!(service = %route.service, replica = %replica.instance, ?transition, "circuit breaker");
+    tracing::warn!(service = %route.route.service, replica = %replica.instance, ?transition, "circuit breaker");
     let verdict = Change::Breaker {
         replica: replica.key.clone(),
         open_until_ms: breaker.open_until_ms(),
@@ -874,10 +1043,10 @@ fn record_replica_health(
 ) {
     let state = state.clone();
     let (tenant, service_id, instance, name) = (
-        route.tenant,
+        route.route.tenant,
         replica.service_id.clone(),
         replica.instance.clone(),
-        route.service.clone(),
+        route.route.service.clone(),
     );
     tokio::spawn(async move {
         if let Some(verdict) = verdict {
@@ -1006,7 +1175,7 @@ fn attempt_signature(
     };
     state
         .gateway
-        .sign(&route.signing, &signed, state.clock.now_ms())
+        .sign(&route.route.signing, &signed, state.clock.now_ms())
 }
 
 /// One attempt against one replica.
@@ -1048,7 +1217,8 @@ async fn send_once(
     let outgoing = outgoing
         .body(body)
         .map_err(|error| ApiError::internal(&error))?;
-    let answer = tokio::time::timeout(route.timeout, state.gateway.client.request(outgoing)).await;
+    let answer =
+        tokio::time::timeout(route.timeout(), state.gateway.client.request(outgoing)).await;
     if let Some(fault) = fault.as_ref().and_then(|fault| fault.get()) {
         return Err(caller_fault(fault, limits));
     }
@@ -1057,15 +1227,15 @@ async fn send_once(
             ErrorCode::UpstreamTimeout,
             format!(
                 "{} did not answer within {} ms",
-                route.target_plugin,
-                route.timeout.as_millis()
+                route.target_plugin(),
+                route.timeout().as_millis()
             ),
         )),
         Ok(Err(error)) => {
             if let Some(reason) = crate::upstream_tls::tls_failure(&error) {
                 return Err(upstream_error(
                     ErrorCode::UpstreamTls,
-                    format!("TLS with {} failed: {reason}", route.target_plugin),
+                    format!("TLS with {} failed: {reason}", route.target_plugin()),
                 ));
             }
             let code = if error.is_connect() {
@@ -1077,7 +1247,7 @@ async fn send_once(
                 code,
                 format!(
                     "{} could not be reached at {}: {}",
-                    route.target_plugin,
+                    route.target_plugin(),
                     replica.base_url,
                     with_causes(&error)
                 ),
@@ -1171,11 +1341,11 @@ pub async fn audit(
         tenant_id: call.tenant.id,
         at_ms: state.clock.now_ms(),
         caller: call.caller.to_string(),
-        target: route.map(|route| route.target_plugin.to_string()),
+        target: route.map(|route| route.target_plugin().to_string()),
         service: attempt.service.to_owned(),
         method: attempt.method.as_str().to_owned(),
         path: attempt.path.to_owned(),
-        endpoint: route.map(|route| route.endpoint.clone()),
+        endpoint: route.map(|route| route.endpoint().to_owned()),
         status,
         duration_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
         request_id: attempt.request_id.to_owned(),

@@ -245,7 +245,7 @@ pub(crate) async fn call_plugin(
                 ErrorCode::UpstreamResponseTooLarge,
                 format!(
                     "{} answered more than {} bytes (or broke off)",
-                    route.target_plugin,
+                    route.target_plugin(),
                     state.gateway.settings().max_response_bytes
                 ),
             )
@@ -257,7 +257,7 @@ pub(crate) async fn call_plugin(
         headers: AnsweredHeaders(&parts.headers),
         metadata: Metadata {
             duration,
-            target_plugin: route.target_plugin.as_str(),
+            target_plugin: route.target_plugin().as_str(),
             target_service: service.as_str(),
             timestamp: rfc3339(state.clock.now_ms()),
         },
