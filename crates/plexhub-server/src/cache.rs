@@ -55,6 +55,9 @@ pub struct Replica {
     /// Set while the registry has never heard from the replica (UNKNOWN): its first answered
     /// call confirms it, once per cached entry.
     pub unconfirmed: std::sync::atomic::AtomicBool,
+    /// For a plain-`http` replica: its kept-alive connections, and the path its base URL puts
+    /// before every forwarded path (`https` replicas go through the gateway's TLS client).
+    pub plain: Option<(Arc<crate::keepalive::Connections>, String)>,
 }
 
 /// A replica's circuit-breaker key: tenant, service and replica id.
@@ -80,6 +83,21 @@ fn host_header(base_url: &str) -> Option<axum::http::HeaderValue> {
     }
 }
 
+/// The connections and the path prefix of a plain-`http` base URL.
+fn plain_http(
+    base_url: &str,
+    pools: &crate::keepalive::Pools,
+) -> Option<(Arc<crate::keepalive::Connections>, String)> {
+    let uri: axum::http::Uri = base_url.parse().ok()?;
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let host = uri.authority()?.host();
+    let address = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+    let prefix = uri.path().trim_end_matches('/').to_owned();
+    Some((pools.for_address(&address), prefix))
+}
+
 /// A rendered discovery answer and how long it stays true.
 pub struct Rendered {
     /// Exclusive end of validity: the first moment a replica's status may change.
@@ -92,8 +110,9 @@ pub struct Rendered {
 
 impl ServiceEntry {
     /// The service's replicas as the gateway forwards to them, in the order of its instances
-    /// (empty when the service was not found).
-    pub fn replicas(&self, tenant: TenantId) -> &[Arc<Replica>] {
+    /// (empty when the service was not found); plain-`http` ones take their connections from
+    /// `pools`.
+    pub fn replicas(&self, tenant: TenantId, pools: &crate::keepalive::Pools) -> &[Arc<Replica>] {
         self.replicas.get_or_init(|| {
             let Some((service, _)) = &self.found else {
                 return Vec::new();
@@ -106,6 +125,7 @@ impl ServiceEntry {
                     Arc::new(Replica {
                         key: replica_key(tenant, &service.name, &instance.id),
                         host: host_header(&base_url),
+                        plain: plain_http(&base_url, pools),
                         unconfirmed: std::sync::atomic::AtomicBool::new(
                             instance.reported == ServiceStatus::Unknown,
                         ),

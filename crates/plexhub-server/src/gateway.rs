@@ -57,6 +57,8 @@ pub struct Gateway {
     pub local_buckets: crate::quota::LocalBuckets,
     /// Allowed routes, decided once (see [`Route`]).
     routes: quick_cache::sync::Cache<RouteKey, Arc<Route>>,
+    /// Kept-alive connections to plain-`http` replicas, by address.
+    pools: crate::keepalive::Pools,
 }
 
 impl Gateway {
@@ -91,6 +93,7 @@ impl Gateway {
             budget: RetryBudget::new(),
             local_buckets: crate::quota::LocalBuckets::default(),
             routes: quick_cache::sync::Cache::new(REMEMBERED_ROUTES),
+            pools: crate::keepalive::Pools::default(),
         }
     }
 
@@ -648,7 +651,9 @@ async fn decide_route(
         .iter()
         .filter(|(status, _)| Some(*status) == best_status)
         .count();
-    let targets = loaded.service.replicas(call.tenant.id);
+    let targets = loaded
+        .service
+        .replicas(call.tenant.id, &state.gateway.pools);
     let replicas = ranked
         .into_iter()
         .map(|(_, index)| targets[index].clone())
@@ -1188,8 +1193,19 @@ async fn send_once(
     body: Body,
 ) -> Result<Response<Body>, ApiError> {
     let limits = state.gateway.settings;
-    let mut target = String::with_capacity(replica.base_url.len() + path_and_query.len());
-    target.push_str(&replica.base_url);
+    // Plain http goes out in origin form on the replica's own connections; https through the
+    // TLS client, with the absolute URI it connects by.
+    let mut target = match &replica.plain {
+        Some((_, prefix)) => String::with_capacity(prefix.len() + path_and_query.len()),
+        None => {
+            let mut target = String::with_capacity(replica.base_url.len() + path_and_query.len());
+            target.push_str(&replica.base_url);
+            target
+        }
+    };
+    if let Some((_, prefix)) = &replica.plain {
+        target.push_str(prefix);
+    }
     target.push_str(path_and_query);
     // Parsed in place: the URI keeps the string's buffer.
     let uri = Uri::try_from(target)
@@ -1217,44 +1233,74 @@ async fn send_once(
     let outgoing = outgoing
         .body(body)
         .map_err(|error| ApiError::internal(&error))?;
-    let answer =
-        tokio::time::timeout(route.timeout(), state.gateway.client.request(outgoing)).await;
+    let exchange = async {
+        match &replica.plain {
+            Some((connections, _)) => connections
+                .send(outgoing, limits.connect_timeout)
+                .await
+                .map(|answer| answer.map(Body::new))
+                .map_err(Failure::Plain),
+            None => state
+                .gateway
+                .client
+                .request(outgoing)
+                .await
+                .map(|answer| answer.map(Body::new))
+                .map_err(Failure::Pooled),
+        }
+    };
+    let answer = tokio::time::timeout(route.timeout(), exchange).await;
     if let Some(fault) = fault.as_ref().and_then(|fault| fault.get()) {
         return Err(caller_fault(fault, limits));
     }
-    match answer {
-        Err(_) => Err(upstream_error(
-            ErrorCode::UpstreamTimeout,
-            format!(
-                "{} did not answer within {} ms",
-                route.target_plugin(),
-                route.timeout().as_millis()
-            ),
-        )),
-        Ok(Err(error)) => {
-            if let Some(reason) = crate::upstream_tls::tls_failure(&error) {
-                return Err(upstream_error(
-                    ErrorCode::UpstreamTls,
-                    format!("TLS with {} failed: {reason}", route.target_plugin()),
-                ));
-            }
-            let code = if error.is_connect() {
-                ErrorCode::UpstreamUnreachable
-            } else {
-                ErrorCode::UpstreamFailed
-            };
-            Err(upstream_error(
-                code,
+    let failure = match answer {
+        Ok(Ok(response)) => return Ok(response),
+        Ok(Err(failure)) => failure,
+        Err(_) => {
+            return Err(upstream_error(
+                ErrorCode::UpstreamTimeout,
                 format!(
-                    "{} could not be reached at {}: {}",
+                    "{} did not answer within {} ms",
                     route.target_plugin(),
-                    replica.base_url,
-                    with_causes(&error)
+                    route.timeout().as_millis()
                 ),
-            ))
+            ));
         }
-        Ok(Ok(response)) => Ok(response.map(Body::new)),
+    };
+    if let Failure::Pooled(error) = &failure
+        && let Some(reason) = crate::upstream_tls::tls_failure(error)
+    {
+        return Err(upstream_error(
+            ErrorCode::UpstreamTls,
+            format!("TLS with {} failed: {reason}", route.target_plugin()),
+        ));
     }
+    let (code, causes) = match &failure {
+        Failure::Plain(error @ crate::keepalive::SendError::Connect(_)) => {
+            (ErrorCode::UpstreamUnreachable, with_causes(error))
+        }
+        Failure::Plain(error) => (ErrorCode::UpstreamFailed, with_causes(error)),
+        Failure::Pooled(error) if error.is_connect() => {
+            (ErrorCode::UpstreamUnreachable, with_causes(error))
+        }
+        Failure::Pooled(error) => (ErrorCode::UpstreamFailed, with_causes(error)),
+    };
+    Err(upstream_error(
+        code,
+        format!(
+            "{} could not be reached at {}: {causes}",
+            route.target_plugin(),
+            replica.base_url,
+        ),
+    ))
+}
+
+/// Why an attempt got no answer, by the client that made it.
+enum Failure {
+    /// A plain-http replica's own connections.
+    Plain(crate::keepalive::SendError),
+    /// The pooled TLS client.
+    Pooled(hyper_util::client::legacy::Error),
 }
 
 /// An error and its causes, `outer: inner: …` (hyper's own message alone says only

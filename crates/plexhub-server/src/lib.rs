@@ -19,6 +19,7 @@ mod events;
 mod extract;
 mod front;
 mod gateway;
+mod keepalive;
 mod metrics;
 mod quota;
 mod registry;

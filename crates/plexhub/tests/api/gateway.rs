@@ -1335,3 +1335,91 @@ async fn a_callers_broken_body_is_its_own_fault_on_postgres() {
         a_callers_broken_body_never_counts_against_the_plugin(app).await;
     }
 }
+
+/// A plugin written on a raw socket: counts the connections it accepted and records each
+/// request line; answers `{"ok":1}` and keeps the connection, except on a path ending in `/close`,
+/// where it answers with `Connection: close` and closes it.
+async fn counting_plugin() -> (String, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind plugin");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (counted, seen) = (accepted.clone(), lines.clone());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buffer[..end]).to_string();
+                    buffer.drain(..end + 4);
+                    let line = head.lines().next().unwrap_or_default().to_owned();
+                    let close = line.contains("/close ");
+                    seen.lock().expect("lines").push(line);
+                    let answer = if close {
+                        "HTTP/1.1 200 OK\r\ncontent-length: 8\r\nconnection: close\r\n\r\n{\"ok\":1}"
+                    } else {
+                        "HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n{\"ok\":1}"
+                    };
+                    if socket.write_all(answer.as_bytes()).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (base, accepted, lines)
+}
+
+#[tokio::test]
+async fn connections_to_a_plugin_are_kept_alive_and_replaced_when_it_closes_them() {
+    let app = spawn_with(Backend::Sqlite, Options::default())
+        .await
+        .expect("hub");
+    let (base, accepted, lines) = counting_plugin().await;
+    // A base URL with a path: every forwarded path goes under it.
+    let (_, analytics) = acme(&app, &format!("{base}/base/")).await;
+    for _ in 0..5 {
+        let reply = proxy(
+            &app,
+            &analytics,
+            Method::GET,
+            "/crm.contacts/contacts?limit=2",
+            &[],
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body, json!({"ok": 1}));
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one connection carried the calls in turn"
+    );
+    // The plugin answers and closes: the next call goes out on a new connection.
+    for path in ["/crm.contacts/contacts/close", "/crm.contacts/contacts"] {
+        let reply = proxy(&app, &analytics, Method::GET, path, &[]).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "a closed connection is replaced once"
+    );
+    let lines = lines.lock().expect("lines").clone();
+    assert_eq!(lines.len(), 7, "{lines:?}");
+    assert_eq!(lines[0], "GET /base/contacts?limit=2 HTTP/1.1");
+    assert_eq!(lines[5], "GET /base/contacts/close HTTP/1.1");
+    assert_eq!(lines[6], "GET /base/contacts HTTP/1.1");
+}

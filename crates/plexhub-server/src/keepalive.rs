@@ -1,0 +1,216 @@
+//! Kept-alive HTTP/1 connections to one plain-`http` replica, held by the replica itself.
+//!
+//! Why not hyper-util's pooled client (which still serves `https` replicas and event
+//! deliveries): on the proxy's hot path its pool hashed a `(scheme, authority)` key twice per
+//! request, wrapped each checkout, and parsed an absolute URI only to write the origin form
+//! (`bench/callgrind.sh`). Here taking a connection is a pop from the replica's own list, the
+//! request goes out in origin form, and the connection comes back when the answer's body has
+//! been read to its end (an answer dropped before its end closes the connection).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{Request, Response};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Idle connections a replica keeps at most; more are closed when their answer ends.
+const MAX_IDLE: usize = 1024;
+
+/// The connections of every plain-`http` address the gateway forwards to, shared by the
+/// replicas at that address (of every tenant, and across reloads of a registry entry, so a
+/// registry change does not close them); an address no replica uses any more is forgotten.
+#[derive(Debug, Default)]
+pub struct Pools {
+    by_address: Mutex<HashMap<String, Weak<Connections>>>,
+}
+
+impl Pools {
+    /// The connections to `address` (`host:port`), made on first use.
+    pub fn for_address(&self, address: &str) -> Arc<Connections> {
+        let mut pools = self
+            .by_address
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(pool) = pools.get(address).and_then(Weak::upgrade) {
+            return pool;
+        }
+        pools.retain(|_, pool| pool.strong_count() > 0);
+        let pool = Arc::new(Connections::new(address.to_owned()));
+        pools.insert(address.to_owned(), Arc::downgrade(&pool));
+        pool
+    }
+}
+
+/// The idle connections to one address, and where new ones are opened.
+#[derive(Debug)]
+pub struct Connections {
+    /// `host:port` of the replica.
+    address: String,
+    idle: Mutex<Vec<SendRequest<Body>>>,
+}
+
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No connection could be opened (refused, unresolvable, or not within the connect timeout).
+    #[error("{0}")]
+    Connect(std::io::Error),
+    /// The connection failed while the request was written or the answer awaited.
+    #[error(transparent)]
+    Exchange(#[from] hyper::Error),
+}
+
+impl Connections {
+    /// Connections to `address` (`host:port`); none is opened before the first request.
+    fn new(address: String) -> Self {
+        Self {
+            address,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sends `request` (origin-form URI, `Host` set) on an idle connection, or on a new one
+    /// when none is idle. A connection the plugin closed while it was idle fails before the
+    /// request is written: the request then goes to the next one.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut request: Request<Body>,
+        connect_timeout: Duration,
+    ) -> Result<Response<PooledBody>, SendError> {
+        loop {
+            let (mut sender, fresh) = match self.take_idle() {
+                Some(sender) => (sender, false),
+                None => (self.connect(connect_timeout).await?, true),
+            };
+            if let Err(error) = sender.ready().await {
+                if fresh {
+                    return Err(error.into());
+                }
+                continue;
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let home = Arc::downgrade(self);
+                    return Ok(response.map(|body| PooledBody {
+                        body,
+                        sender: Some(sender),
+                        home,
+                    }));
+                }
+                Err(mut failed) => match failed.take_message() {
+                    Some(unsent) if !fresh => request = unsent,
+                    _ => return Err(failed.into_error().into()),
+                },
+            }
+        }
+    }
+
+    /// An idle connection still open, if any.
+    fn take_idle(&self) -> Option<SendRequest<Body>> {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while let Some(sender) = idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Keeps `sender` for the next request, unless its connection closed or enough are idle.
+    fn give_back(&self, sender: SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+
+    /// Opens a connection (TCP with `TCP_NODELAY`, HTTP/1) and runs it in its own task.
+    async fn connect(&self, timeout: Duration) -> Result<SendRequest<Body>, SendError> {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(&self.address)).await {
+            Ok(connected) => connected.map_err(SendError::Connect)?,
+            Err(_) => {
+                return Err(SendError::Connect(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no connection within {} ms", timeout.as_millis()),
+                )));
+            }
+        };
+        stream.set_nodelay(true).map_err(SendError::Connect)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "a connection to a plugin ended");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// An answer's body that gives its connection back to the replica once read to its end.
+pub struct PooledBody {
+    body: Incoming,
+    sender: Option<SendRequest<Body>>,
+    home: Weak<Connections>,
+}
+
+impl PooledBody {
+    fn give_back(&mut self) {
+        if let (Some(sender), Some(home)) = (self.sender.take(), self.home.upgrade()) {
+            home.give_back(sender);
+        }
+    }
+}
+
+impl hyper::body::Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
+        match &frame {
+            None => this.give_back(),
+            // A broken answer leaves the connection in no state to be used again.
+            Some(Err(_)) => this.sender = None,
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // An answer without a body (or one whose end was known before it was polled) is not
+        // polled to its end by the server: it is complete all the same.
+        if hyper::body::Body::is_end_stream(&self.body) {
+            self.give_back();
+        }
+    }
+}
