@@ -691,7 +691,8 @@ async fn calls_are_audited_and_measured(app: TestApp) {
 }
 
 /// A replica registered by activation is UNKNOWN until it is heard from; its first answered
-/// call through the gateway makes it HEALTHY (and the heartbeat rules apply from then on).
+/// call through the gateway makes it HEALTHY (and the heartbeat rules apply from then on: a
+/// silent replica is not called, even on a route the gateway remembers).
 async fn the_first_answered_call_confirms_an_unknown_replica(app: TestApp) {
     let plugin = upstream().await;
     let (crm, analytics) = acme(&app, &plugin.base).await;
@@ -712,6 +713,15 @@ async fn the_first_answered_call_confirms_an_unknown_replica(app: TestApp) {
         status().await == "HEALTHY"
     })
     .await;
+    // The route is remembered now; silence past the staleness limit still ends it at once
+    // (the first moment a replica's status may change bounds a remembered route).
+    proxy(&app, &analytics, Method::GET, "/crm.contacts/contacts", &[])
+        .await
+        .assert_status(200);
+    app.clock.advance(300_001);
+    proxy(&app, &analytics, Method::GET, "/crm.contacts/contacts", &[])
+        .await
+        .assert_error(503, "SERVICE_UNAVAILABLE");
 }
 
 crate::on_both_backends!(
