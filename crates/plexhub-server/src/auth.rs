@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName};
 use axum::middleware::Next;
 use axum::response::Response;
 use plexhub_core::credential::{CredentialId, PresentedCredential, SecretCheck, tokens_match};
@@ -21,8 +21,9 @@ use plexhub_store::StoreError;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
-/// Header through which seed-era clients name their tenant.
-pub const TENANT_HEADER: &str = "x-tenant-slug";
+/// Header through which seed-era clients name their tenant (parsed once: a lookup by `&str`
+/// parses the name on every call).
+pub const TENANT_HEADER: HeaderName = HeaderName::from_static("x-tenant-slug");
 
 /// `lastUsedAt` is refreshed at most this often, so authentication rarely writes.
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;

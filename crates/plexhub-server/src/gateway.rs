@@ -762,8 +762,9 @@ pub(crate) const CALLER_HEADER: HeaderName = HeaderName::from_static("x-caller-p
 const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static("traceparent");
 const SIGNATURE_HEADER_NAME: HeaderName = HeaderName::from_static(SIGNATURE_HEADER);
 /// The user-context headers, parsed once: a lookup by `&str` parses the name on every call.
-const USER_ID_HEADER_NAME: HeaderName = HeaderName::from_static(USER_ID_HEADER);
-const WORKSPACE_ID_HEADER_NAME: HeaderName = HeaderName::from_static(WORKSPACE_ID_HEADER);
+pub(crate) const USER_ID_HEADER_NAME: HeaderName = HeaderName::from_static(USER_ID_HEADER);
+pub(crate) const WORKSPACE_ID_HEADER_NAME: HeaderName =
+    HeaderName::from_static(WORKSPACE_ID_HEADER);
 
 /// Whether a caller's request header must not reach the plugin.
 fn dropped_request_header(name: &HeaderName) -> bool {

@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
 use plexhub_core::ids::PluginId;
-use plexhub_core::signing::{USER_ID_HEADER, WORKSPACE_ID_HEADER};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -194,12 +193,15 @@ pub(crate) async fn call_plugin(
     }
     // The user context the original SDK sends as headers to the hub is forwarded as on the
     // proxy route (checked and signed by the gateway); it wins over the body's `headers`.
-    for name in [USER_ID_HEADER, WORKSPACE_ID_HEADER] {
-        let mut sent = headers_in.get_all(name).iter().cloned();
+    for name in [
+        gateway::USER_ID_HEADER_NAME,
+        gateway::WORKSPACE_ID_HEADER_NAME,
+    ] {
+        let mut sent = headers_in.get_all(&name).iter().cloned();
         if let Some(first) = sent.next() {
-            headers.insert(name, first);
+            headers.insert(name.clone(), first);
             for more in sent {
-                headers.append(name, more);
+                headers.append(name.clone(), more);
             }
         }
     }
