@@ -7,11 +7,11 @@
 //! request goes out in origin form, and the connection comes back when the answer's body has
 //! been read to its end (an answer dropped before its end closes the connection).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::{Request, Response};
@@ -20,8 +20,11 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// Idle connections a replica keeps at most; more are closed when their answer ends.
+/// Idle connections an address keeps at most; more are closed when their answer ends.
 const MAX_IDLE: usize = 1024;
+/// How long a connection may stay idle before it is closed (a plugin, or something between,
+/// may drop an idle connection without telling).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The connections of every plain-`http` address the gateway forwards to, shared by the
 /// replicas at that address (of every tenant, and across reloads of a registry entry, so a
@@ -42,7 +45,7 @@ impl Pools {
             return pool;
         }
         pools.retain(|_, pool| pool.strong_count() > 0);
-        let pool = Arc::new(Connections::new(address.to_owned()));
+        let pool = Arc::new(Connections::new(address.to_owned(), IDLE_TIMEOUT));
         pools.insert(address.to_owned(), Arc::downgrade(&pool));
         pool
     }
@@ -53,7 +56,9 @@ impl Pools {
 pub struct Connections {
     /// `host:port` of the replica.
     address: String,
-    idle: Mutex<Vec<SendRequest<Body>>>,
+    /// Idle connections and since when, oldest first; the newest is used first.
+    idle: Mutex<VecDeque<(SendRequest<Body>, Instant)>>,
+    idle_timeout: Duration,
 }
 
 /// Why a request got no answer.
@@ -68,11 +73,13 @@ pub enum SendError {
 }
 
 impl Connections {
-    /// Connections to `address` (`host:port`); none is opened before the first request.
-    fn new(address: String) -> Self {
+    /// Connections to `address` (`host:port`), closed after `idle_timeout` unused; none is
+    /// opened before the first request.
+    fn new(address: String, idle_timeout: Duration) -> Self {
         Self {
             address,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
+            idle_timeout,
         }
     }
 
@@ -112,13 +119,19 @@ impl Connections {
         }
     }
 
-    /// An idle connection still open, if any.
+    /// An idle connection still open, if any (the most recently used).
     fn take_idle(&self) -> Option<SendRequest<Body>> {
+        let now = Instant::now();
         let mut idle = self
             .idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        while let Some(sender) = idle.pop() {
+        while let Some((sender, since)) = idle.pop_back() {
+            if now.duration_since(since) >= self.idle_timeout {
+                // The others have been idle longer still.
+                idle.clear();
+                return None;
+            }
             if !sender.is_closed() {
                 return Some(sender);
             }
@@ -126,17 +139,25 @@ impl Connections {
         None
     }
 
-    /// Keeps `sender` for the next request, unless its connection closed or enough are idle.
+    /// Keeps `sender` for the next request, unless its connection closed or enough are idle;
+    /// closes the connections idle for too long.
     fn give_back(&self, sender: SendRequest<Body>) {
         if sender.is_closed() {
             return;
         }
+        let now = Instant::now();
         let mut idle = self
             .idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while idle
+            .front()
+            .is_some_and(|(_, since)| now.duration_since(*since) >= self.idle_timeout)
+        {
+            idle.pop_front();
+        }
         if idle.len() < MAX_IDLE {
-            idle.push(sender);
+            idle.push_back((sender, now));
         }
     }
 
@@ -212,5 +233,86 @@ impl Drop for PooledBody {
         if hyper::body::Body::is_end_stream(&self.body) {
             self.give_back();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use http_body_util::BodyExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::Connections;
+
+    /// A plugin that answers every request on a connection with `ok` and counts connections.
+    async fn plugin() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while let Ok(read) = socket.read(&mut chunk).await {
+                        if read == 0 {
+                            return;
+                        }
+                        buffer.extend_from_slice(&chunk[..read]);
+                        while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buffer.drain(..end + 4);
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if socket.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (address, accepted)
+    }
+
+    async fn get(connections: &Arc<Connections>, address: &str) {
+        let request = Request::builder()
+            .uri("/")
+            .header(header::HOST, address)
+            .body(Body::empty())
+            .expect("a request");
+        let answer = connections
+            .send(request, Duration::from_secs(5))
+            .await
+            .expect("an answer");
+        let body = answer.into_body().collect().await.expect("the body");
+        assert_eq!(body.to_bytes().as_ref(), b"ok");
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_until_it_has_been_idle_too_long() {
+        let (address, accepted) = plugin().await;
+        let connections = Arc::new(Connections::new(
+            address.clone(),
+            Duration::from_millis(200),
+        ));
+        for _ in 0..3 {
+            get(&connections, &address).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "reused while busy");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        get(&connections, &address).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "closed after its idle time"
+        );
     }
 }
