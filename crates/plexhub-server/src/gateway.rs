@@ -26,7 +26,7 @@ use plexhub_core::signing::{
     HmacSigner, HubKey, MAX_USER_CONTEXT_LEN, PublicKey, SIGNATURE_HEADER, SignedRequest,
     SigningScheme, SigningSecret, USER_ID_HEADER, WORKSPACE_ID_HEADER, valid_user_context,
 };
-use plexhub_core::tenant::Tenant;
+use plexhub_core::tenant::{Tenant, TenantId};
 use plexhub_store::feed::Change;
 use serde_json::json;
 
@@ -59,7 +59,13 @@ pub struct Gateway {
     routes: quick_cache::sync::Cache<RouteKey, Arc<Route>>,
     /// Kept-alive connections to plain-`http` replicas, by address.
     pools: crate::keepalive::Pools,
+    /// Each tenant's services as `SERVICE_NOT_FOUND` suggests them, with the route generation
+    /// they were read under.
+    tenant_services: quick_cache::sync::Cache<TenantId, (u64, Arc<TenantServices>)>,
 }
+
+/// A tenant's services and their installations' states.
+type TenantServices = Vec<(plexhub_core::registry::Service, InstallationState)>;
 
 impl Gateway {
     /// Until when (epoch ms) this hub's circuit breaker for a replica (its
@@ -94,6 +100,7 @@ impl Gateway {
             local_buckets: crate::quota::LocalBuckets::default(),
             routes: quick_cache::sync::Cache::new(REMEMBERED_ROUTES),
             pools: crate::keepalive::Pools::default(),
+            tenant_services: quick_cache::sync::Cache::new(REMEMBERED_TENANTS),
         }
     }
 
@@ -312,6 +319,8 @@ impl RouteLookup<'_> {
 
 /// Routes remembered at most (the least used are evicted first).
 const REMEMBERED_ROUTES: usize = 10_000;
+/// Tenants whose service lists are remembered for `SERVICE_NOT_FOUND` answers.
+const REMEMBERED_TENANTS: usize = 1_000;
 
 /// The calling plugin's installation state, grants and manifest dependencies (cached).
 pub(crate) async fn caller_profile(
@@ -489,7 +498,7 @@ async fn service_not_found(
     let Some(caller) = caller else {
         return error;
     };
-    let Ok(services) = state.store.services(call.tenant.id).await else {
+    let Ok(services) = tenant_services(state, call.tenant.id).await else {
         return error;
     };
     let callable: Vec<&str> = services
@@ -529,6 +538,31 @@ async fn service_not_found(
         "didYouMean": closest,
         "callable": callable,
     }))
+}
+
+/// The tenant's services for [`service_not_found`]: remembered under the route generation
+/// (any registry or installation change on any hub drops them), so a caller repeating unknown
+/// names does not read the whole registry of its tenant each time.
+async fn tenant_services(
+    state: &AppState,
+    tenant: TenantId,
+) -> Result<Arc<TenantServices>, plexhub_store::StoreError> {
+    let generation = state.cache.route_generation();
+    if let Some((read_under, services)) = state.gateway.tenant_services.get(&tenant)
+        && Some(read_under) == generation
+    {
+        return Ok(services);
+    }
+    let services = Arc::new(state.store.services(tenant).await?);
+    if let Some(generation) = generation
+        && Some(generation) == state.cache.route_generation()
+    {
+        state
+            .gateway
+            .tenant_services
+            .insert(tenant, (generation, services.clone()));
+    }
+    Ok(services)
 }
 
 /// Decides a call (a route decided before and still valid is not decided again) and admits it
