@@ -27,6 +27,16 @@ use crate::auth::PluginCaller;
 /// correctness comes from invalidation, not from expiry.
 const CAPACITY: usize = 100_000;
 
+/// A services-cache key borrowed from a request: hashes as `(TenantId, ServiceName)` does.
+#[derive(Hash)]
+struct ServiceKey<'a>(TenantId, &'a str);
+
+impl quick_cache::Equivalent<(TenantId, ServiceName)> for ServiceKey<'_> {
+    fn equivalent(&self, key: &(TenantId, ServiceName)) -> bool {
+        self.0 == key.0 && self.1 == key.1.as_str()
+    }
+}
+
 /// A registry lookup as cached: the service (or its absence) and its installation's state.
 pub type CachedService = Option<(Service, InstallationState)>;
 
@@ -215,9 +225,13 @@ pub struct HubCache {
     signing: Cache<(TenantId, PluginId), Arc<TargetSigning>>,
     tenants: Cache<String, Arc<Tenant>>,
     generation: AtomicU64,
-    /// Moves on every change the gateway's remembered routes may depend on (registry,
-    /// tenant-wide, credentials): not on shared-data writes.
+    /// Moves on every change the gateway's remembered routes may depend on but a registry
+    /// change of one service (a route checks its own service's entry instead: heartbeats of
+    /// other services leave it alone) and shared-data writes.
     route_generation: AtomicU64,
+    /// Moves on every change of the registry or the installations (what a tenant's service
+    /// list depends on): not on shared-data writes.
+    registry_generation: AtomicU64,
     feed: ChangeFeed,
     /// Serve shared data from the cache even when several instances share the database.
     cache_shared_data: bool,
@@ -236,6 +250,7 @@ impl HubCache {
             tenants: bounded(),
             generation: AtomicU64::new(0),
             route_generation: AtomicU64::new(0),
+            registry_generation: AtomicU64::new(0),
             cache_shared_data: !feed.is_shared() || cache_shared_data_when_scaled,
             feed,
         })
@@ -282,6 +297,19 @@ impl HubCache {
             })
         };
         self.get_or_load(&self.services, key, load).await
+    }
+
+    /// Whether `entry` is still the cached lookup of `name` in `tenant` (a registry change of
+    /// that service, or of the whole tenant, replaced or dropped it).
+    pub fn holds_service(
+        &self,
+        tenant: TenantId,
+        name: &ServiceName,
+        entry: &Arc<ServiceEntry>,
+    ) -> bool {
+        self.services
+            .get(&ServiceKey(tenant, name.as_str()))
+            .is_some_and(|cached| Arc::ptr_eq(&cached, entry))
     }
 
     /// A shared-data lookup: through the cache on a single instance, from the database when
@@ -390,12 +418,29 @@ impl HubCache {
             .then(|| self.route_generation.load(Ordering::Acquire))
     }
 
+    /// The generation a tenant's service list read now is remembered under; `None` while the
+    /// feed is disconnected.
+    pub fn registry_generation(&self) -> Option<u64> {
+        self.feed
+            .is_connected()
+            .then(|| self.registry_generation.load(Ordering::Acquire))
+    }
+
     /// Drops what `change` makes stale.
     pub fn apply(&self, change: &Change) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         if !matches!(
             change,
             Change::Data { .. } | Change::Breaker { .. } | Change::Events { .. }
+        ) {
+            self.registry_generation.fetch_add(1, Ordering::AcqRel);
+        }
+        if !matches!(
+            change,
+            Change::Services { .. }
+                | Change::Data { .. }
+                | Change::Breaker { .. }
+                | Change::Events { .. }
         ) {
             self.route_generation.fetch_add(1, Ordering::AcqRel);
         }
@@ -427,6 +472,7 @@ impl HubCache {
     pub fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.route_generation.fetch_add(1, Ordering::AcqRel);
+        self.registry_generation.fetch_add(1, Ordering::AcqRel);
         self.services.clear();
         self.data.clear();
         self.credentials.clear();

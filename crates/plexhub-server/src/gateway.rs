@@ -59,8 +59,8 @@ pub struct Gateway {
     routes: quick_cache::sync::Cache<RouteKey, Arc<Route>>,
     /// Kept-alive connections to plain-`http` replicas, by address.
     pools: crate::keepalive::Pools,
-    /// Each tenant's services as `SERVICE_NOT_FOUND` suggests them, with the route generation
-    /// they were read under.
+    /// Each tenant's services as `SERVICE_NOT_FOUND` suggests them, with the registry
+    /// generation they were read under.
     tenant_services: quick_cache::sync::Cache<TenantId, (u64, Arc<TenantServices>)>,
 }
 
@@ -206,9 +206,10 @@ pub struct Authorized {
 }
 
 /// What every allowed call of one route (tenant, caller, service, named target, method and
-/// path) shares: decided once, remembered until a change the decision depends on (registry,
-/// installation, grants, credentials: any of them moves the cache's route generation) or the
-/// first moment a replica's status or the signing secrets may change.
+/// path) shares: decided once, remembered until a change the decision depends on (a registry
+/// change of its service replaces the service's cache entry; an installation, grant, credential
+/// or tenant change moves the cache's route generation) or the first moment a replica's status
+/// or the signing secrets may change.
 pub struct Route {
     /// Discoverable replicas, best status first.
     replicas: Vec<Arc<Replica>>,
@@ -227,6 +228,8 @@ pub struct Route {
     signing: Arc<TargetSigning>,
     /// The cache's route generation it was decided under (`None`: not to be remembered).
     generation: Option<u64>,
+    /// The registry lookup it was decided from: a change of the service replaces it.
+    service_entry: Arc<ServiceEntry>,
     /// Exclusive end of its validity (epoch ms).
     valid_until_ms: i64,
 }
@@ -540,14 +543,14 @@ async fn service_not_found(
     }))
 }
 
-/// The tenant's services for [`service_not_found`]: remembered under the route generation
+/// The tenant's services for [`service_not_found`]: remembered under the registry generation
 /// (any registry or installation change on any hub drops them), so a caller repeating unknown
 /// names does not read the whole registry of its tenant each time.
 async fn tenant_services(
     state: &AppState,
     tenant: TenantId,
 ) -> Result<Arc<TenantServices>, plexhub_store::StoreError> {
-    let generation = state.cache.route_generation();
+    let generation = state.cache.registry_generation();
     if let Some((read_under, services)) = state.gateway.tenant_services.get(&tenant)
         && Some(read_under) == generation
     {
@@ -555,7 +558,7 @@ async fn tenant_services(
     }
     let services = Arc::new(state.store.services(tenant).await?);
     if let Some(generation) = generation
-        && Some(generation) == state.cache.route_generation()
+        && Some(generation) == state.cache.registry_generation()
     {
         state
             .gateway
@@ -596,6 +599,9 @@ pub async fn authorize(
         route.generation.is_some()
             && route.generation == generation
             && now_ms < route.valid_until_ms
+            && state
+                .cache
+                .holds_service(call.tenant.id, service_name, &route.service_entry)
     });
     let route = match remembered {
         Some(route) => route,
@@ -714,6 +720,7 @@ async fn decide_route(
             .min(signing.valid_until_ms),
         signing,
         generation,
+        service_entry: loaded.service.clone(),
     })
 }
 
