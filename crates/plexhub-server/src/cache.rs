@@ -37,6 +37,9 @@ impl quick_cache::Equivalent<(TenantId, ServiceName)> for ServiceKey<'_> {
     }
 }
 
+/// A tenant's services and their installations' states.
+pub type TenantServices = Vec<(Service, InstallationState)>;
+
 /// A registry lookup as cached: the service (or its absence) and its installation's state.
 pub type CachedService = Option<(Service, InstallationState)>;
 
@@ -224,14 +227,13 @@ pub struct HubCache {
     callers: Cache<(TenantId, PluginId), Arc<CachedCaller>>,
     signing: Cache<(TenantId, PluginId), Arc<TargetSigning>>,
     tenants: Cache<String, Arc<Tenant>>,
+    /// Each tenant's services, as `SERVICE_NOT_FOUND` suggests from them.
+    tenant_services: Cache<TenantId, Arc<TenantServices>>,
     generation: AtomicU64,
     /// Moves on every change the gateway's remembered routes may depend on but a registry
     /// change of one service (a route checks its own service's entry instead: heartbeats of
     /// other services leave it alone) and shared-data writes.
     route_generation: AtomicU64,
-    /// Moves on every change of the registry or the installations (what a tenant's service
-    /// list depends on): not on shared-data writes.
-    registry_generation: AtomicU64,
     feed: ChangeFeed,
     /// Serve shared data from the cache even when several instances share the database.
     cache_shared_data: bool,
@@ -248,9 +250,9 @@ impl HubCache {
             callers: bounded(),
             signing: bounded(),
             tenants: bounded(),
+            tenant_services: bounded(),
             generation: AtomicU64::new(0),
             route_generation: AtomicU64::new(0),
-            registry_generation: AtomicU64::new(0),
             cache_shared_data: !feed.is_shared() || cache_shared_data_when_scaled,
             feed,
         })
@@ -297,6 +299,15 @@ impl HubCache {
             })
         };
         self.get_or_load(&self.services, key, load).await
+    }
+
+    /// A tenant's services through the cache (dropped on any registry change of the tenant).
+    pub async fn tenant_services<E, F: Future<Output = Result<TenantServices, E>>>(
+        &self,
+        tenant: TenantId,
+        load: impl FnOnce() -> F,
+    ) -> Result<Arc<TenantServices>, E> {
+        self.get_or_load(&self.tenant_services, tenant, load).await
     }
 
     /// Whether `entry` is still the cached lookup of `name` in `tenant` (a registry change of
@@ -418,23 +429,9 @@ impl HubCache {
             .then(|| self.route_generation.load(Ordering::Acquire))
     }
 
-    /// The generation a tenant's service list read now is remembered under; `None` while the
-    /// feed is disconnected.
-    pub fn registry_generation(&self) -> Option<u64> {
-        self.feed
-            .is_connected()
-            .then(|| self.registry_generation.load(Ordering::Acquire))
-    }
-
     /// Drops what `change` makes stale.
     pub fn apply(&self, change: &Change) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        if !matches!(
-            change,
-            Change::Data { .. } | Change::Breaker { .. } | Change::Events { .. }
-        ) {
-            self.registry_generation.fetch_add(1, Ordering::AcqRel);
-        }
         if !matches!(
             change,
             Change::Services { .. }
@@ -446,6 +443,7 @@ impl HubCache {
         }
         match change {
             Change::Services { tenant, names } => {
+                self.tenant_services.remove(tenant);
                 for name in names {
                     self.services.remove(&(*tenant, name.clone()));
                 }
@@ -472,13 +470,13 @@ impl HubCache {
     pub fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.route_generation.fetch_add(1, Ordering::AcqRel);
-        self.registry_generation.fetch_add(1, Ordering::AcqRel);
         self.services.clear();
         self.data.clear();
         self.credentials.clear();
         self.callers.clear();
         self.signing.clear();
         self.tenants.clear();
+        self.tenant_services.clear();
     }
 
     /// Follows the feed until `shutdown`, invalidating as changes arrive.

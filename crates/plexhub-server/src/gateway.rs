@@ -26,7 +26,7 @@ use plexhub_core::signing::{
     HmacSigner, HubKey, MAX_USER_CONTEXT_LEN, PublicKey, SIGNATURE_HEADER, SignedRequest,
     SigningScheme, SigningSecret, USER_ID_HEADER, WORKSPACE_ID_HEADER, valid_user_context,
 };
-use plexhub_core::tenant::{Tenant, TenantId};
+use plexhub_core::tenant::Tenant;
 use plexhub_store::feed::Change;
 use serde_json::json;
 
@@ -59,13 +59,7 @@ pub struct Gateway {
     routes: quick_cache::sync::Cache<RouteKey, Arc<Route>>,
     /// Kept-alive connections to plain-`http` replicas, by address.
     pools: crate::keepalive::Pools,
-    /// Each tenant's services as `SERVICE_NOT_FOUND` suggests them, with the registry
-    /// generation they were read under.
-    tenant_services: quick_cache::sync::Cache<TenantId, (u64, Arc<TenantServices>)>,
 }
-
-/// A tenant's services and their installations' states.
-type TenantServices = Vec<(plexhub_core::registry::Service, InstallationState)>;
 
 impl Gateway {
     /// Until when (epoch ms) this hub's circuit breaker for a replica (its
@@ -100,7 +94,6 @@ impl Gateway {
             local_buckets: crate::quota::LocalBuckets::default(),
             routes: quick_cache::sync::Cache::new(REMEMBERED_ROUTES),
             pools: crate::keepalive::Pools::default(),
-            tenant_services: quick_cache::sync::Cache::new(REMEMBERED_TENANTS),
         }
     }
 
@@ -322,8 +315,6 @@ impl RouteLookup<'_> {
 
 /// Routes remembered at most (the least used are evicted first).
 const REMEMBERED_ROUTES: usize = 10_000;
-/// Tenants whose service lists are remembered for `SERVICE_NOT_FOUND` answers.
-const REMEMBERED_TENANTS: usize = 1_000;
 
 /// The calling plugin's installation state, grants and manifest dependencies (cached).
 pub(crate) async fn caller_profile(
@@ -501,7 +492,13 @@ async fn service_not_found(
     let Some(caller) = caller else {
         return error;
     };
-    let Ok(services) = tenant_services(state, call.tenant.id).await else {
+    // Through the cache: a caller repeating unknown names does not read the registry each time.
+    let tenant = call.tenant.id;
+    let services = state
+        .cache
+        .tenant_services(tenant, || state.store.services(tenant))
+        .await;
+    let Ok(services) = services else {
         return error;
     };
     let callable: Vec<&str> = services
@@ -541,31 +538,6 @@ async fn service_not_found(
         "didYouMean": closest,
         "callable": callable,
     }))
-}
-
-/// The tenant's services for [`service_not_found`]: remembered under the registry generation
-/// (any registry or installation change on any hub drops them), so a caller repeating unknown
-/// names does not read the whole registry of its tenant each time.
-async fn tenant_services(
-    state: &AppState,
-    tenant: TenantId,
-) -> Result<Arc<TenantServices>, plexhub_store::StoreError> {
-    let generation = state.cache.registry_generation();
-    if let Some((read_under, services)) = state.gateway.tenant_services.get(&tenant)
-        && Some(read_under) == generation
-    {
-        return Ok(services);
-    }
-    let services = Arc::new(state.store.services(tenant).await?);
-    if let Some(generation) = generation
-        && Some(generation) == state.cache.registry_generation()
-    {
-        state
-            .gateway
-            .tenant_services
-            .insert(tenant, (generation, services.clone()));
-    }
-    Ok(services)
 }
 
 /// Decides a call (a route decided before and still valid is not decided again) and admits it
@@ -1237,17 +1209,12 @@ async fn send_once(
     let limits = state.gateway.settings;
     // Plain http goes out in origin form on the replica's own connections; https through the
     // TLS client, with the absolute URI it connects by.
-    let mut target = match &replica.plain {
-        Some((_, prefix)) => String::with_capacity(prefix.len() + path_and_query.len()),
-        None => {
-            let mut target = String::with_capacity(replica.base_url.len() + path_and_query.len());
-            target.push_str(&replica.base_url);
-            target
-        }
+    let base = match &replica.plain {
+        Some((_, prefix)) => prefix.as_str(),
+        None => replica.base_url.as_str(),
     };
-    if let Some((_, prefix)) = &replica.plain {
-        target.push_str(prefix);
-    }
+    let mut target = String::with_capacity(base.len() + path_and_query.len());
+    target.push_str(base);
     target.push_str(path_and_query);
     // Parsed in place: the URI keeps the string's buffer.
     let uri = Uri::try_from(target)
