@@ -7,9 +7,13 @@
 #   bare         crates/plexhub-server/examples/bare_proxy.rs: hyper server + pooled client only
 #   proxy-ed25519, proxy-pg, nginx-log   with EXTRA=1: Ed25519 signatures; audit (and everything
 #                else) on PostgreSQL + Redis; nginx with a buffered access log
+#   proxy_b, call_b   with HUB_BIN_B set: the proxy and call rows of a second hub binary (a
+#                before/after pair, or a PGO build beside the plain one), in the same run
+#   bare_b       with BARE_BIN_B set: a second bare proxy binary, likewise
 # Settings: everything bench/compare.sh reads (CONNS, DURATION, REPEATS, TARGETS…); SCHEME
 # (hmac, the default, or ed25519) for the proxy and call rows; HUB_BIN (default: the release
-# build of this checkout, built first with the bare proxy; set, nothing is built); HUB_FLAGS (extra `serve` flags); EXTRA=1;
+# build of this checkout, built first with the bare proxy; set, nothing is built); BARE_BIN
+# (default: that build's bare proxy); HUB_FLAGS (extra `serve` flags); EXTRA=1;
 # PG_URL/REDIS_URL for proxy-pg (default the local test servers).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -57,8 +61,23 @@ export CANDIDATE_call CANDIDATE_call_SETUP=$SETUP CANDIDATE_call_READY_PATH=/hea
 CANDIDATE_call=$(hub call "$HUB_FLAGS")
 export CANDIDATE_call_PATH=/api/plugin-gateway/call
 export CANDIDATE_call_BODY='{"targetPluginId":"plugin-crm","targetServiceName":"crm.contacts","method":"GET","path":"/contacts"}'
-export CANDIDATE_bare="BARE_PROXY_THREADS=\$BENCH_WORKERS exec $REPO/target/release/examples/bare_proxy 127.0.0.1:{PORT} {UPSTREAM}"
+if [ -n "${HUB_BIN_B:-}" ]; then
+  CANDIDATES="$CANDIDATES proxy_b call_b"
+  export CANDIDATE_proxy_b CANDIDATE_proxy_b_SETUP=$SETUP CANDIDATE_proxy_b_READY_PATH=/healthz
+  CANDIDATE_proxy_b=$(HUB_BIN=$HUB_BIN_B hub proxy_b "$HUB_FLAGS")
+  export CANDIDATE_proxy_b_PATH=$CANDIDATE_proxy_PATH
+  export CANDIDATE_call_b CANDIDATE_call_b_SETUP=$SETUP CANDIDATE_call_b_READY_PATH=/healthz
+  CANDIDATE_call_b=$(HUB_BIN=$HUB_BIN_B hub call_b "$HUB_FLAGS")
+  export CANDIDATE_call_b_PATH=$CANDIDATE_call_PATH CANDIDATE_call_b_BODY=$CANDIDATE_call_BODY
+fi
+BARE_BIN=${BARE_BIN:-$REPO/target/release/examples/bare_proxy}
+export CANDIDATE_bare="BARE_PROXY_THREADS=\$BENCH_WORKERS exec $BARE_BIN 127.0.0.1:{PORT} {UPSTREAM}"
 export CANDIDATE_bare_PATH=/contacts
+if [ -n "${BARE_BIN_B:-}" ]; then
+  CANDIDATES="$CANDIDATES bare_b"
+  export CANDIDATE_bare_b="BARE_PROXY_THREADS=\$BENCH_WORKERS exec $BARE_BIN_B 127.0.0.1:{PORT} {UPSTREAM}"
+  export CANDIDATE_bare_b_PATH=/contacts
+fi
 if [ "${EXTRA:-0}" = 1 ]; then
   PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
   REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}

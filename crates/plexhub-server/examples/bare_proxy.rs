@@ -5,7 +5,8 @@
 //! reaches on the same machine.
 //!
 //! `bare_proxy LISTEN UPSTREAM` (e.g. `127.0.0.1:8080 127.0.0.1:18080`); `BARE_PROXY_THREADS`
-//! (default 1: one current-thread event loop, like the hub with `--worker-threads 1`).
+//! (default 1: one current-thread event loop, like the hub with `--worker-threads 1`). It stops
+//! on SIGTERM by returning from `main` (so an instrumented build writes its profile: `bench/pgo.sh`).
 
 #![allow(clippy::expect_used, missing_docs)]
 
@@ -74,8 +75,15 @@ fn main() {
             .await
             .expect("the listen address");
         let upstream: &'static str = Box::leak(upstream.into_boxed_str());
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("a SIGTERM handler");
         loop {
-            let Ok((socket, _)) = listener.accept().await else {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = terminate.recv() => return,
+            };
+            let Ok((socket, _)) = accepted else {
                 continue;
             };
             let _ = socket.set_nodelay(true);
