@@ -50,7 +50,7 @@ LLVM_PROFILE_FILE="$PROFILES/training/hub-%p-%m.profraw" \
   PLEXHUB_ADMIN_TOKEN=$ADMIN_TOKEN "$PGO_TARGET_DIR/generate/release/plexhub" --worker-threads 1 \
   serve --listen 127.0.0.1:18152 --data-dir "$DATA/hub" --log-level warn --stale-after 86400 \
   >"$DATA/hub.log" 2>&1 &
-hub_pid=$!
+hub_pid=$!; pids+=("$hub_pid")
 hub=http://127.0.0.1:18152
 for _ in $(seq 1 100); do curl -fs $hub/healthz >/dev/null && break; sleep 0.1; done
 # shellcheck source=bench/gateway-tenant.sh
@@ -73,7 +73,7 @@ wait $hub_pid || true
 LLVM_PROFILE_FILE="$PROFILES/training/bare-%p-%m.profraw" \
   "$PGO_TARGET_DIR/generate/release/examples/bare_proxy" 127.0.0.1:18153 127.0.0.1:18151 \
   >"$DATA/bare.log" 2>&1 &
-bare_pid=$!
+bare_pid=$!; pids+=("$bare_pid")
 for _ in $(seq 1 100); do curl -fs http://127.0.0.1:18153/contacts >/dev/null && break; sleep 0.1; done
 for conns in 32 256; do
   wrk -t1 -c$conns -d"${TRAIN_SECONDS}s" http://127.0.0.1:18153/contacts |
