@@ -430,13 +430,9 @@ async fn the_proxy_forwards_what_it_may_and_refuses_what_it_must(app: TestApp) {
     )
     .await
     .assert_status(200);
-    app.admin(
-        Method::POST,
-        &format!("{installs}/plugin-crm/deactivate"),
-        None,
-    )
-    .await
-    .assert_status(200);
+    app.deactivate("acme", "plugin-crm")
+        .await
+        .assert_status(200);
     proxy(&app, &analytics, Method::GET, "/crm.contacts/contacts", &[])
         .await
         .assert_error(404, "SERVICE_NOT_FOUND");
@@ -473,13 +469,9 @@ async fn the_proxy_forwards_what_it_may_and_refuses_what_it_must(app: TestApp) {
     .await
     .assert_error(403, "TENANT_MISMATCH");
     // The suggestions of a 404 follow the registry: CRM deactivated, nothing is callable.
-    app.admin(
-        Method::POST,
-        "/api/v1/tenants/acme/installations/plugin-crm/deactivate",
-        None,
-    )
-    .await
-    .assert_status(200);
+    app.deactivate("acme", "plugin-crm")
+        .await
+        .assert_status(200);
     let after = proxy(&app, &analytics, Method::GET, "/crm.nothing/contacts", &[]).await;
     after.assert_error(404, "SERVICE_NOT_FOUND");
     assert_eq!(after.body["error"]["details"]["callable"], json!([]));

@@ -339,6 +339,12 @@ impl TestApp {
         self.send(method, path, Some(token), &[], None).await
     }
 
+    /// Deactivates a plugin's installation in a tenant (as the admin).
+    pub async fn deactivate(&self, slug: &str, plugin: &str) -> Reply {
+        let path = format!("/api/v1/tenants/{slug}/installations/{plugin}/deactivate");
+        self.admin(Method::POST, &path, None).await
+    }
+
     /// Creates a tenant and returns its JSON.
     pub async fn create_tenant(&self, slug: &str) -> Value {
         self.admin(

@@ -825,13 +825,9 @@ async fn lifecycle_drives_visibility(app: TestApp) {
     };
     discover().await.assert_status(200);
 
-    app.admin(
-        Method::POST,
-        "/api/v1/tenants/acme/installations/plugin-crm/deactivate",
-        None,
-    )
-    .await
-    .assert_status(200);
+    app.deactivate("acme", "plugin-crm")
+        .await
+        .assert_status(200);
     assert_flat(&discover().await, 404, "SERVICE_NOT_FOUND");
     let shown = app
         .as_plugin(&crm, Method::GET, "/api/v1/services/crm.deals")
