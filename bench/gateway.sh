@@ -53,30 +53,34 @@ SETUP='
     python3 -c "import json,sys; print(json.load(sys.stdin)[\"credential\"][\"token\"])")
   echo "header: Authorization: Bearer $token"
 '
+PROXY_PATH=/api/v1/proxy/crm.contacts/contacts
+CALL_PATH=/api/plugin-gateway/call
+CALL_BODY='{"targetPluginId":"plugin-crm","targetServiceName":"crm.contacts","method":"GET","path":"/contacts"}'
+# hub_row NAME BIN PATH BODY FLAGS…: a row NAME of hub BIN (set up as above) asked PATH,
+# POSTing BODY when not empty.
+hub_row() {
+  local name=$1 bin=$2 path=$3 body=$4 var=CANDIDATE_$1; shift 4
+  printf -v "$var" '%s' "$(HUB_BIN=$bin hub "$name" "$@")"
+  export "${var?}" "${var}_SETUP=$SETUP" "${var}_READY_PATH=/healthz" "${var}_PATH=$path"
+  [ -z "$body" ] || export "${var}_BODY=$body"
+}
+# bare_row NAME BIN: a row NAME of bare proxy BIN.
+bare_row() {
+  export "CANDIDATE_$1=BARE_PROXY_THREADS=\$BENCH_WORKERS exec $2 127.0.0.1:{PORT} {UPSTREAM}"
+  export "CANDIDATE_$1_PATH=/contacts"
+}
 export CANDIDATES="proxy call bare"
-export CANDIDATE_proxy CANDIDATE_proxy_SETUP=$SETUP CANDIDATE_proxy_READY_PATH=/healthz
-CANDIDATE_proxy=$(hub proxy "$HUB_FLAGS")
-export CANDIDATE_proxy_PATH=/api/v1/proxy/crm.contacts/contacts
-export CANDIDATE_call CANDIDATE_call_SETUP=$SETUP CANDIDATE_call_READY_PATH=/healthz
-CANDIDATE_call=$(hub call "$HUB_FLAGS")
-export CANDIDATE_call_PATH=/api/plugin-gateway/call
-export CANDIDATE_call_BODY='{"targetPluginId":"plugin-crm","targetServiceName":"crm.contacts","method":"GET","path":"/contacts"}'
+hub_row proxy "$HUB_BIN" $PROXY_PATH "" "$HUB_FLAGS"
+hub_row call "$HUB_BIN" $CALL_PATH "$CALL_BODY" "$HUB_FLAGS"
 if [ -n "${HUB_BIN_B:-}" ]; then
   CANDIDATES="$CANDIDATES proxy_b call_b"
-  export CANDIDATE_proxy_b CANDIDATE_proxy_b_SETUP=$SETUP CANDIDATE_proxy_b_READY_PATH=/healthz
-  CANDIDATE_proxy_b=$(HUB_BIN=$HUB_BIN_B hub proxy_b "$HUB_FLAGS")
-  export CANDIDATE_proxy_b_PATH=$CANDIDATE_proxy_PATH
-  export CANDIDATE_call_b CANDIDATE_call_b_SETUP=$SETUP CANDIDATE_call_b_READY_PATH=/healthz
-  CANDIDATE_call_b=$(HUB_BIN=$HUB_BIN_B hub call_b "$HUB_FLAGS")
-  export CANDIDATE_call_b_PATH=$CANDIDATE_call_PATH CANDIDATE_call_b_BODY=$CANDIDATE_call_BODY
+  hub_row proxy_b "$HUB_BIN_B" $PROXY_PATH "" "$HUB_FLAGS"
+  hub_row call_b "$HUB_BIN_B" $CALL_PATH "$CALL_BODY" "$HUB_FLAGS"
 fi
-BARE_BIN=${BARE_BIN:-$REPO/target/release/examples/bare_proxy}
-export CANDIDATE_bare="BARE_PROXY_THREADS=\$BENCH_WORKERS exec $BARE_BIN 127.0.0.1:{PORT} {UPSTREAM}"
-export CANDIDATE_bare_PATH=/contacts
+bare_row bare "${BARE_BIN:-$REPO/target/release/examples/bare_proxy}"
 if [ -n "${BARE_BIN_B:-}" ]; then
   CANDIDATES="$CANDIDATES bare_b"
-  export CANDIDATE_bare_b="BARE_PROXY_THREADS=\$BENCH_WORKERS exec $BARE_BIN_B 127.0.0.1:{PORT} {UPSTREAM}"
-  export CANDIDATE_bare_b_PATH=/contacts
+  bare_row bare_b "$BARE_BIN_B"
 fi
 if [ "${EXTRA:-0}" = 1 ]; then
   PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
@@ -86,12 +90,8 @@ if [ "${EXTRA:-0}" = 1 ]; then
   trap 'rm -rf "$DATA_DIR"; psql "$PG_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >&2' EXIT
   CANDIDATES="$CANDIDATES proxy_ed25519 proxy_pg"
   export WITH_NGINX_LOG=1
-  export CANDIDATE_proxy_ed25519 CANDIDATE_proxy_ed25519_SETUP=$SETUP CANDIDATE_proxy_ed25519_READY_PATH=/healthz
-  CANDIDATE_proxy_ed25519=$(hub proxy_ed25519 --signing-scheme ed25519)
-  export CANDIDATE_proxy_ed25519_PATH=$CANDIDATE_proxy_PATH
-  export CANDIDATE_proxy_pg CANDIDATE_proxy_pg_SETUP=$SETUP CANDIDATE_proxy_pg_READY_PATH=/healthz
-  CANDIDATE_proxy_pg=$(hub proxy_pg "$HUB_FLAGS" --database-url "${PG_URL%/*}/$PG_DB" --redis-url "$REDIS_URL")
-  export CANDIDATE_proxy_pg_PATH=$CANDIDATE_proxy_PATH
+  hub_row proxy_ed25519 "$HUB_BIN" $PROXY_PATH "" --signing-scheme ed25519
+  hub_row proxy_pg "$HUB_BIN" $PROXY_PATH "" "$HUB_FLAGS" --database-url "${PG_URL%/*}/$PG_DB" --redis-url "$REDIS_URL"
 fi
 export REQ_PATH=/contacts RATIO_TO=${RATIO_TO:-bare}
 "$REPO/bench/compare.sh"
