@@ -125,6 +125,28 @@ fn hand_over<D: ParamStyle>(keys: usize, lease: bool) -> String {
     )
 }
 
+/// Looks `rows` (source, event id) pairs up among a tenant's events (parameters: the pairs,
+/// then the tenant): one row `source, event_id, seq` per pair, `seq` NULL when it was never
+/// published. Each pair is one lookup in the unique index `(tenant_id, source, event_id)`, a
+/// scalar subquery: the plan cannot become a scan of the tenant's events, however stale the
+/// statistics (`IN (VALUES …)` could: a hash join over all of them, slower with every event).
+pub fn published_ids_statement(backend: Backend, rows: usize) -> String {
+    match backend {
+        Backend::Sqlite => published_ids::<sqlx::Sqlite>(rows),
+        Backend::Postgres => published_ids::<sqlx::Postgres>(rows),
+    }
+}
+
+fn published_ids<D: ParamStyle>(rows: usize) -> String {
+    format!(
+        "WITH v (source, event_id) AS (VALUES {}) SELECT v.source, v.event_id, \
+         (SELECT ev.seq FROM events ev WHERE ev.tenant_id = {} AND ev.source = v.source \
+         AND ev.event_id = v.event_id) AS seq FROM v",
+        value_rows::<D>(1, rows, &["$", "$"]),
+        crate::sql::param::<D>(2 * rows + 1)
+    )
+}
+
 /// Inserts `rows` deliveries (per row: subscription, tenant, seq, key, due time). With
 /// `first_of_key` each row, the first of its key in its batch, is parked when a delivery of its
 /// key is already queued; without, each row carries its due time ([`PARKED`] behind a first
@@ -200,6 +222,7 @@ macro_rules! event_store {
         use crate::events_sql::{
             Backend, CLAIMED_DETAILS, CLAIMED_JOINS, EVENT_COLUMNS, EVENT_ROWS, PARKED,
             claim_statement, hand_over_statement, insert_deliveries_statement, key_lock_id,
+            published_ids_statement,
         };
         use crate::sql::{param, value_rows};
         use crate::{
@@ -429,24 +452,22 @@ macro_rules! event_store {
             // Ids these sources published before, found in one query per chunk.
             let mut stored = std::collections::HashMap::<(&str, &str), i64>::new();
             for chunk in events.chunks(EVENT_ROWS) {
-                let sql = format!(
-                    "SELECT source, event_id, seq FROM events WHERE tenant_id = {} \
-                     AND (source, event_id) IN (VALUES {})",
-                    param::<$db>(1),
-                    value_rows::<$db>(2, chunk.len(), &["$", "$"])
-                );
-                let mut query = sqlx::query(&sql).bind(&tenant);
+                let sql = published_ids_statement($backend, chunk.len());
+                let mut query = sqlx::query(&sql);
                 for event in chunk {
                     query = query.bind(&event.source).bind(&event.event_id);
                 }
-                for row in query.fetch_all(&mut *tx).await? {
+                for row in query.bind(&tenant).fetch_all(&mut *tx).await? {
+                    let Some(seq) = row.try_get::<Option<i64>, _>("seq")? else {
+                        continue;
+                    };
                     let (source, id): (String, String) =
                         (row.try_get("source")?, row.try_get("event_id")?);
                     if let Some(event) = chunk
                         .iter()
                         .find(|e| e.source == source && e.event_id == id)
                     {
-                        stored.insert((&event.source, &event.event_id), row.try_get("seq")?);
+                        stored.insert((&event.source, &event.event_id), seq);
                     }
                 }
             }

@@ -25,7 +25,10 @@ use plexhub_core::version::Version;
 mod audit_sql;
 mod data_sql;
 mod events_sql;
-pub use events_sql::{Backend, claim_statement, hand_over_statement, insert_deliveries_statement};
+pub use events_sql::{
+    Backend, claim_statement, hand_over_statement, insert_deliveries_statement,
+    published_ids_statement,
+};
 pub mod feed;
 pub mod jetstream;
 pub mod postgres;
