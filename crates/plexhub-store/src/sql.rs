@@ -317,6 +317,27 @@ macro_rules! sql_store {
         };
         use plexhub_core::signing::SigningSecret;
 
+        /// Attempts at deleting a tenant that meets deadlocks.
+        const TENANT_DELETE_ATTEMPTS: u32 = 5;
+
+        /// One attempt at [`TenantStore::delete_tenant`].
+        async fn delete_tenant_once(pool: &sqlx::Pool<$db>, id: TenantId) -> StoreResult<bool> {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "DELETE FROM gateway_calls WHERE tenant IN \
+                 (SELECT id FROM gateway_call_names WHERE name = $1)",
+            )
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(done.rows_affected() == 1)
+        }
+
         /// The tenant in `row`, its id in the column `id_column` (`id`, or `tenant_id` in a
         /// join).
         fn tenant_from(row: &$row, id_column: &str) -> StoreResult<Tenant> {
@@ -437,21 +458,19 @@ macro_rules! sql_store {
                 // Every tenant-scoped table but the audit log references tenants (directly or
                 // through installations) with ON DELETE CASCADE; the audit log refers to the
                 // tenant by a name id (migration 0014) and is emptied of its rows in the same
-                // transaction.
-                let mut tx = self.pool.begin().await?;
-                sqlx::query(
-                    "DELETE FROM gateway_calls WHERE tenant IN \
-                     (SELECT id FROM gateway_call_names WHERE name = $1)",
-                )
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
-                let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
-                    .bind(id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(done.rows_affected() == 1)
+                // transaction. The cascade locks subscriptions before their deliveries, a
+                // completing delivery worker the other way round: when PostgreSQL breaks such a
+                // deadlock by giving up the deletion, it runs again.
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    match delete_tenant_once(&self.pool, id).await {
+                        Err(error) if error.is_deadlock() && attempts < TENANT_DELETE_ATTEMPTS => {
+                            tracing::info!(tenant = %id, "deleting a tenant met a deadlock; again");
+                        }
+                        result => return result,
+                    }
+                }
             }
         }
 

@@ -263,9 +263,52 @@ async fn concurrent_duplicates_are_accepted_once(store: Arc<dyn Store>) {
     }
 }
 
+/// Deleting a tenant succeeds while its deliveries complete: the cascade and a completion lock
+/// subscriptions and deliveries in opposite orders, and the deletion runs again when
+/// PostgreSQL gives it up to break their deadlock (a completion that loses is retried by the
+/// delivery worker).
+async fn a_tenant_is_deleted_while_its_deliveries_complete(store: Arc<dyn Store>) {
+    for round in 0..4 {
+        let tenant = tenant_with_plugins(&store, &format!("round{round}")).await;
+        subscribe(&store, tenant, "plugin-analytics", "plugin.crm.#").await;
+        let events: Vec<NewEvent> = (0..400)
+            .map(|n| {
+                let key = format!("k{}", n % 100);
+                event(&format!("e{n}"), "plugin.crm.deal.updated", Some(&key))
+            })
+            .collect();
+        store.publish_events(tenant, &events, NOW).await.unwrap();
+        let claimed = store.claim_deliveries(NOW, LEASE, 512).await.unwrap();
+        assert_eq!(claimed.len(), 100, "one head per key");
+        let completions: Vec<_> = claimed
+            .chunks(10)
+            .map(|chunk| {
+                let store = store.clone();
+                let outcomes: Vec<_> = chunk
+                    .iter()
+                    .map(|delivery| (delivery.clone(), DeliveryOutcome::Acknowledged))
+                    .collect();
+                tokio::spawn(
+                    async move { store.complete_deliveries(&outcomes, NOW, Some(LEASE)).await },
+                )
+            })
+            .collect();
+        let deleted = store.delete_tenant(tenant).await;
+        assert!(deleted.unwrap(), "round {round}: the tenant is deleted");
+        for completion in completions {
+            // Each completion either ran before the deletion or found nothing left.
+            let _ = completion.await.unwrap();
+        }
+    }
+}
+
 common::on_both_backends!(#[tokio::test] sqlite_events, postgres_events => events_flow_through_the_queue);
 common::on_both_backends!(#[tokio::test] sqlite_unkeyed_events, postgres_unkeyed_events => only_keyed_events_wait);
 common::on_both_backends!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     sqlite_concurrent_duplicates, postgres_concurrent_duplicates => concurrent_duplicates_are_accepted_once
+);
+common::on_both_backends!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    sqlite_tenant_deleted_during_completions, postgres_tenant_deleted_during_completions => a_tenant_is_deleted_while_its_deliveries_complete
 );
