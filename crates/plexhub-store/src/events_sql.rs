@@ -147,6 +147,39 @@ fn published_ids<D: ParamStyle>(rows: usize) -> String {
     )
 }
 
+/// Deletes `rows` acknowledged deliveries, each only while still leased with its token (per
+/// row: subscription, seq, token). Each row is found by a scalar subquery on the primary key
+/// and deleted by its physical row id (`ctid` on PostgreSQL, `rowid` on SQLite): no join and no
+/// `OR` for the planner to misjudge. (`(seq, lease_token) IN (VALUES …)` was planned, with
+/// statistics older than the queue, as a scan of the subscription's whole queue.) A row another
+/// transaction changed meanwhile has another id and is left alone, as its lease was lost.
+pub fn acknowledge_statement(backend: Backend, rows: usize) -> String {
+    match backend {
+        Backend::Sqlite => acknowledge::<sqlx::Sqlite>(rows, "rowid"),
+        Backend::Postgres => acknowledge::<sqlx::Postgres>(rows, "ctid"),
+    }
+}
+
+fn acknowledge<D: ParamStyle>(rows: usize, row_id: &str) -> String {
+    let param = crate::sql::param::<D>;
+    let lookups: Vec<String> = (0..rows)
+        .map(|row| {
+            let n = 1 + 3 * row;
+            format!(
+                "(SELECT e.{row_id} FROM deliveries e WHERE e.subscription_id = {} \
+                 AND e.seq = {} AND e.lease_token = {})",
+                param(n),
+                param(n + 1),
+                param(n + 2)
+            )
+        })
+        .collect();
+    format!(
+        "DELETE FROM deliveries WHERE {row_id} IN ({})",
+        lookups.join(", ")
+    )
+}
+
 /// Inserts `rows` deliveries (per row: subscription, tenant, seq, key, due time). With
 /// `first_of_key` each row, the first of its key in its batch, is parked when a delivery of its
 /// key is already queued; without, each row carries its due time ([`PARKED`] behind a first
@@ -221,10 +254,10 @@ macro_rules! event_store {
     ($store:ident, $db:ty, $row:ty, $backend:expr, $begin:literal, $relaxed_commit:literal) => {
         use crate::events_sql::{
             Backend, CLAIMED_DETAILS, CLAIMED_JOINS, EVENT_COLUMNS, EVENT_ROWS, PARKED,
-            claim_statement, hand_over_statement, insert_deliveries_statement, key_lock_id,
+            acknowledge_statement, claim_statement, hand_over_statement, insert_deliveries_statement, key_lock_id,
             published_ids_statement,
         };
-        use crate::sql::{param, value_rows};
+        use crate::sql::value_rows;
         use crate::{
             ClaimedDelivery, DeadLetter, DeliveryOutcome, EventStore, NewEvent, OutcomeCount,
             Published, StoredEvent, Subscription, SubscriptionSpec, SubscriptionTarget,
@@ -761,15 +794,13 @@ macro_rules! event_store {
                 for (subscription, deliveries) in &acknowledged {
                     let mut done = 0_i64;
                     for chunk in deliveries.chunks(EVENT_ROWS) {
-                        let sql = format!(
-                            "DELETE FROM deliveries WHERE subscription_id = {} \
-                             AND (seq, lease_token) IN (VALUES {})",
-                            param::<$db>(1),
-                            value_rows::<$db>(2, chunk.len(), &["CAST($ AS BIGINT)", "$"])
-                        );
-                        let mut query = sqlx::query(&sql).bind(*subscription);
+                        let sql = acknowledge_statement($backend, chunk.len());
+                        let mut query = sqlx::query(&sql);
                         for delivery in chunk {
-                            query = query.bind(delivery.seq).bind(&delivery.lease_token);
+                            query = query
+                                .bind(*subscription)
+                                .bind(delivery.seq)
+                                .bind(&delivery.lease_token);
                         }
                         let removed = query.execute(&mut *tx).await?.rows_affected();
                         done += i64::try_from(removed).unwrap_or(0);

@@ -26,8 +26,8 @@ mod audit_sql;
 mod data_sql;
 mod events_sql;
 pub use events_sql::{
-    Backend, claim_statement, hand_over_statement, insert_deliveries_statement,
-    published_ids_statement,
+    Backend, acknowledge_statement, claim_statement, hand_over_statement,
+    insert_deliveries_statement, published_ids_statement,
 };
 pub mod feed;
 pub mod jetstream;

@@ -15,8 +15,9 @@ use common::{NOW, tenant_with_plugins};
 use plexhub_core::ids::PluginId;
 use plexhub_core::tenant::TenantId;
 use plexhub_store::{
-    Backend, ClaimedDelivery, DeliveryOutcome, NewEvent, Store, SubscriptionSpec, claim_statement,
-    hand_over_statement, insert_deliveries_statement, published_ids_statement,
+    Backend, ClaimedDelivery, DeliveryOutcome, NewEvent, Store, SubscriptionSpec,
+    acknowledge_statement, claim_statement, hand_over_statement, insert_deliveries_statement,
+    published_ids_statement,
 };
 
 const LEASE: i64 = 30_000;
@@ -487,103 +488,204 @@ fn published_ids_binds(tenant: TenantId) -> Vec<Bind> {
     binds
 }
 
-/// Every plan node of a PostgreSQL `EXPLAIN (FORMAT JSON)` that reads `events` other than by a
-/// lookup in its unique index `(tenant_id, source, event_id)`.
-fn events_read_otherwise(plan: &serde_json::Value) -> usize {
-    let lookup = matches!(
-        plan["Node Type"].as_str(),
-        Some("Index Scan" | "Index Only Scan")
-    ) && plan["Index Name"] == "events_tenant_id_source_event_id_key"
-        && plan["Index Cond"]
-            .as_str()
-            .is_some_and(|condition| condition.contains("event_id ="));
-    let here = usize::from(plan["Relation Name"] == "events" && !lookup);
+/// An acknowledgement of 64 deliveries of one claim (subscription, seq, token per row) as the
+/// store binds it.
+fn acknowledge_binds(subscription: &str) -> Vec<Bind> {
+    (0..64)
+        .flat_map(|seq| {
+            [
+                Bind::Text(subscription.to_owned()),
+                Bind::Int(seq),
+                Bind::Text("token".into()),
+            ]
+        })
+        .collect()
+}
+
+/// Every plan node of a PostgreSQL `EXPLAIN (FORMAT JSON)` that reads `table` other than by a
+/// lookup in `index` whose condition names `column` (or by row id, a TID scan).
+fn read_otherwise(plan: &serde_json::Value, table: &str, index: &str, column: &str) -> usize {
+    let lookup = match plan["Node Type"].as_str() {
+        Some("Index Scan" | "Index Only Scan") => {
+            plan["Index Name"] == index
+                && plan["Index Cond"]
+                    .as_str()
+                    .is_some_and(|condition| condition.contains(&format!("{column} =")))
+        }
+        // A TID scan reads rows by id; an UPDATE or DELETE reads through its children.
+        Some("Tid Scan" | "ModifyTable") => true,
+        _ => false,
+    };
+    let here = usize::from(plan["Relation Name"] == table && !lookup);
     here + plan["Plans"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(events_read_otherwise)
+        .map(|child| read_otherwise(child, table, index, column))
         .sum::<usize>()
 }
 
-/// A publish looks its ids up in the unique index one by one, even with statistics taken when
-/// the tenant had no events (`IN (VALUES …)` was planned as a hash join over all of the
-/// tenant's events: 6 ms per 64 ids at 5 000 events, more with every publish).
+/// A publish's duplicate check and an acknowledgement look their rows up one by one in a unique
+/// index, even with statistics taken before the tenant had events or deliveries. As
+/// `IN (VALUES …)` both were planned as hash joins over all of the tenant's events (6 ms per 64
+/// ids at 5 000 events, more with every publish) or all of the subscription's queue.
 #[tokio::test]
-async fn postgres_duplicate_checks_use_the_unique_index() {
+async fn postgres_lookups_by_id_use_unique_indexes() {
     common::on_postgres_at(|store, url| async move {
         let acme = subscribed_tenant(&store).await;
         let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        // Statistics that say the events are another tenant's, then acme's events.
+        let subscription: String = sqlx::query_scalar("SELECT id FROM subscriptions")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        // Statistics that say the events are another tenant's and the queue is empty, then
+        // acme's events and deliveries.
         let globex = tenant_with_plugins(&store, "globex").await;
         let theirs: Vec<NewEvent> = (0..2_000).map(|n| event(&format!("g{n}"), None)).collect();
         store.publish_events(globex, &theirs, NOW).await.unwrap();
-        sqlx::query("ANALYZE events").execute(&pool).await.unwrap();
+        sqlx::query("ANALYZE").execute(&pool).await.unwrap();
         fill(&store, acme, 5_000).await;
-        // The check can fail: all of a tenant's events are not read through a lookup.
-        let all: serde_json::Value =
-            sqlx::query_scalar("EXPLAIN (FORMAT JSON) SELECT seq FROM events WHERE tenant_id = $1")
-                .bind(acme.to_string())
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        assert_eq!(events_read_otherwise(&all[0]["Plan"]), 1, "{all}");
-        let sql = format!(
-            "EXPLAIN (FORMAT JSON) {}",
-            published_ids_statement(Backend::Postgres, 64)
+        let explain = |sql: String, binds: Vec<Bind>| {
+            let pool = pool.clone();
+            async move {
+                let sql = format!("EXPLAIN (FORMAT JSON) {sql}");
+                let plan: serde_json::Value = bind_all!(sqlx::query_scalar(&sql), &binds)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                plan[0]["Plan"].clone()
+            }
+        };
+        let events = ("events", "events_tenant_id_source_event_id_key", "event_id");
+        let queue = ("deliveries", "deliveries_pkey", "seq");
+        // The check can fail: reading all of a tenant's events, or a subscription's queue.
+        let all = explain(
+            "SELECT seq FROM events WHERE tenant_id = $1".into(),
+            vec![Bind::Text(acme.to_string())],
+        )
+        .await;
+        assert_eq!(
+            read_otherwise(&all, events.0, events.1, events.2),
+            1,
+            "{all}"
         );
-        let plan: serde_json::Value =
-            bind_all!(sqlx::query_scalar(&sql), &published_ids_binds(acme))
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        assert_eq!(events_read_otherwise(&plan[0]["Plan"]), 0, "{plan}");
+        let all = explain(
+            "SELECT seq FROM deliveries WHERE subscription_id = $1 AND attempts = 0".into(),
+            vec![Bind::Text(subscription.clone())],
+        )
+        .await;
+        assert_eq!(read_otherwise(&all, queue.0, queue.1, queue.2), 1, "{all}");
+        let plan = explain(
+            published_ids_statement(Backend::Postgres, 64),
+            published_ids_binds(acme),
+        )
+        .await;
+        assert_eq!(
+            read_otherwise(&plan, events.0, events.1, events.2),
+            0,
+            "{plan}"
+        );
+        let plan = explain(
+            acknowledge_statement(Backend::Postgres, 64),
+            acknowledge_binds(&subscription),
+        )
+        .await;
+        assert_eq!(
+            read_otherwise(&plan, queue.0, queue.1, queue.2),
+            0,
+            "{plan}"
+        );
     })
     .await;
 }
 
-/// The same on SQLite: `events` is only searched through its unique index.
+/// The same on SQLite: `events` and `deliveries` are only searched through their unique
+/// indexes (or by row id).
 #[tokio::test]
-async fn sqlite_duplicate_checks_use_the_unique_index() {
+async fn sqlite_lookups_by_id_use_unique_indexes() {
     common::on_sqlite_at(|store, url| async move {
         let acme = subscribed_tenant(&store).await;
         let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let subscription: String = sqlx::query_scalar("SELECT id FROM subscriptions")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
         fill(&store, acme, 5_000).await;
-        let details = |rows: Vec<sqlx::sqlite::SqliteRow>| -> Vec<String> {
-            rows.iter()
-                .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
-                .collect()
+        let explain = |sql: String, binds: Vec<Bind>| {
+            let pool = pool.clone();
+            async move {
+                let sql = format!("EXPLAIN QUERY PLAN {sql}");
+                let rows = bind_all!(sqlx::query(&sql), &binds)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+                rows.iter()
+                    .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
+                    .collect::<Vec<String>>()
+            }
         };
-        // `ev` is the statement's alias of `events`.
-        let lookup = |detail: &String| {
-            detail.starts_with("SEARCH ev USING ")
-                && detail.contains("(tenant_id=? AND source=? AND event_id=?)")
+        // Lines reading `table` (or its alias) other than through `lookup`, a unique lookup's
+        // index condition, or by row id.
+        let read_otherwise = |plan: &[String], table: &str, alias: &str, lookup: &str| {
+            plan.iter()
+                .filter(|detail| {
+                    ["SCAN", "SEARCH"].iter().any(|read| {
+                        detail.starts_with(&format!("{read} {table}"))
+                            || detail.starts_with(&format!("{read} {alias} "))
+                    }) && !(detail.starts_with("SEARCH")
+                        && (detail.contains(lookup) || detail.contains("(rowid=?)")))
+                })
+                .count()
         };
-        let reads_events = |detail: &String| {
-            ["SCAN ev", "SEARCH ev", "SCAN events", "SEARCH events"]
-                .iter()
-                .any(|read| detail.starts_with(read))
-        };
-        // The check can fail: all of a tenant's events are not read through a lookup.
-        let all = sqlx::query("EXPLAIN QUERY PLAN SELECT seq FROM events ev WHERE tenant_id = ?")
-            .bind(acme.to_string())
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        let all = details(all);
-        assert!(all.iter().any(|d| reads_events(d) && !lookup(d)), "{all:?}");
-        let sql = format!(
-            "EXPLAIN QUERY PLAN {}",
-            published_ids_statement(Backend::Sqlite, 64)
+        let events = ("events", "ev", "(tenant_id=? AND source=? AND event_id=?)");
+        let queue = ("deliveries", "e", "(subscription_id=? AND seq=?)");
+        // The check can fail: reading all of a tenant's events, or a subscription's queue.
+        let all = explain(
+            "SELECT seq FROM events ev WHERE tenant_id = ?".into(),
+            vec![Bind::Text(acme.to_string())],
+        )
+        .await;
+        assert_eq!(
+            read_otherwise(&all, events.0, events.1, events.2),
+            1,
+            "{all:?}"
         );
-        let rows = bind_all!(sqlx::query(&sql), &published_ids_binds(acme))
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        let plan = details(rows);
-        assert!(plan.iter().any(lookup), "{plan:?}");
+        let all = explain(
+            "SELECT seq FROM deliveries WHERE subscription_id = ? AND attempts = 0".into(),
+            vec![Bind::Text(subscription.clone())],
+        )
+        .await;
+        assert_eq!(
+            read_otherwise(&all, queue.0, queue.1, queue.2),
+            1,
+            "{all:?}"
+        );
+        let plan = explain(
+            published_ids_statement(Backend::Sqlite, 64),
+            published_ids_binds(acme),
+        )
+        .await;
         assert!(
-            !plan.iter().any(|d| reads_events(d) && !lookup(d)),
+            plan.iter().any(|detail| detail.contains(events.2)),
+            "{plan:?}"
+        );
+        assert_eq!(
+            read_otherwise(&plan, events.0, events.1, events.2),
+            0,
+            "{plan:?}"
+        );
+        let plan = explain(
+            acknowledge_statement(Backend::Sqlite, 64),
+            acknowledge_binds(&subscription),
+        )
+        .await;
+        assert!(
+            plan.iter().any(|detail| detail.contains(queue.2)),
+            "{plan:?}"
+        );
+        assert_eq!(
+            read_otherwise(&plan, queue.0, queue.1, queue.2),
+            0,
             "{plan:?}"
         );
     })
