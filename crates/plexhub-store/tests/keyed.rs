@@ -525,6 +525,47 @@ fn read_otherwise(plan: &serde_json::Value, table: &str, index: &str, column: &s
         .sum::<usize>()
 }
 
+/// What the lookup tests explain: per statement its binds, the table it reads and how many
+/// reads of that table other than unique lookups its plan must show. First two controls that
+/// read all of a tenant's events or a subscription's queue (1: the check can fail), then the
+/// publish's duplicate check and an acknowledgement, 64 rows each (0).
+fn lookup_cases(
+    backend: Backend,
+    tenant: TenantId,
+    subscription: &str,
+) -> Vec<(String, Vec<Bind>, &'static str, usize)> {
+    let first = match backend {
+        Backend::Postgres => "$1",
+        Backend::Sqlite => "?",
+    };
+    vec![
+        (
+            format!("SELECT seq FROM events ev WHERE tenant_id = {first}"),
+            vec![Bind::Text(tenant.to_string())],
+            "events",
+            1,
+        ),
+        (
+            format!("SELECT seq FROM deliveries WHERE subscription_id = {first} AND attempts = 0"),
+            vec![Bind::Text(subscription.to_owned())],
+            "deliveries",
+            1,
+        ),
+        (
+            published_ids_statement(backend, 64),
+            published_ids_binds(tenant),
+            "events",
+            0,
+        ),
+        (
+            acknowledge_statement(backend, 64),
+            acknowledge_binds(subscription),
+            "deliveries",
+            0,
+        ),
+    ]
+}
+
 /// A publish's duplicate check and an acknowledgement look their rows up one by one in a unique
 /// index, even with statistics taken before the tenant had events or deliveries. As
 /// `IN (VALUES …)` both were planned as hash joins over all of the tenant's events (6 ms per 64
@@ -545,56 +586,25 @@ async fn postgres_lookups_by_id_use_unique_indexes() {
         store.publish_events(globex, &theirs, NOW).await.unwrap();
         sqlx::query("ANALYZE").execute(&pool).await.unwrap();
         fill(&store, acme, 5_000).await;
-        let explain = |sql: String, binds: Vec<Bind>| {
-            let pool = pool.clone();
-            async move {
-                let sql = format!("EXPLAIN (FORMAT JSON) {sql}");
-                let plan: serde_json::Value = bind_all!(sqlx::query_scalar(&sql), &binds)
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
-                plan[0]["Plan"].clone()
-            }
-        };
-        let events = ("events", "events_tenant_id_source_event_id_key", "event_id");
-        let queue = ("deliveries", "deliveries_pkey", "seq");
-        // The check can fail: reading all of a tenant's events, or a subscription's queue.
-        let all = explain(
-            "SELECT seq FROM events WHERE tenant_id = $1".into(),
-            vec![Bind::Text(acme.to_string())],
-        )
-        .await;
-        assert_eq!(
-            read_otherwise(&all, events.0, events.1, events.2),
-            1,
-            "{all}"
-        );
-        let all = explain(
-            "SELECT seq FROM deliveries WHERE subscription_id = $1 AND attempts = 0".into(),
-            vec![Bind::Text(subscription.clone())],
-        )
-        .await;
-        assert_eq!(read_otherwise(&all, queue.0, queue.1, queue.2), 1, "{all}");
-        let plan = explain(
-            published_ids_statement(Backend::Postgres, 64),
-            published_ids_binds(acme),
-        )
-        .await;
-        assert_eq!(
-            read_otherwise(&plan, events.0, events.1, events.2),
-            0,
-            "{plan}"
-        );
-        let plan = explain(
-            acknowledge_statement(Backend::Postgres, 64),
-            acknowledge_binds(&subscription),
-        )
-        .await;
-        assert_eq!(
-            read_otherwise(&plan, queue.0, queue.1, queue.2),
-            0,
-            "{plan}"
-        );
+        for (statement, binds, table, expected) in
+            lookup_cases(Backend::Postgres, acme, &subscription)
+        {
+            let (index, column) = match table {
+                "events" => ("events_tenant_id_source_event_id_key", "event_id"),
+                _ => ("deliveries_pkey", "seq"),
+            };
+            let sql = format!("EXPLAIN (FORMAT JSON) {statement}");
+            let plan: serde_json::Value = bind_all!(sqlx::query_scalar(&sql), &binds)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            let plan = &plan[0]["Plan"];
+            assert_eq!(
+                read_otherwise(plan, table, index, column),
+                expected,
+                "{statement}: {plan}"
+            );
+        }
     })
     .await;
 }
@@ -611,23 +621,26 @@ async fn sqlite_lookups_by_id_use_unique_indexes() {
             .await
             .unwrap();
         fill(&store, acme, 5_000).await;
-        let explain = |sql: String, binds: Vec<Bind>| {
-            let pool = pool.clone();
-            async move {
-                let sql = format!("EXPLAIN QUERY PLAN {sql}");
-                let rows = bind_all!(sqlx::query(&sql), &binds)
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap();
-                rows.iter()
-                    .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
-                    .collect::<Vec<String>>()
-            }
-        };
-        // Lines reading `table` (or its alias) other than through `lookup`, a unique lookup's
-        // index condition, or by row id.
-        let read_otherwise = |plan: &[String], table: &str, alias: &str, lookup: &str| {
-            plan.iter()
+        for (statement, binds, table, expected) in
+            lookup_cases(Backend::Sqlite, acme, &subscription)
+        {
+            // The statements' aliases, and a unique lookup's index condition.
+            let (alias, lookup) = match table {
+                "events" => ("ev", "(tenant_id=? AND source=? AND event_id=?)"),
+                _ => ("e", "(subscription_id=? AND seq=?)"),
+            };
+            let sql = format!("EXPLAIN QUERY PLAN {statement}");
+            let rows = bind_all!(sqlx::query(&sql), &binds)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            let plan: Vec<String> = rows
+                .iter()
+                .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
+                .collect();
+            // Lines reading the table other than through the lookup or by row id.
+            let read_otherwise = plan
+                .iter()
                 .filter(|detail| {
                     ["SCAN", "SEARCH"].iter().any(|read| {
                         detail.starts_with(&format!("{read} {table}"))
@@ -635,59 +648,15 @@ async fn sqlite_lookups_by_id_use_unique_indexes() {
                     }) && !(detail.starts_with("SEARCH")
                         && (detail.contains(lookup) || detail.contains("(rowid=?)")))
                 })
-                .count()
-        };
-        let events = ("events", "ev", "(tenant_id=? AND source=? AND event_id=?)");
-        let queue = ("deliveries", "e", "(subscription_id=? AND seq=?)");
-        // The check can fail: reading all of a tenant's events, or a subscription's queue.
-        let all = explain(
-            "SELECT seq FROM events ev WHERE tenant_id = ?".into(),
-            vec![Bind::Text(acme.to_string())],
-        )
-        .await;
-        assert_eq!(
-            read_otherwise(&all, events.0, events.1, events.2),
-            1,
-            "{all:?}"
-        );
-        let all = explain(
-            "SELECT seq FROM deliveries WHERE subscription_id = ? AND attempts = 0".into(),
-            vec![Bind::Text(subscription.clone())],
-        )
-        .await;
-        assert_eq!(
-            read_otherwise(&all, queue.0, queue.1, queue.2),
-            1,
-            "{all:?}"
-        );
-        let plan = explain(
-            published_ids_statement(Backend::Sqlite, 64),
-            published_ids_binds(acme),
-        )
-        .await;
-        assert!(
-            plan.iter().any(|detail| detail.contains(events.2)),
-            "{plan:?}"
-        );
-        assert_eq!(
-            read_otherwise(&plan, events.0, events.1, events.2),
-            0,
-            "{plan:?}"
-        );
-        let plan = explain(
-            acknowledge_statement(Backend::Sqlite, 64),
-            acknowledge_binds(&subscription),
-        )
-        .await;
-        assert!(
-            plan.iter().any(|detail| detail.contains(queue.2)),
-            "{plan:?}"
-        );
-        assert_eq!(
-            read_otherwise(&plan, queue.0, queue.1, queue.2),
-            0,
-            "{plan:?}"
-        );
+                .count();
+            assert_eq!(read_otherwise, expected, "{statement}: {plan:?}");
+            if expected == 0 {
+                assert!(
+                    plan.iter().any(|detail| detail.contains(lookup)),
+                    "{plan:?}"
+                );
+            }
+        }
     })
     .await;
 }
