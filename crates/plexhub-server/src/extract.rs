@@ -30,8 +30,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = json_content_type(request.headers());
+        Self::from_body(is_json, request, state).await
+    }
+}
+
+impl<T: DeserializeOwned> ApiJson<T> {
+    /// The JSON body of `request` (its body and extensions are read; `is_json`: whether its
+    /// headers say JSON, [`json_content_type`]): the extractor, and the front door's hot path,
+    /// which keeps the headers apart from the body.
+    pub async fn from_body<S: Send + Sync>(
+        is_json: bool,
+        request: Request,
+        state: &S,
+    ) -> Result<Self, ApiError> {
         // Checked first, as axum's `Json` does, so the body is read only for JSON.
-        if !json_content_type(request.headers()) {
+        if !is_json {
             return Err(JsonRejection::MissingJsonContentType(Default::default()).into());
         }
         let bytes = Bytes::from_request(request, state)
@@ -67,7 +81,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 /// Whether the request says its body is JSON (`application/json` or `application/*+json`,
 /// parameters allowed), as axum's `Json` requires.
-fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+pub fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
     let Some(essence) = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())

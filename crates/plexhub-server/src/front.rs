@@ -20,8 +20,9 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRequest as _, Request, State};
+use axum::extract::{Request, State};
 use axum::http::Method;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt as _;
 use http_body_util::Limited;
@@ -29,7 +30,7 @@ use tower::Service;
 
 use crate::auth::{self, TenantScope};
 use crate::error::{ApiError, ErrorReport, render_flat};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, json_content_type};
 use crate::metrics::{ACCESS_LOG, HOT_METHODS};
 use crate::request_id::{self, REQUEST_ID_HEADER};
 use crate::routes::compat::call;
@@ -72,8 +73,21 @@ impl Service<Request> for Front {
             _ => None,
         };
         match hot {
+            // Split here, once: the parts live in the outermost future and every layer below
+            // borrows them (each by-value `Request` an async layer holds is 240 bytes of the
+            // request's future, which is allocated and copied whole per request); and each route
+            // gets a future of its own size (one type for both would be the larger one's size).
             Some((route, method)) => {
-                Box::pin(serve_hot(self.state.clone(), route, method, request).map(Ok))
+                let (parts, body) = request.into_parts();
+                let state = self.state.clone();
+                match route {
+                    Hot::Proxy => Box::pin(
+                        serve_hot(state, route, method, parts, body, proxy::forward).map(Ok),
+                    ),
+                    Hot::Call => {
+                        Box::pin(serve_hot(state, route, method, parts, body, call_route).map(Ok))
+                    }
+                }
             }
             None => {
                 let mut router = self.router.clone();
@@ -95,13 +109,24 @@ enum Hot {
     Call,
 }
 
-/// A hot route with what the router's layers would do around it.
-async fn serve_hot(state: AppState, route: Hot, method: usize, request: Request) -> Response {
+/// A hot route, answered by `handle`, with what the router's layers would do around it.
+async fn serve_hot<H>(
+    state: AppState,
+    route: Hot,
+    method: usize,
+    mut parts: Parts,
+    body: Body,
+    handle: H,
+) -> Response
+where
+    H: AsyncFnOnce(TenantScope, &AppState, &Parts, Body) -> Result<Response, ApiError>,
+{
     let started = Instant::now();
     let mut who = tracing::enabled!(target: ACCESS_LOG, tracing::Level::DEBUG)
         .then(|| (String::new(), String::new()));
-    let response = request_id::with_id(request, |request| async {
-        let answer = AssertUnwindSafe(authenticated(&state, route, request, &mut who))
+    let (id, id_header) = request_id::assign_id(&mut parts.headers);
+    let handled = request_id::scope(id, async {
+        let answer = AssertUnwindSafe(authenticated(&state, &parts, body, &mut who, handle))
             .catch_unwind()
             .await;
         let response = match answer {
@@ -113,8 +138,9 @@ async fn serve_hot(state: AppState, route: Hot, method: usize, request: Request)
             Some(report) if route == Hot::Call => render_flat(report),
             _ => response,
         }
-    })
-    .await;
+    });
+    let mut response = handled.await;
+    request_id::echo(&mut response, id_header);
     let status = response.status();
     if status.is_server_error() {
         // What the router's trace layer logs for its routes.
@@ -153,27 +179,36 @@ async fn serve_hot(state: AppState, route: Hot, method: usize, request: Request)
     response
 }
 
-async fn authenticated(
+/// Authenticates the caller and scopes it to its tenant, then runs `handle`.
+async fn authenticated<H>(
     state: &AppState,
-    route: Hot,
-    request: Request,
+    parts: &Parts,
+    body: Body,
     who: &mut Option<(String, String)>,
-) -> Result<Response, ApiError> {
-    let caller = auth::identify(state, request.headers()).await?;
+    handle: H,
+) -> Result<Response, ApiError>
+where
+    H: AsyncFnOnce(TenantScope, &AppState, &Parts, Body) -> Result<Response, ApiError>,
+{
+    let caller = auth::identify(state, &parts.headers).await?;
     if let Some(who) = who.as_mut() {
-        *who = crate::metrics::who_is(Some(&caller), request.headers());
+        *who = crate::metrics::who_is(Some(&caller), &parts.headers);
     }
-    let scope = TenantScope::of(state, caller, request.headers()).await?;
-    match route {
-        Hot::Proxy => proxy::forward(scope, state.clone(), request).await,
-        Hot::Call => {
-            let headers = request.headers().clone();
-            let (parts, body) = request.into_parts();
-            // The body limit the router's layer would apply.
-            let body = Body::new(Limited::new(body, state.max_body_bytes));
-            let ApiJson(call) =
-                ApiJson::from_request(Request::from_parts(parts, body), state).await?;
-            call::call_plugin(scope, State(state.clone()), headers, ApiJson(call)).await
-        }
-    }
+    let scope = TenantScope::of(state, caller, &parts.headers).await?;
+    handle(scope, state, parts, body).await
+}
+
+/// The seed's call route for the caller of `scope`: its JSON body, within the body limit the
+/// router's layer would apply.
+async fn call_route(
+    scope: TenantScope,
+    state: &AppState,
+    parts: &Parts,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = Body::new(Limited::new(body, state.max_body_bytes));
+    let is_json = json_content_type(&parts.headers);
+    let ApiJson(call) = ApiJson::from_body(is_json, Request::new(body), state).await?;
+    let headers = parts.headers.clone();
+    call::call_plugin(scope, State(state.clone()), headers, ApiJson(call)).await
 }

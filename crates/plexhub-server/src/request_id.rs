@@ -2,7 +2,7 @@
 //! also available to the code handling the request (for error bodies and logs).
 
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -37,37 +37,42 @@ fn new_id() -> String {
 }
 
 /// The request's id: the caller's when it is sane, else a new one.
-fn of(request: &Request) -> String {
-    request
-        .headers()
+fn of(headers: &HeaderMap) -> String {
+    headers
         .get(&REQUEST_ID_HEADER)
         .and_then(|value| value.to_str().ok())
         .filter(|id| is_sane(id))
         .map_or_else(new_id, str::to_owned)
 }
 
-/// Picks the request's id, stores it on the request, runs `handle` with it as the [`current`]
-/// id, and echoes it on the answer (the router's middleware, and the front door's hot paths).
-pub async fn with_id<F, Fut>(mut request: Request, handle: F) -> Response
-where
-    F: FnOnce(Request) -> Fut,
-    Fut: Future<Output = Response>,
-{
-    let id = of(&request);
+/// Picks the id of the request whose headers are `headers` and stores it there; returns the
+/// id and the header value that [`echo`] puts on the answer.
+pub fn assign_id(headers: &mut HeaderMap) -> (String, HeaderValue) {
+    let id = of(headers);
     let header = HeaderValue::from_str(&id).expect("sane ids and UUIDs are valid header values");
-    request
-        .headers_mut()
-        .insert(REQUEST_ID_HEADER.clone(), header.clone());
-    let mut response = CURRENT.scope(id, handle(request)).await;
+    headers.insert(REQUEST_ID_HEADER.clone(), header.clone());
+    (id, header)
+}
+
+/// Runs `handle` with `id` as the [`current`] id.
+pub fn scope<Fut: Future>(id: String, handle: Fut) -> impl Future<Output = Fut::Output> {
+    CURRENT.scope(id, handle)
+}
+
+/// Echoes the request id (`header`, from [`assign_id`]) on the answer.
+pub fn echo(response: &mut Response, header: HeaderValue) {
     response
         .headers_mut()
         .insert(REQUEST_ID_HEADER.clone(), header);
-    response
 }
 
-/// Middleware: [`with_id`] around the rest of the stack.
-pub async fn assign(request: Request, next: Next) -> Response {
-    with_id(request, |request| next.run(request)).await
+/// Middleware: picks the request's id ([`assign_id`]), runs the rest of the stack with it as
+/// the [`current`] id, and echoes it on the answer (the front door's hot paths do the same).
+pub async fn assign(mut request: Request, next: Next) -> Response {
+    let (id, header) = assign_id(request.headers_mut());
+    let mut response = scope(id, next.run(request)).await;
+    echo(&mut response, header);
+    response
 }
 
 #[cfg(test)]

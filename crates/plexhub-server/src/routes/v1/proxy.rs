@@ -84,7 +84,8 @@ async fn proxy(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    forward(scope, state, request).await
+    let (parts, body) = request.into_parts();
+    forward(scope, &state, &parts, body).await
 }
 
 /// [`proxy`] for the service's root path `/`.
@@ -96,7 +97,8 @@ async fn proxy_root(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    forward(scope, state, request).await
+    let (parts, body) = request.into_parts();
+    forward(scope, &state, &parts, body).await
 }
 
 /// A proxied call that passed the access decision: who calls, what was asked, where it goes.
@@ -168,16 +170,16 @@ pub(crate) async fn admit<'a>(
     })
 }
 
-/// Forwards `request` for the caller of `scope` (both proxy routes, and the front door's hot
-/// path).
+/// Forwards the request of `parts` and `body` for the caller of `scope` (both proxy routes,
+/// and the front door's hot path, which holds the parts and lends them).
 pub(crate) async fn forward(
     scope: TenantScope,
-    state: AppState,
-    request: Request,
+    state: &AppState,
+    parts: &Parts,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let (parts, body) = request.into_parts();
-    let admitted = admit(&scope, &state, &parts, started).await?;
+    let admitted = admit(&scope, state, parts, started).await?;
     let call = CallContext {
         tenant: &scope.tenant,
         caller: &admitted.caller,
@@ -195,20 +197,20 @@ pub(crate) async fn forward(
         started,
     };
     let answer = gateway::forward(
-        &state,
+        state,
         &call,
         &admitted.route,
         parts.method.clone(),
         &admitted.path_and_query,
         &parts.headers,
-        Body::new(body),
+        body,
     )
     .await;
     let status = match &answer {
         Ok(response) => response.status().as_u16(),
         Err(error) => error.code().status().as_u16(),
     };
-    gateway::audit(&state, &call, &attempt, Some(&admitted.route), status).await;
+    gateway::audit(state, &call, &attempt, Some(&admitted.route), status).await;
     answer
 }
 
