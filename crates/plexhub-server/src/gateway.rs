@@ -225,6 +225,27 @@ pub struct Route {
     service_entry: Arc<ServiceEntry>,
     /// Exclusive end of its validity (epoch ms).
     valid_until_ms: i64,
+    /// The headers naming the tenant and the caller, made once for every call of the route.
+    identity: IdentityHeaders,
+}
+
+/// The values of the headers that tell a plugin who calls: validated and copied once per route,
+/// then shared by every forwarded request (a clone is a reference count).
+struct IdentityHeaders {
+    tenant_id: Option<HeaderValue>,
+    tenant_slug: Option<HeaderValue>,
+    caller: Option<HeaderValue>,
+}
+
+impl IdentityHeaders {
+    fn of(call: &CallContext<'_>) -> Self {
+        let mut tenant_id = [0; 36];
+        Self {
+            tenant_id: HeaderValue::from_str(call.tenant.id.encode(&mut tenant_id)).ok(),
+            tenant_slug: HeaderValue::from_str(call.tenant.slug.as_str()).ok(),
+            caller: HeaderValue::from_str(call.caller.as_str()).ok(),
+        }
+    }
 }
 
 impl Authorized {
@@ -693,6 +714,7 @@ async fn decide_route(
         signing,
         generation,
         service_entry: loaded.service.clone(),
+        identity: IdentityHeaders::of(call),
     })
 }
 
@@ -867,7 +889,7 @@ pub async fn forward(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response<Body>, ApiError> {
-    let limits = state.gateway.settings;
+    let limits = &state.gateway.settings;
     check_user_context(headers)?;
     let declared_length = headers
         .get(header::CONTENT_LENGTH)
@@ -1099,8 +1121,8 @@ fn record_replica_health(
 }
 
 /// The headers the plugin receives (but the signature): the caller's minus what must not
-/// cross, plus who calls, the request id and the trace.
-fn forwarded_headers(call: &CallContext<'_>, headers: &HeaderMap) -> HeaderMap {
+/// cross, plus who calls (the route's [`IdentityHeaders`]), the request id and the trace.
+fn forwarded_headers(route: &Authorized, headers: &HeaderMap) -> HeaderMap {
     let listed = connection_listed(headers);
     let mut forwarded = HeaderMap::with_capacity(headers.len() + 6);
     for (name, value) in headers {
@@ -1108,15 +1130,15 @@ fn forwarded_headers(call: &CallContext<'_>, headers: &HeaderMap) -> HeaderMap {
             forwarded.append(name.clone(), value.clone());
         }
     }
-    let mut tenant_id = [0; 36];
-    if let Ok(value) = HeaderValue::from_str(call.tenant.id.encode(&mut tenant_id)) {
-        forwarded.insert(TENANT_ID_HEADER, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(call.tenant.slug.as_str()) {
-        forwarded.insert(TENANT_SLUG_HEADER, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(call.caller.as_str()) {
-        forwarded.insert(CALLER_HEADER, value);
+    let identity = &route.route.identity;
+    for (name, value) in [
+        (TENANT_ID_HEADER, &identity.tenant_id),
+        (TENANT_SLUG_HEADER, &identity.tenant_slug),
+        (CALLER_HEADER, &identity.caller),
+    ] {
+        if let Some(value) = value {
+            forwarded.insert(name, value.clone());
+        }
     }
     let request_id = headers.get(&REQUEST_ID_HEADER);
     if let Some(id) = request_id {
@@ -1135,7 +1157,7 @@ pub(crate) fn outgoing_headers(
     path_and_query: &str,
     headers: &HeaderMap,
 ) -> HeaderMap {
-    let mut outgoing = forwarded_headers(call, headers);
+    let mut outgoing = forwarded_headers(route, headers);
     sign_attempt(state, call, route, method, path_and_query, &mut outgoing);
     outgoing
 }
@@ -1206,7 +1228,7 @@ async fn send_once(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response<Body>, ApiError> {
-    let limits = state.gateway.settings;
+    let limits = &state.gateway.settings;
     // Plain http goes out in origin form on the replica's own connections; https through the
     // TLS client, with the absolute URI it connects by.
     let base = match &replica.plain {
@@ -1260,7 +1282,7 @@ async fn send_once(
     };
     let answer = tokio::time::timeout(route.timeout(), exchange).await;
     if let Some(fault) = fault.as_ref().and_then(|fault| fault.get()) {
-        return Err(caller_fault(fault, limits));
+        return Err(caller_fault(fault, *limits));
     }
     let failure = match answer {
         Ok(Ok(response)) => return Ok(response),
