@@ -33,6 +33,7 @@ use serde_json::json;
 use crate::cache::{CachedCaller, CallerProfile, Replica, ServiceEntry, TargetSigning};
 use crate::caller_body::{BodyFault, FaultCell, WatchedBody};
 use crate::error::{ApiError, ErrorCode};
+use crate::metrics::HOT_METHODS;
 use crate::request_id::REQUEST_ID_HEADER;
 use crate::resilience::{Breaker, Breakers, FAILURES_TO_OPEN, RetryBudget, Transition};
 use crate::settings::GatewaySettings;
@@ -215,8 +216,6 @@ pub struct Route {
     timeout: Duration,
     /// The plugin that owns the service.
     target_plugin: PluginId,
-    /// The matched endpoint template (`GET /contacts/:id`), for audit and metrics.
-    endpoint: String,
     /// How the request is signed for the target installation.
     signing: Arc<TargetSigning>,
     /// The cache's route generation it was decided under (`None`: not to be remembered).
@@ -227,6 +226,18 @@ pub struct Route {
     valid_until_ms: i64,
     /// The headers naming the tenant and the caller, made once for every call of the route.
     identity: IdentityHeaders,
+    /// The names its calls are audited with, made once for every call of the route.
+    audited: AuditedNames,
+}
+
+/// The names an allowed call's audit record carries, shared by every call of a route (a clone
+/// is a reference count, not a copy).
+struct AuditedNames {
+    caller: Arc<str>,
+    target: Arc<str>,
+    service: Arc<str>,
+    /// The matched endpoint template (`GET /contacts/:id`), also for metrics.
+    endpoint: Arc<str>,
 }
 
 /// The values of the headers that tell a plugin who calls: validated and copied once per route,
@@ -261,7 +272,7 @@ impl Authorized {
 
     /// The matched endpoint template (`GET /contacts/:id`).
     pub fn endpoint(&self) -> &str {
-        &self.route.endpoint
+        &self.route.audited.endpoint
     }
 
     /// How many replicas the call may try.
@@ -707,7 +718,6 @@ async fn decide_route(
         service: service.name.clone(),
         timeout,
         target_plugin: service.plugin_id.clone(),
-        endpoint: plexhub_core::access::describe_endpoint(endpoint),
         valid_until_ms: service
             .status_stable_until(&state.health, loaded.now_ms)
             .min(signing.valid_until_ms),
@@ -715,6 +725,12 @@ async fn decide_route(
         generation,
         service_entry: loaded.service.clone(),
         identity: IdentityHeaders::of(call),
+        audited: AuditedNames {
+            caller: call.caller.as_str().into(),
+            target: service.plugin_id.as_str().into(),
+            service: service.name.as_str().into(),
+            endpoint: plexhub_core::access::describe_endpoint(endpoint).into(),
+        },
     })
 }
 
@@ -1398,6 +1414,20 @@ pub struct Attempt<'a> {
     pub started: std::time::Instant,
 }
 
+/// The audit log's name of `method`: shared for the methods the gateway serves most.
+fn method_name(method: &Method) -> Arc<str> {
+    static NAMES: std::sync::LazyLock<Vec<Arc<str>>> = std::sync::LazyLock::new(|| {
+        HOT_METHODS
+            .iter()
+            .map(|method| method.as_str().into())
+            .collect()
+    });
+    match HOT_METHODS.iter().position(|hot| hot == method) {
+        Some(index) => NAMES[index].clone(),
+        None => method.as_str().into(),
+    }
+}
+
 /// Records a finished gateway call: the audit log (tenant, caller, target, service, method,
 /// path, matched endpoint, status, duration, request id) and the latency histogram.
 pub async fn audit(
@@ -1414,15 +1444,17 @@ pub async fn audit(
         &state.proxy_metrics
     };
     metrics.gateway_call(status, elapsed.as_secs_f64());
+    // An allowed call's names are its route's; a refused one's are made here.
+    let audited = route.map(|route| &route.route.audited);
     let record = plexhub_store::CallRecord {
         tenant_id: call.tenant.id,
         at_ms: state.clock.now_ms(),
-        caller: call.caller.to_string(),
-        target: route.map(|route| route.target_plugin().to_string()),
-        service: attempt.service.to_owned(),
-        method: attempt.method.as_str().to_owned(),
+        caller: audited.map_or_else(|| call.caller.as_str().into(), |names| names.caller.clone()),
+        target: audited.map(|names| names.target.clone()),
+        service: audited.map_or_else(|| attempt.service.into(), |names| names.service.clone()),
+        method: method_name(attempt.method),
         path: attempt.path.to_owned(),
-        endpoint: route.map(|route| route.endpoint().to_owned()),
+        endpoint: audited.map(|names| names.endpoint.clone()),
         status,
         duration_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
         request_id: attempt.request_id.to_owned(),

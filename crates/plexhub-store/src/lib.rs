@@ -819,18 +819,18 @@ pub struct CallRecord {
     pub tenant_id: TenantId,
     /// When the call was answered, epoch milliseconds.
     pub at_ms: i64,
-    /// The calling plugin.
-    pub caller: String,
+    /// The calling plugin. (The names are shared: a hub makes each once per route, not per call.)
+    pub caller: Arc<str>,
     /// The plugin that owns the service, when it was resolved.
-    pub target: Option<String>,
+    pub target: Option<Arc<str>>,
     /// The service asked for.
-    pub service: String,
+    pub service: Arc<str>,
     /// HTTP method.
-    pub method: String,
+    pub method: Arc<str>,
     /// The path asked for on the service (without query).
     pub path: String,
     /// The matched endpoint (`GET /contacts/:id`), when one matched.
-    pub endpoint: Option<String>,
+    pub endpoint: Option<Arc<str>>,
     /// The status the caller got.
     pub status: u16,
     /// Time spent, microseconds.

@@ -25,12 +25,12 @@ fn call(
     CallRecord {
         tenant_id: tenant,
         at_ms,
-        caller: caller.to_owned(),
-        target: target.map(str::to_owned),
-        service: format!("{}.contacts", target.unwrap_or("unknown")),
-        method: if status == 404 { "DELETE" } else { "GET" }.to_owned(),
+        caller: caller.into(),
+        target: target.map(Into::into),
+        service: format!("{}.contacts", target.unwrap_or("unknown")).into(),
+        method: if status == 404 { "DELETE" } else { "GET" }.into(),
         path: format!("/contacts/{at_ms}"),
-        endpoint: target.map(|_| "GET /contacts/:id".to_owned()),
+        endpoint: target.map(|_| "GET /contacts/:id".into()),
         status,
         duration_us: at_ms % 1000,
         request_id: format!("request-{at_ms}"),
@@ -80,7 +80,7 @@ async fn calls_come_back_as_recorded(store: Arc<dyn Store>) {
     assert_eq!(at, [NOW + 3, NOW + 1, NOW]);
     let to_crm = store
         .calls(&CallQuery {
-            target: Some("plugin-crm".to_owned()),
+            target: Some("plugin-crm".into()),
             caller: Some("plugin-billing".to_owned()),
             ..everything(100)
         })
@@ -201,10 +201,10 @@ async fn rows_written_before_encoding_are_kept(url: &str) {
             CallRecord {
                 tenant_id: tenant,
                 at_ms: NOW + 1,
-                caller: "plugin-analytics".to_owned(),
+                caller: "plugin-analytics".into(),
                 target: None,
-                service: "crm.missing".to_owned(),
-                method: "POST".to_owned(),
+                service: "crm.missing".into(),
+                method: "POST".into(),
                 path: "/x".to_owned(),
                 endpoint: None,
                 status: 404,
@@ -214,12 +214,12 @@ async fn rows_written_before_encoding_are_kept(url: &str) {
             CallRecord {
                 tenant_id: tenant,
                 at_ms: NOW,
-                caller: "plugin-analytics".to_owned(),
-                target: Some("plugin-crm".to_owned()),
-                service: "crm.contacts".to_owned(),
-                method: "GET".to_owned(),
+                caller: "plugin-analytics".into(),
+                target: Some("plugin-crm".into()),
+                service: "crm.contacts".into(),
+                method: "GET".into(),
                 path: "/contacts/1".to_owned(),
-                endpoint: Some("GET /contacts/:id".to_owned()),
+                endpoint: Some("GET /contacts/:id".into()),
                 status: 200,
                 duration_us: 812,
                 request_id: "request-1".to_owned(),
