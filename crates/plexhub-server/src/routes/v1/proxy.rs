@@ -2,6 +2,7 @@
 //! forwarded with both bodies streamed; and `/api/v1/access/explain`, why such a call is
 //! allowed or denied.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use axum::Json;
@@ -38,7 +39,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The calling plugin: the credential's, or for the admin the one named by
 /// `X-Caller-Plugin-ID`.
-pub fn calling_plugin(scope: &TenantScope, named: Option<&str>) -> Result<PluginId, ApiError> {
+pub fn calling_plugin<'s>(
+    scope: &'s TenantScope,
+    named: Option<&str>,
+) -> Result<Cow<'s, PluginId>, ApiError> {
     if let Some(plugin) = scope.calling_plugin() {
         if let Some(named) = named
             && named != plugin.as_str()
@@ -48,7 +52,7 @@ pub fn calling_plugin(scope: &TenantScope, named: Option<&str>) -> Result<Plugin
                 format!("the credential belongs to {plugin}, not {named}"),
             ));
         }
-        return Ok(plugin.clone());
+        return Ok(Cow::Borrowed(plugin));
     }
     let named = named.ok_or_else(|| {
         ApiError::new(
@@ -57,6 +61,7 @@ pub fn calling_plugin(scope: &TenantScope, named: Option<&str>) -> Result<Plugin
         )
     })?;
     PluginId::parse(named)
+        .map(Cow::Owned)
         .map_err(|error| ApiError::new(ErrorCode::InvalidParameter, error.to_string()))
 }
 
@@ -103,8 +108,8 @@ async fn proxy_root(
 
 /// A proxied call that passed the access decision: who calls, what was asked, where it goes.
 pub(crate) struct Admitted<'a> {
-    /// The calling plugin.
-    pub caller: PluginId,
+    /// The calling plugin (borrowed from the credential's scope when it is the caller).
+    pub caller: Cow<'a, PluginId>,
     /// The service and path asked for, as the audit log records them.
     pub service: ServiceName,
     /// The path on the service (percent-encoding kept) and its query.
@@ -118,7 +123,7 @@ pub(crate) struct Admitted<'a> {
 /// Parses and decides a proxied call (the path is `PREFIX` + service + path on the service); a
 /// refusal is audited here.
 pub(crate) async fn admit<'a>(
-    scope: &TenantScope,
+    scope: &'a TenantScope,
     state: &AppState,
     parts: &'a Parts,
     started: Instant,
