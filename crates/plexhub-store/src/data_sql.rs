@@ -148,11 +148,13 @@ pub(crate) const LIVE: &str = "(expires_at IS NULL OR expires_at > $N)";
 
 /// Implements [`crate::DataStore`] for `$store` (see [`crate::sql::sql_store!`]).
 ///
-/// An optional fourth argument names an inherent method of `$store` with the signature of
-/// `upsert_merged` minus the connection: when a batch is made only of merged groups, that
-/// method writes and logs them in one autocommitted statement instead of a transaction.
+/// The fourth argument is the statement that begins a transaction which may read before it
+/// writes (SQLite: `BEGIN IMMEDIATE`). An optional fifth names an inherent method of `$store`
+/// with the signature of `upsert_merged` minus the connection: when a batch is made only of
+/// merged groups, that method writes and logs them in one autocommitted statement instead of a
+/// transaction.
 macro_rules! data_store {
-    ($store:ident, $db:ty, $row:ty $(, $one_statement:ident)?) => {
+    ($store:ident, $db:ty, $row:ty, $begin_read_first:literal $(, $one_statement:ident)?) => {
         use std::collections::HashMap;
 
         use plexhub_core::data::{DataKey, Entry, Namespace, Precondition};
@@ -636,7 +638,10 @@ macro_rules! data_store {
                 ops: &[DataOp],
                 now_ms: i64,
             ) -> StoreResult<Result<Vec<i64>, (usize, DataOutcome)>> {
-                let mut tx = self.pool.begin().await?;
+                // Its first statement may be a read (a check): on SQLite a transaction that
+                // read first cannot write once another write committed after that read
+                // (SQLITE_BUSY_SNAPSHOT, returned at once), so it takes the write lock first.
+                let mut tx = self.pool.begin_with($begin_read_first).await?;
                 let mut revisions = Vec::with_capacity(ops.len());
                 for (index, op) in ops.iter().enumerate() {
                     let outcome = match op {

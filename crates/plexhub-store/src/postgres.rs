@@ -126,6 +126,7 @@ crate::data_sql::data_store!(
     PostgresStore,
     sqlx::Postgres,
     sqlx::postgres::PgRow,
+    "BEGIN",
     write_merged_in_one_statement
 );
 crate::session_sql::ui_session_store!(PostgresStore, sqlx::postgres::PgRow);

@@ -41,7 +41,12 @@ impl SqliteStore {
 
 crate::sql::sql_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow, "sqlite");
 crate::registry_sql::registry_store!(SqliteStore, sqlx::Sqlite);
-crate::data_sql::data_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
+crate::data_sql::data_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    "BEGIN IMMEDIATE"
+);
 crate::session_sql::ui_session_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 crate::audit_sql::audit_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
 crate::events_sql::event_store!(

@@ -131,3 +131,60 @@ async fn batches_merge_writes_and_keep_every_revision(store: Arc<dyn Store>) {
 common::on_both_backends!(
     #[tokio::test] sqlite_batches, postgres_batches => batches_merge_writes_and_keep_every_revision
 );
+
+/// Data transactions that read before they write (a `check` first) while other writers commit:
+/// each must wait its turn, not fail (on SQLite a deferred transaction that read first cannot
+/// write once another commit landed after its read: `SQLITE_BUSY_SNAPSHOT`, without waiting).
+async fn transactions_that_read_first_wait_for_writers(store: Arc<dyn Store>) {
+    let tenant = tenant_with_plugins(&store, "acme").await;
+    let (seed, _) = write("checked", "plugin-crm", 0, Precondition::None);
+    assert_eq!(store.put_data(tenant, &seed, NOW).await.unwrap(), done(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..4 {
+        let transacting = store.clone();
+        tasks.spawn(async move {
+            for round in 0..25 {
+                let (set, _) = write(
+                    &format!("t{worker}"),
+                    "plugin-crm",
+                    round,
+                    Precondition::None,
+                );
+                let ops = [
+                    plexhub_store::DataOp::Check {
+                        namespace: Namespace::parse("hot").unwrap(),
+                        key: DataKey::parse("checked").unwrap(),
+                        if_revision: None,
+                    },
+                    plexhub_store::DataOp::Set(set),
+                ];
+                let applied = transacting.data_transaction(tenant, &ops, NOW).await;
+                assert!(
+                    matches!(applied, Ok(Ok(_))),
+                    "worker {worker}, round {round}: {applied:?}"
+                );
+            }
+        });
+        let writing = store.clone();
+        tasks.spawn(async move {
+            for round in 0..25 {
+                let (other, _) = write(
+                    &format!("w{worker}"),
+                    "plugin-crm",
+                    round,
+                    Precondition::None,
+                );
+                writing.put_data(tenant, &other, NOW).await.unwrap();
+            }
+        });
+    }
+    while let Some(finished) = tasks.join_next().await {
+        finished.unwrap();
+    }
+    assert_eq!(current(&store, tenant, "t0").await.0, serde_json::json!(24));
+}
+
+common::on_both_backends!(
+    #[tokio::test] sqlite_read_first_transactions, postgres_read_first_transactions
+        => transactions_that_read_first_wait_for_writers
+);
