@@ -139,11 +139,20 @@ async fn transactions_that_read_first_wait_for_writers(store: Arc<dyn Store>) {
     let tenant = tenant_with_plugins(&store, "acme").await;
     let (seed, _) = write("checked", "plugin-crm", 0, Precondition::None);
     assert_eq!(store.put_data(tenant, &seed, NOW).await.unwrap(), done(1));
+    // Each worker writes a key of its own, then checks and writes in one transaction: the other
+    // workers' writes commit between a transaction's check and its write.
     let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..4 {
-        let transacting = store.clone();
+    for worker in 0..8 {
+        let store = store.clone();
         tasks.spawn(async move {
             for round in 0..25 {
+                let (other, _) = write(
+                    &format!("w{worker}"),
+                    "plugin-crm",
+                    round,
+                    Precondition::None,
+                );
+                store.put_data(tenant, &other, NOW).await.unwrap();
                 let (set, _) = write(
                     &format!("t{worker}"),
                     "plugin-crm",
@@ -158,23 +167,11 @@ async fn transactions_that_read_first_wait_for_writers(store: Arc<dyn Store>) {
                     },
                     plexhub_store::DataOp::Set(set),
                 ];
-                let applied = transacting.data_transaction(tenant, &ops, NOW).await;
+                let applied = store.data_transaction(tenant, &ops, NOW).await;
                 assert!(
                     matches!(applied, Ok(Ok(_))),
                     "worker {worker}, round {round}: {applied:?}"
                 );
-            }
-        });
-        let writing = store.clone();
-        tasks.spawn(async move {
-            for round in 0..25 {
-                let (other, _) = write(
-                    &format!("w{worker}"),
-                    "plugin-crm",
-                    round,
-                    Precondition::None,
-                );
-                writing.put_data(tenant, &other, NOW).await.unwrap();
             }
         });
     }
