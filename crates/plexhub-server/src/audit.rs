@@ -37,12 +37,33 @@ impl AuditLog {
         (Self { queue }, calls)
     }
 
-    /// Queues one call (waits only while the queue is full).
-    pub async fn record(&self, call: CallRecord) {
-        if self.queue.send(call).await.is_err() {
-            tracing::warn!("the audit log is closed; a call was not recorded");
+    /// Queues one call. The future waits only while the queue is full (nothing is dropped:
+    /// the call waits for the writer); otherwise the call is queued before this returns and
+    /// the future, ready at once, holds nothing but an empty slot.
+    pub fn record(&self, call: CallRecord) -> impl Future<Output = ()> + Send + 'static {
+        let full = match self.queue.try_send(call) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(call)) => {
+                let queue = self.queue.clone();
+                Some(Box::pin(async move { queue.send(call).await }))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                closed();
+                None
+            }
+        };
+        async move {
+            if let Some(wait) = full
+                && wait.await.is_err()
+            {
+                closed();
+            }
         }
     }
+}
+
+fn closed() {
+    tracing::warn!("the audit log is closed; a call was not recorded");
 }
 
 /// Writes queued calls in batches; once `stop` is cancelled (after the server drained), writes

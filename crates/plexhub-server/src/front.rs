@@ -110,14 +110,18 @@ enum Hot {
 }
 
 /// A hot route, answered by `handle`, with what the router's layers would do around it.
-async fn serve_hot<H>(
+///
+/// Not an `async fn`: its arguments would be stored twice in its future (as arguments, and as
+/// the locals they are moved into), and every byte of the future is copied per request. The
+/// async block below keeps what it captures in one place.
+fn serve_hot<H>(
     state: AppState,
     route: Hot,
     method: usize,
     mut parts: Parts,
     body: Body,
     handle: H,
-) -> Response
+) -> impl Future<Output = Response>
 where
     H: AsyncFnOnce(TenantScope, &AppState, &Parts, Body) -> Result<Response, ApiError>,
 {
@@ -125,58 +129,60 @@ where
     let mut who = tracing::enabled!(target: ACCESS_LOG, tracing::Level::DEBUG)
         .then(|| (String::new(), String::new()));
     let (id, id_header) = request_id::assign_id(&mut parts.headers);
-    let handled = request_id::scope(id, async {
-        let answer = AssertUnwindSafe(authenticated(&state, &parts, body, &mut who, handle))
-            .catch_unwind()
-            .await;
-        let response = match answer {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => error.into_response(),
-            Err(panic) => crate::routes::panic_response(panic),
-        };
-        match response.extensions().get::<ErrorReport>() {
-            Some(report) if route == Hot::Call => render_flat(report),
-            _ => response,
+    async move {
+        let handled = request_id::scope(id, async {
+            let answer = AssertUnwindSafe(authenticated(&state, &parts, body, &mut who, handle))
+                .catch_unwind()
+                .await;
+            let response = match answer {
+                Ok(Ok(response)) => response,
+                Ok(Err(error)) => error.into_response(),
+                Err(panic) => crate::routes::panic_response(panic),
+            };
+            match response.extensions().get::<ErrorReport>() {
+                Some(report) if route == Hot::Call => render_flat(report),
+                _ => response,
+            }
+        });
+        let mut response = handled.await;
+        request_id::echo(&mut response, id_header);
+        let status = response.status();
+        if status.is_server_error() {
+            // What the router's trace layer logs for its routes.
+            tracing::error!(
+                status = status.as_u16(),
+                request_id = ?response.headers().get(&REQUEST_ID_HEADER),
+                latency_ms = started.elapsed().as_millis(),
+                "response failed"
+            );
         }
-    });
-    let mut response = handled.await;
-    request_id::echo(&mut response, id_header);
-    let status = response.status();
-    if status.is_server_error() {
-        // What the router's trace layer logs for its routes.
-        tracing::error!(
-            status = status.as_u16(),
-            request_id = ?response.headers().get(&REQUEST_ID_HEADER),
-            latency_ms = started.elapsed().as_millis(),
-            "response failed"
+        if let Some((tenant, caller)) = who {
+            tracing::debug!(
+                target: ACCESS_LOG,
+                method = HOT_METHODS[method].as_str(),
+                route = match route {
+                    Hot::Proxy => "/api/v1/proxy/{serviceName}/{*path}",
+                    Hot::Call => CALL_PATH,
+                },
+                status = status.as_u16(),
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                request_id = ?response.headers().get(&REQUEST_ID_HEADER),
+                tenant,
+                caller,
+                "request"
+            );
+        }
+        let metrics = match route {
+            Hot::Proxy => &state.proxy_metrics,
+            Hot::Call => &state.call_metrics,
+        };
+        metrics.request(
+            method,
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64(),
         );
+        response
     }
-    if let Some((tenant, caller)) = who {
-        tracing::debug!(
-            target: ACCESS_LOG,
-            method = HOT_METHODS[method].as_str(),
-            route = match route {
-                Hot::Proxy => "/api/v1/proxy/{serviceName}/{*path}",
-                Hot::Call => CALL_PATH,
-            },
-            status = status.as_u16(),
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-            request_id = ?response.headers().get(&REQUEST_ID_HEADER),
-            tenant,
-            caller,
-            "request"
-        );
-    }
-    let metrics = match route {
-        Hot::Proxy => &state.proxy_metrics,
-        Hot::Call => &state.call_metrics,
-    };
-    metrics.request(
-        method,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    response
 }
 
 /// Authenticates the caller and scopes it to its tenant, then runs `handle`.

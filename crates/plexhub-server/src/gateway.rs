@@ -10,6 +10,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Method, Request, Response, Uri};
+use futures::FutureExt as _;
+use futures::future::Either;
 use http_body_util::{BodyExt as _, Limited};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -587,7 +589,7 @@ pub async fn authorize(
         let denial = Denial::EndpointNotFound {
             available_endpoints: Vec::new(),
         };
-        return Err(denial_error(state, &denial, service_name, call, None).await);
+        return Err(Box::pin(denial_error(state, &denial, service_name, call, None)).await);
     };
     let lookup = RouteLookup {
         tenant: call.tenant.id,
@@ -609,9 +611,11 @@ pub async fn authorize(
     });
     let route = match remembered {
         Some(route) => route,
+        // Boxed, like every wait off the remembered path: an async call's future is as large
+        // as its largest wait, and each call's future is allocated and copied whole.
         None => {
             let route = Arc::new(
-                decide_route(
+                Box::pin(decide_route(
                     state,
                     call,
                     service_name,
@@ -619,7 +623,7 @@ pub async fn authorize(
                     manifest_method,
                     path,
                     generation,
-                )
+                ))
                 .await?,
             );
             if route.generation.is_some() && route.generation == state.cache.route_generation() {
@@ -1235,15 +1239,45 @@ fn attempt_signature(
         .sign(&route.route.signing, &signed, state.clock.now_ms())
 }
 
-/// One attempt against one replica.
-async fn send_once(
-    state: &AppState,
-    route: &Authorized,
-    replica: &Replica,
+/// One attempt against one replica: the request goes out now (on an idle connection of a
+/// plain-http replica, before this returns) and the future waits for the answer.
+///
+/// Built from combinators rather than as an `async fn`: every call's future is allocated and
+/// copied whole per request, and an `async fn` would hold its arguments twice and the built
+/// request beside the exchange that took it.
+fn send_once<'a>(
+    state: &'a AppState,
+    route: &'a Authorized,
+    replica: &'a Replica,
+    target: (&Method, &str),
+    headers: HeaderMap,
+    body: Body,
+) -> impl Future<Output = Result<Response<Body>, ApiError>> + Send + 'a {
+    match start_exchange(state, replica, target, headers, body) {
+        Ok(Exchange { answer, fault }) => Either::Left(
+            tokio::time::timeout(route.timeout(), answer)
+                .map(move |answer| answer_of(state, route, replica, answer, fault.as_deref())),
+        ),
+        Err(error) => Either::Right(std::future::ready(Err(error))),
+    }
+}
+
+/// An attempt under way.
+struct Exchange<A> {
+    /// The answer to wait for.
+    answer: A,
+    /// Where a watched request body reports a fault of the caller's.
+    fault: Option<Arc<FaultCell>>,
+}
+
+/// The request of one attempt, handed to the replica's connections (or the TLS client).
+fn start_exchange<'a>(
+    state: &'a AppState,
+    replica: &'a Replica,
     (method, path_and_query): (&Method, &str),
     headers: HeaderMap,
     body: Body,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Exchange<impl Future<Output = Result<Response<Body>, Failure>> + Send + 'a>, ApiError> {
     let limits = &state.gateway.settings;
     // Plain http goes out in origin form on the replica's own connections; https through the
     // TLS client, with the absolute URI it connects by.
@@ -1280,24 +1314,35 @@ async fn send_once(
     let outgoing = outgoing
         .body(body)
         .map_err(|error| ApiError::internal(&error))?;
-    let exchange = async {
-        match &replica.plain {
-            Some((connections, _)) => connections
+    let answer = match &replica.plain {
+        Some((connections, _)) => Either::Left(
+            connections
                 .send(outgoing, limits.connect_timeout)
-                .await
+                .map(|answer| {
+                    answer
+                        .map(|answer| answer.map(Body::new))
+                        .map_err(Failure::Plain)
+                }),
+        ),
+        None => Either::Right(state.gateway.client.request(outgoing).map(|answer| {
+            answer
                 .map(|answer| answer.map(Body::new))
-                .map_err(Failure::Plain),
-            None => state
-                .gateway
-                .client
-                .request(outgoing)
-                .await
-                .map(|answer| answer.map(Body::new))
-                .map_err(Failure::Pooled),
-        }
+                .map_err(Failure::Pooled)
+        })),
     };
-    let answer = tokio::time::timeout(route.timeout(), exchange).await;
-    if let Some(fault) = fault.as_ref().and_then(|fault| fault.get()) {
+    Ok(Exchange { answer, fault })
+}
+
+/// What one attempt ends with: the answer, or the error that says why there is none.
+fn answer_of(
+    state: &AppState,
+    route: &Authorized,
+    replica: &Replica,
+    answer: Result<Result<Response<Body>, Failure>, tokio::time::error::Elapsed>,
+    fault: Option<&FaultCell>,
+) -> Result<Response<Body>, ApiError> {
+    let limits = &state.gateway.settings;
+    if let Some(fault) = fault.and_then(FaultCell::get) {
         return Err(caller_fault(fault, *limits));
     }
     let failure = match answer {
@@ -1429,14 +1474,15 @@ fn method_name(method: &Method) -> Arc<str> {
 }
 
 /// Records a finished gateway call: the audit log (tenant, caller, target, service, method,
-/// path, matched endpoint, status, duration, request id) and the latency histogram.
-pub async fn audit(
+/// path, matched endpoint, status, duration, request id) and the latency histogram. Recorded
+/// when called; the future waits only while the audit queue is full.
+pub fn audit(
     state: &AppState,
     call: &CallContext<'_>,
     attempt: &Attempt<'_>,
     route: Option<&Authorized>,
     status: u16,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let elapsed = attempt.started.elapsed();
     let metrics = if attempt.kind == "call" {
         &state.call_metrics
@@ -1459,7 +1505,7 @@ pub async fn audit(
         duration_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
         request_id: attempt.request_id.to_owned(),
     };
-    state.audit.record(record).await;
+    state.audit.record(record)
 }
 
 /// Follows the change feed until `shutdown`, adopting the circuit-breaker verdicts of other

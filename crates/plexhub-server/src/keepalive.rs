@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::{Request, Response};
+use futures::FutureExt as _;
+use futures::future::Either;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -86,13 +88,44 @@ impl Connections {
     /// Sends `request` (origin-form URI, `Host` set) on an idle connection, or on a new one
     /// when none is idle. A connection the plugin closed while it was idle fails before the
     /// request is written: the request then goes to the next one.
-    pub async fn send(
+    ///
+    /// When the newest idle connection is ready the request is handed to it before this
+    /// returns, and the future holds only that exchange; anything else (waiting for a
+    /// connection, opening one) is a boxed future, off the common path's size.
+    pub fn send(
         self: &Arc<Self>,
+        request: Request<Body>,
+        connect_timeout: Duration,
+    ) -> impl Future<Output = Result<Response<PooledBody>, SendError>> + Send + '_ {
+        let mut sender = match self.take_idle() {
+            Some(sender) if sender.is_ready() => sender,
+            idle => {
+                return Either::Right(Box::pin(self.send_slowly(idle, request, connect_timeout)));
+            }
+        };
+        let sent = sender.try_send_request(request);
+        Either::Left(sent.then(move |sent| match sent {
+            Ok(response) => Either::Left(std::future::ready(Ok(self.pooled(response, sender)))),
+            Err(mut failed) => match failed.take_message() {
+                // Closed while idle: the next connection takes it.
+                Some(unsent) => {
+                    Either::Right(Box::pin(self.send_slowly(None, unsent, connect_timeout)))
+                }
+                None => Either::Left(std::future::ready(Err(failed.into_error().into()))),
+            },
+        }))
+    }
+
+    /// [`Self::send`] when it must wait: for `first` (an idle connection not ready yet), then
+    /// for the other idle ones, then for a new one.
+    async fn send_slowly(
+        self: &Arc<Self>,
+        mut first: Option<SendRequest<Body>>,
         mut request: Request<Body>,
         connect_timeout: Duration,
     ) -> Result<Response<PooledBody>, SendError> {
         loop {
-            let (mut sender, fresh) = match self.take_idle() {
+            let (mut sender, fresh) = match first.take().or_else(|| self.take_idle()) {
                 Some(sender) => (sender, false),
                 None => (self.connect(connect_timeout).await?, true),
             };
@@ -103,20 +136,27 @@ impl Connections {
                 continue;
             }
             match sender.try_send_request(request).await {
-                Ok(response) => {
-                    let home = Arc::downgrade(self);
-                    return Ok(response.map(|body| PooledBody {
-                        body,
-                        sender: Some(sender),
-                        home,
-                    }));
-                }
+                Ok(response) => return Ok(self.pooled(response, sender)),
                 Err(mut failed) => match failed.take_message() {
                     Some(unsent) if !fresh => request = unsent,
                     _ => return Err(failed.into_error().into()),
                 },
             }
         }
+    }
+
+    /// The answer, whose body gives `sender` back once read to its end.
+    fn pooled(
+        self: &Arc<Self>,
+        response: Response<Incoming>,
+        sender: SendRequest<Body>,
+    ) -> Response<PooledBody> {
+        let home = Arc::downgrade(self);
+        response.map(|body| PooledBody {
+            body,
+            sender: Some(sender),
+            home,
+        })
     }
 
     /// An idle connection still open, if any (the most recently used).

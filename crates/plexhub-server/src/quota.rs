@@ -100,7 +100,9 @@ pub async fn admit(state: &AppState, tenant: &Tenant, caller: &PluginId) -> Resu
                 .get(index)
                 .map(|(key, limit)| (key.as_str(), limit.interval_us(), limit.tolerance_us()))
         };
-        match redis.admit([shared(0), shared(1)], REDIS_TIMEOUT).await {
+        // Boxed: only a hub with Redis and a limit waits here, and the future of every call
+        // would otherwise be this round trip's size.
+        match Box::pin(redis.admit([shared(0), shared(1)], REDIS_TIMEOUT)).await {
             Ok(None) => return Ok(()),
             Ok(Some(wait)) => return Err(rate_limited(wait, scope)),
             Err(error) => {
