@@ -128,14 +128,21 @@ impl CallNames {
 }
 
 /// Implements [`crate::AuditStore`] for `$store` (see [`crate::sql::sql_store!`]); the store has
-/// a `call_names: CallNames` field.
+/// a `call_names: CallNames` field. `$insert` begins the insert statement and `$rows` are the
+/// rows per insert statement, largest first: a batch is written in as few statements as these
+/// shapes allow, and each shape stays prepared.
+///
+/// On PostgreSQL a statement is a round trip, so they are large. SQLite runs in the hub's
+/// process: there a statement's parameters (and their copies in the driver) are memory the
+/// writer walks per row, so they are kept small enough to stay in the CPU's first-level cache,
+/// and `INSERT OR FAIL` spares each statement after a transaction's first a statement journal
+/// (copies of the pages it touches, kept to undo it alone). A failing row still fails the whole
+/// batch: its transaction is rolled back.
 macro_rules! audit_store {
-    ($store:ident, $db:ty, $row:ty) => {
+    ($store:ident, $db:ty, $row:ty, $insert:literal, $rows:expr) => {
         use crate::{AuditStore, CallQuery, CallRecord};
 
-        /// Rows per insert statement, largest first: a batch is written in as few statements
-        /// as these shapes allow, and each shape stays prepared.
-        const CALL_ROWS: [usize; 3] = [256, 16, 1];
+        const CALL_ROWS: [usize; 3] = $rows;
 
         /// Tries to give a name an id before giving up (each failure is another hub giving the
         /// same id to another name at the same moment).
@@ -152,8 +159,9 @@ macro_rules! audit_store {
             debug_assert_eq!(calls.len(), CALL_ROWS[shape]);
             let sql = SHAPES[shape].get_or_init(|| {
                 format!(
-                    "INSERT INTO gateway_calls (at, tenant, caller, target, service, method, \
+                    "{} gateway_calls (at, tenant, caller, target, service, method, \
                      path, endpoint, status, duration_us, request_id) VALUES {}",
+                    $insert,
                     crate::sql::value_rows::<$db>(1, calls.len(), &["$"; 11])
                 )
             });

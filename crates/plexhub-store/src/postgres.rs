@@ -130,7 +130,13 @@ crate::data_sql::data_store!(
     write_merged_in_one_statement
 );
 crate::session_sql::ui_session_store!(PostgresStore, sqlx::postgres::PgRow);
-crate::audit_sql::audit_store!(PostgresStore, sqlx::Postgres, sqlx::postgres::PgRow);
+crate::audit_sql::audit_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    "INSERT INTO",
+    [256, 16, 1]
+);
 crate::events_sql::event_store!(
     PostgresStore,
     sqlx::Postgres,

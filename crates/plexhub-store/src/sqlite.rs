@@ -48,7 +48,13 @@ crate::data_sql::data_store!(
     "BEGIN IMMEDIATE"
 );
 crate::session_sql::ui_session_store!(SqliteStore, sqlx::sqlite::SqliteRow);
-crate::audit_sql::audit_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
+crate::audit_sql::audit_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    "INSERT OR FAIL INTO",
+    [16, 4, 1]
+);
 crate::events_sql::event_store!(
     SqliteStore,
     sqlx::Sqlite,
