@@ -26,7 +26,7 @@ mod audit_sql;
 mod data_sql;
 mod events_sql;
 pub use events_sql::{
-    Backend, acknowledge_statement, claim_statement, hand_over_statement,
+    Backend, acknowledge_statement, claim_statement, hand_over_keys, hand_over_statement,
     insert_deliveries_statement, published_ids_statement,
 };
 pub mod feed;
