@@ -265,13 +265,13 @@ pub(crate) const EVENT_COLUMNS: &str =
 /// Implements [`crate::EventStore`] for `$store` (see [`crate::sql::sql_store!`]) on `$backend`
 /// (a [`Backend`]): write transactions open with `$begin` (`BEGIN IMMEDIATE` on SQLite, so a
 /// transaction that reads first never fails to upgrade its lock while another connection
-/// writes), and claims and completions run `$relaxed_commit` first (PostgreSQL: `SET LOCAL
-/// synchronous_commit = off`): losing one in a crash only means the event is delivered again,
-/// which at-least-once allows; publishing always waits for a durable commit. On PostgreSQL a
+/// writes), and claims and completions with `$begin_relaxed` (PostgreSQL: `BEGIN` and `SET LOCAL
+/// synchronous_commit = off` in one round trip): losing one in a crash only means the event is
+/// delivered again, which at-least-once allows; publishing always waits for a durable commit. On PostgreSQL a
 /// claim is one statement, the UPDATE's `RETURNING` joined in a CTE; SQLite cannot put an
 /// UPDATE in a CTE, so it claims (returning the keys), then reads those rows.
 macro_rules! event_store {
-    ($store:ident, $db:ty, $row:ty, $backend:expr, $begin:literal, $relaxed_commit:literal) => {
+    ($store:ident, $db:ty, $row:ty, $backend:expr, $begin:literal, $begin_relaxed:literal) => {
         use crate::events_sql::{
             Backend, CLAIMED_DETAILS, CLAIMED_JOINS, EVENT_COLUMNS, EVENT_ROWS, PARKED,
             acknowledge_statement, claim_statement, hand_over_keys, hand_over_statement, insert_deliveries_statement, key_lock_id,
@@ -334,14 +334,6 @@ macro_rules! event_store {
                     })
                 })
                 .collect()
-        }
-
-        /// Lets a transaction commit without waiting for durability, where the backend can.
-        async fn relax(tx: &mut sqlx::Transaction<'_, $db>) -> StoreResult<()> {
-            if !$relaxed_commit.is_empty() {
-                sqlx::query($relaxed_commit).execute(&mut **tx).await?;
-            }
-            Ok(())
         }
 
         fn count(value: i32) -> u32 {
@@ -774,8 +766,7 @@ macro_rules! event_store {
                         .await?;
                     return rows.iter().map(|row| claimed_from(row, &token)).collect();
                 }
-                let mut tx = self.pool.begin_with($begin).await?;
-                relax(&mut tx).await?;
+                let mut tx = self.pool.begin_with($begin_relaxed).await?;
                 let claimed = sqlx::query(&claim)
                     .bind(now_ms)
                     .bind(now_ms.saturating_add(lease_ms))
@@ -797,8 +788,7 @@ macro_rules! event_store {
                 now_ms: i64,
                 lease_next_ms: Option<i64>,
             ) -> StoreResult<Vec<ClaimedDelivery>> {
-                let mut tx = self.pool.begin_with($begin).await?;
-                relax(&mut tx).await?;
+                let mut tx = self.pool.begin_with($begin_relaxed).await?;
                 // Keys whose head ends here (a retry keeps its place), handed over below.
                 let mut ended: Vec<(&str, &str)> = outcomes
                     .iter()

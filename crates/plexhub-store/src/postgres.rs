@@ -143,5 +143,5 @@ crate::events_sql::event_store!(
     sqlx::postgres::PgRow,
     crate::events_sql::Backend::Postgres,
     "BEGIN",
-    "SET LOCAL synchronous_commit = off"
+    "BEGIN; SET LOCAL synchronous_commit = off"
 );

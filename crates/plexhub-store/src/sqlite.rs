@@ -61,5 +61,5 @@ crate::events_sql::event_store!(
     sqlx::sqlite::SqliteRow,
     crate::events_sql::Backend::Sqlite,
     "BEGIN IMMEDIATE",
-    ""
+    "BEGIN IMMEDIATE"
 );
