@@ -62,6 +62,7 @@ impl AuditLog {
     }
 }
 
+/// Says that a call could not be recorded because the log is closed (the hub is stopping).
 fn closed() {
     tracing::warn!("the audit log is closed; a call was not recorded");
 }
