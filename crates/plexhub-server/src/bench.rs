@@ -131,13 +131,14 @@ impl PerRequest {
             tenant: &scope.tenant,
             caller: &admitted.caller,
         };
+        let signed = gateway::CallHeaders::of(&parts.headers).expect("valid user context");
         let mut outgoing = gateway::outgoing_headers(
             &self.state,
             &call,
             &admitted.route,
-            &parts.method,
-            &admitted.path_and_query,
+            (&parts.method, &admitted.path_and_query),
             &parts.headers,
+            &signed,
         );
         outgoing.insert("x-bench", HeaderValue::from_static("1"));
         let attempt = Attempt {

@@ -784,22 +784,49 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// `X-User-ID` and `X-Workspace-ID` are the calling plugin's assertion, forwarded and signed:
-/// at most one of each, of 1 to 256 visible ASCII characters.
-fn check_user_context(headers: &HeaderMap) -> Result<(), ApiError> {
-    for name in [USER_ID_HEADER_NAME, WORKSPACE_ID_HEADER_NAME] {
-        let mut values = headers.get_all(&name).iter();
-        let problem = match (values.next(), values.next()) {
-            (None, _) => continue,
-            (Some(_), Some(_)) => format!("{name} may be sent once"),
-            (Some(value), None) if valid_user_context(value.as_bytes()) => continue,
-            (Some(_), None) => {
-                format!("{name} must be 1 to {MAX_USER_CONTEXT_LEN} visible ASCII characters")
-            }
-        };
-        return Err(ApiError::new(ErrorCode::InvalidParameter, problem));
+/// The caller's headers a forwarded call is signed with, looked up once per call.
+pub(crate) struct CallHeaders<'a> {
+    /// The request id (the hub sets one on every request).
+    request_id: Option<&'a HeaderValue>,
+    /// `X-User-ID`, or empty.
+    user_id: &'a str,
+    /// `X-Workspace-ID`, or empty.
+    workspace_id: &'a str,
+}
+
+impl<'a> CallHeaders<'a> {
+    /// The request id and the user context of `headers`. `X-User-ID` and `X-Workspace-ID` are
+    /// the calling plugin's assertion, forwarded and signed: at most one of each, of 1 to 256
+    /// visible ASCII characters.
+    pub(crate) fn of(headers: &'a HeaderMap) -> Result<Self, ApiError> {
+        Ok(Self {
+            request_id: headers.get(&REQUEST_ID_HEADER),
+            user_id: user_context(headers, &USER_ID_HEADER_NAME)?,
+            workspace_id: user_context(headers, &WORKSPACE_ID_HEADER_NAME)?,
+        })
     }
-    Ok(())
+
+    fn request_id(&self) -> &'a str {
+        self.request_id
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The one valid value of user-context header `name`, or empty when there is none.
+fn user_context<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let problem = match (values.next(), values.next()) {
+        (None, _) => return Ok(""),
+        (Some(_), Some(_)) => format!("{name} may be sent once"),
+        (Some(value), None) if valid_user_context(value.as_bytes()) => {
+            return Ok(value.to_str().unwrap_or_default());
+        }
+        (Some(_), None) => {
+            format!("{name} must be 1 to {MAX_USER_CONTEXT_LEN} visible ASCII characters")
+        }
+    };
+    Err(ApiError::new(ErrorCode::InvalidParameter, problem))
 }
 
 /// Whether a plugin's answer header must not reach the caller: hop-by-hop headers (those a
@@ -910,7 +937,7 @@ pub async fn forward(
     body: Body,
 ) -> Result<Response<Body>, ApiError> {
     let limits = &state.gateway.settings;
-    check_user_context(headers)?;
+    let signed_headers = CallHeaders::of(headers)?;
     let declared_length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -959,7 +986,14 @@ pub async fn forward(
         } else {
             body.take().unwrap_or_else(Body::empty)
         };
-        let outgoing = outgoing_headers(state, call, route, &method, path_and_query, headers);
+        let outgoing = outgoing_headers(
+            state,
+            call,
+            route,
+            (&method, path_and_query),
+            headers,
+            &signed_headers,
+        );
         let result = send_once(
             state,
             route,
@@ -1142,7 +1176,7 @@ fn record_replica_health(
 
 /// The headers the plugin receives (but the signature): the caller's minus what must not
 /// cross, plus who calls (the route's [`IdentityHeaders`]), the request id and the trace.
-fn forwarded_headers(route: &Authorized, headers: &HeaderMap) -> HeaderMap {
+fn forwarded_headers(route: &Authorized, headers: &HeaderMap, signed: &CallHeaders) -> HeaderMap {
     let listed = connection_listed(headers);
     let mut forwarded = HeaderMap::with_capacity(headers.len() + 6);
     for (name, value) in headers {
@@ -1160,8 +1194,7 @@ fn forwarded_headers(route: &Authorized, headers: &HeaderMap) -> HeaderMap {
             forwarded.insert(name, value.clone());
         }
     }
-    let request_id = headers.get(&REQUEST_ID_HEADER);
-    if let Some(id) = request_id {
+    if let Some(id) = signed.request_id {
         forwarded.insert(REQUEST_ID_HEADER.clone(), id.clone());
     }
     forwarded.insert(TRACEPARENT_HEADER, traceparent(headers));
@@ -1173,39 +1206,26 @@ pub(crate) fn outgoing_headers(
     state: &AppState,
     call: &CallContext<'_>,
     route: &Authorized,
-    method: &Method,
-    path_and_query: &str,
+    (method, path_and_query): (&Method, &str),
     headers: &HeaderMap,
+    signed: &CallHeaders,
 ) -> HeaderMap {
-    let mut outgoing = forwarded_headers(route, headers);
-    sign_attempt(state, call, route, method, path_and_query, &mut outgoing);
+    let mut outgoing = forwarded_headers(route, headers, signed);
+    if let Some(signature) = attempt_signature(state, call, route, (method, path_and_query), signed)
+    {
+        outgoing.insert(SIGNATURE_HEADER_NAME, signature);
+    }
     outgoing
 }
 
-/// Signs one attempt (each attempt is signed anew: a plugin refuses a signature it has seen,
-/// and a retry may reach the same replica).
-fn sign_attempt(
-    state: &AppState,
-    call: &CallContext<'_>,
-    route: &Authorized,
-    method: &Method,
-    path_and_query: &str,
-    forwarded: &mut HeaderMap,
-) {
-    if let Some(signature) =
-        attempt_signature(state, call, route, method, path_and_query, forwarded)
-    {
-        forwarded.insert(SIGNATURE_HEADER_NAME, signature);
-    }
-}
-
+/// The signature of one attempt (each attempt is signed anew: a plugin refuses a signature it
+/// has seen, and a retry may reach the same replica).
 fn attempt_signature(
     state: &AppState,
     call: &CallContext<'_>,
     route: &Authorized,
-    method: &Method,
-    path_and_query: &str,
-    forwarded: &HeaderMap,
+    (method, path_and_query): (&Method, &str),
+    signed: &CallHeaders,
 ) -> Option<HeaderValue> {
     if !state.gateway.settings.sign_requests {
         return None;
@@ -1215,28 +1235,19 @@ fn attempt_signature(
         .unwrap_or((path_and_query, ""));
     let mut tenant_id = [0; 36];
     let tenant_id = call.tenant.id.encode(&mut tenant_id);
-    let signed = SignedRequest {
+    let request = SignedRequest {
         method: method.as_str(),
         path,
         query,
         tenant_id,
         caller: call.caller.as_str(),
-        request_id: forwarded
-            .get(&REQUEST_ID_HEADER)
-            .and_then(|id| id.to_str().ok())
-            .unwrap_or_default(),
-        user_id: forwarded
-            .get(USER_ID_HEADER_NAME)
-            .and_then(|id| id.to_str().ok())
-            .unwrap_or_default(),
-        workspace_id: forwarded
-            .get(WORKSPACE_ID_HEADER_NAME)
-            .and_then(|id| id.to_str().ok())
-            .unwrap_or_default(),
+        request_id: signed.request_id(),
+        user_id: signed.user_id,
+        workspace_id: signed.workspace_id,
     };
     state
         .gateway
-        .sign(&route.route.signing, &signed, state.clock.now_ms())
+        .sign(&route.route.signing, &request, state.clock.now_ms())
 }
 
 /// One attempt against one replica: the request goes out now (on an idle connection of a

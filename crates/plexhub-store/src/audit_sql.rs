@@ -165,24 +165,41 @@ macro_rules! audit_store {
                     crate::sql::value_rows::<$db>(1, calls.len(), &["$"; 11])
                 )
             });
-            let mut query = sqlx::query(sql);
+            // The parameters are reserved at once: grown one by one they would be copied
+            // (and their memory written) seven times over.
+            let mut arguments = <$db as sqlx::Database>::Arguments::<'_>::default();
+            sqlx::Arguments::reserve(&mut arguments, 11 * calls.len(), 0);
             for encoded in calls {
                 let call = encoded.call;
-                query = query
-                    .bind(call.at_ms)
-                    .bind(encoded.tenant)
-                    .bind(encoded.caller)
-                    .bind(encoded.target)
-                    .bind(encoded.service)
-                    .bind(encoded.method)
-                    // Borrowed text is bound without a copy (an owned String is cloned).
-                    .bind(call.path.as_str())
-                    .bind(encoded.endpoint)
-                    .bind(i64::from(call.status))
-                    .bind(call.duration_us)
-                    .bind(call.request_id.as_str());
+                let status = i64::from(call.status);
+                add_argument(&mut arguments, call.at_ms)?;
+                add_argument(&mut arguments, encoded.tenant)?;
+                add_argument(&mut arguments, encoded.caller)?;
+                add_argument(&mut arguments, encoded.target)?;
+                add_argument(&mut arguments, encoded.service)?;
+                add_argument(&mut arguments, encoded.method)?;
+                // Borrowed text is bound without a copy (an owned String is cloned).
+                add_argument(&mut arguments, call.path.as_str())?;
+                add_argument(&mut arguments, encoded.endpoint)?;
+                add_argument(&mut arguments, status)?;
+                add_argument(&mut arguments, call.duration_us)?;
+                add_argument(&mut arguments, call.request_id.as_str())?;
             }
-            query.execute(&mut *connection).await?;
+            sqlx::query_with(sql, arguments)
+                .execute(&mut *connection)
+                .await?;
+            Ok(())
+        }
+
+        /// Adds one parameter of an insert statement.
+        fn add_argument<'q, T>(
+            arguments: &mut <$db as sqlx::Database>::Arguments<'q>,
+            value: T,
+        ) -> StoreResult<()>
+        where
+            T: sqlx::Encode<'q, $db> + sqlx::Type<$db> + 'q,
+        {
+            sqlx::Arguments::add(arguments, value).map_err(sqlx::Error::Encode)?;
             Ok(())
         }
 
