@@ -9,7 +9,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use plexhub_core::ids::{PluginId, ServiceName};
 use plexhub_store::{CallCursor, CallQuery};
@@ -113,7 +113,7 @@ pub(crate) struct Admitted<'a> {
     /// The service and path asked for, as the audit log records them.
     pub service: ServiceName,
     /// The path on the service (percent-encoding kept) and its query.
-    pub path_and_query: String,
+    pub path_and_query: Cow<'a, str>,
     /// The request id.
     pub request_id: &'a str,
     /// Where it may go.
@@ -130,9 +130,9 @@ pub(crate) async fn admit<'a>(
 ) -> Result<Admitted<'a>, ApiError> {
     // The raw path (percent-encoding kept): what the target will see, and what access checks.
     let rest = parts.uri.path().strip_prefix(PREFIX).unwrap_or_default();
-    let (service, path) = match rest.find('/') {
-        Some(at) => (&rest[..at], &rest[at..]),
-        None => (rest, "/"),
+    let (service, path, root) = match rest.find('/') {
+        Some(at) => (&rest[..at], &rest[at..], false),
+        None => (rest, "/", true),
     };
     let service =
         parse_service_name(service).map_err(|_| crate::registry::service_not_found(&service))?;
@@ -162,10 +162,7 @@ pub(crate) async fn admit<'a>(
             return Err(error);
         }
     };
-    let path_and_query = match parts.uri.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_owned(),
-    };
+    let path_and_query = forwarded_target(&parts.uri, path, root);
     Ok(Admitted {
         caller,
         service,
@@ -173,6 +170,20 @@ pub(crate) async fn admit<'a>(
         request_id,
         route,
     })
+}
+
+/// The path and query the target receives: `path` (the request's path after the service name,
+/// or `/` for the service's `root`) and the request's query. Borrowed from the request: `path`
+/// ends the request's path, which begins its path and query; only the root with a query is made.
+fn forwarded_target<'a>(uri: &'a Uri, path: &'a str, root: bool) -> Cow<'a, str> {
+    match (root, uri.query()) {
+        (true, Some(query)) => Cow::Owned(format!("/?{query}")),
+        (true, None) => Cow::Borrowed("/"),
+        (false, _) => {
+            let full = uri.path_and_query().map_or(path, |full| full.as_str());
+            Cow::Borrowed(&full[uri.path().len() - path.len()..])
+        }
+    }
 }
 
 /// Forwards the request of `parts` and `body` for the caller of `scope` (both proxy routes,
@@ -192,7 +203,7 @@ pub(crate) async fn forward(
     let path = admitted
         .path_and_query
         .split_once('?')
-        .map_or(admitted.path_and_query.as_str(), |(path, _)| path);
+        .map_or(admitted.path_and_query.as_ref(), |(path, _)| path);
     let attempt = Attempt {
         kind: "proxy",
         service: admitted.service.as_str(),
@@ -402,4 +413,39 @@ async fn list_calls(
             })
             .collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_gets_what_follows_the_service_and_the_query() {
+        for (asked, path, root, forwarded) in [
+            (
+                "/api/v1/proxy/crm/contacts",
+                "/contacts",
+                false,
+                "/contacts",
+            ),
+            (
+                "/api/v1/proxy/crm/contacts/?a=1&b=%20",
+                "/contacts/",
+                false,
+                "/contacts/?a=1&b=%20",
+            ),
+            ("/api/v1/proxy/crm/c%2Fd?", "/c%2Fd", false, "/c%2Fd?"),
+            ("/api/v1/proxy/crm", "/", true, "/"),
+            ("/api/v1/proxy/crm?x=y", "/", true, "/?x=y"),
+        ] {
+            let uri: Uri = asked.parse().expect("a URI");
+            let target = forwarded_target(&uri, path, root);
+            assert_eq!(target, forwarded, "{asked}");
+            assert_eq!(
+                matches!(target, Cow::Borrowed(_)),
+                forwarded != "/?x=y",
+                "{asked}"
+            );
+        }
+    }
 }
