@@ -22,28 +22,42 @@ pub const SHELL_TOKEN_PREFIX: &str = "phs_";
 /// Prefix of generated admin tokens.
 pub const ADMIN_TOKEN_PREFIX: &str = "pha_";
 
-/// Public identifier of a plugin credential (16 lowercase hex characters).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct CredentialId(String);
+/// Public identifier of a plugin credential (16 lowercase hex characters), kept inline: every
+/// authenticated request parses one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CredentialId([u8; 16]);
 
 impl CredentialId {
     /// Parses 16 lowercase hex characters.
     pub fn parse(text: &str) -> Option<Self> {
-        let valid =
-            text.len() == 16 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        valid.then(|| Self(text.to_owned()))
+        let id: [u8; 16] = text.as_bytes().try_into().ok()?;
+        id.iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            .then_some(Self(id))
     }
 
     /// The id text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Hex digits only (`parse`, `generate_with`): always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
 impl fmt::Display for CredentialId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for CredentialId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for CredentialId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -149,7 +163,13 @@ impl IssuedCredential {
         let mut secret_bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut id_bytes);
         rand::rng().fill_bytes(&mut secret_bytes);
-        let id = CredentialId(id_bytes.iter().map(|b| format!("{b:02x}")).collect());
+        let mut id = [0u8; 16];
+        for (pair, byte) in id.chunks_exact_mut(2).zip(id_bytes) {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
+        }
+        let id = CredentialId(id);
         let secret = URL_SAFE_NO_PAD.encode(secret_bytes);
         Self {
             token: format!("{prefix}{id}.{secret}"),
@@ -226,6 +246,34 @@ mod tests {
         assert!(PresentedCredential::parse_shell(&issued.token).is_none());
         let again = IssuedCredential::generate();
         assert_ne!(again.token, issued.token);
+        let id = issued.id.as_str();
+        assert!(
+            id.len() == 16
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{id}"
+        );
+        assert_eq!(CredentialId::parse(id), Some(issued.id));
+        assert_eq!(format!("{:?}", issued.id), format!("{id:?}"));
+        assert_eq!(
+            serde_json::to_value(issued.id).ok(),
+            Some(serde_json::Value::from(id))
+        );
+    }
+
+    #[test]
+    fn credential_ids_are_16_lowercase_hex_digits() {
+        assert!(CredentialId::parse("0123456789abcdef").is_some());
+        for bad in [
+            "0123456789ABCDEF",
+            "0123456789abcde",
+            "0123456789abcdef0",
+            "0123456789abcdeg",
+            "é123456789abcd",
+        ] {
+            assert_eq!(CredentialId::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -211,6 +211,9 @@ impl std::fmt::Debug for HmacSigner {
     }
 }
 
+/// One HMAC-SHA256 in base64url without padding, and the comma before the next.
+const SIGNATURE_TEXT_LEN_WITH_COMMA: usize = 44;
+
 impl HmacSigner {
     /// A signer for `secrets`, newest first; `None` when there is none.
     pub fn new(secrets: &[SigningSecret]) -> Option<Self> {
@@ -228,7 +231,15 @@ impl HmacSigner {
     pub fn sign(&self, request: &SignedRequest<'_>, timestamp_ms: i64) -> String {
         let mut digits = itoa::Buffer::new();
         let timestamp = digits.format(timestamp_ms);
-        let mut header = String::with_capacity(self.prefix.len() + 24 + 44 * self.macs.len());
+        // Exactly the header's length: a header value made from a string whose capacity is its
+        // length takes its buffer as it is (any other needs one more allocation).
+        let mut header = String::with_capacity(
+            self.prefix.len()
+                + timestamp.len()
+                + ";sig=".len()
+                + SIGNATURE_TEXT_LEN_WITH_COMMA * self.macs.len()
+                - 1,
+        );
         header.push_str(&self.prefix);
         header.push_str(timestamp);
         header.push_str(";sig=");
@@ -651,6 +662,12 @@ mod tests {
         let signer = HmacSigner::new(&[new.clone(), old.clone()]).unwrap();
         let header = signer.sign(&REQUEST, 1_000);
         assert!(header.contains(&format!("keyId={},{}", new.key_id(), old.key_id())));
+        for signer in [&signer, &HmacSigner::new(&[new.clone()]).unwrap()] {
+            for timestamp in [1_000, 1_765_000_000_000] {
+                let header = signer.sign(&REQUEST, timestamp);
+                assert_eq!(header.len(), header.capacity(), "made to its exact length");
+            }
+        }
         for holder in [&new, &old] {
             let trusted = trusting(std::slice::from_ref(holder));
             assert_eq!(

@@ -123,7 +123,7 @@ pub(crate) async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Ca
                 let caller = Arc::new(PluginCaller {
                     tenant: Arc::new(tenant),
                     plugin_id: record.plugin_id.clone(),
-                    credential_id: record.id.clone(),
+                    credential_id: record.id,
                 });
                 let check = SecretCheck::new(record.hash.clone());
                 (record, caller, check)

@@ -141,7 +141,14 @@ pub async fn serve(
         let front = front.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let mut front = front.clone();
-            front.call(request.map(|body| Body::new(DrainedBody(Some(body)))))
+            // A request without a body (most gateway calls) gets an empty one: no allocation.
+            front.call(request.map(|body| {
+                if hyper::body::Body::is_end_stream(&body) {
+                    Body::empty()
+                } else {
+                    Body::new(DrainedBody(Some(body)))
+                }
+            }))
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {

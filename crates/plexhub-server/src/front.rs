@@ -128,9 +128,9 @@ where
     let started = Instant::now();
     let mut who = tracing::enabled!(target: ACCESS_LOG, tracing::Level::DEBUG)
         .then(|| (String::new(), String::new()));
-    let (id, id_header) = request_id::assign_id(&mut parts.headers);
+    let id = request_id::assign_id(&mut parts.headers);
     async move {
-        let handled = request_id::scope(id, async {
+        let handled = request_id::scope(id.clone(), async {
             let answer = AssertUnwindSafe(authenticated(&state, &parts, body, &mut who, handle))
                 .catch_unwind()
                 .await;
@@ -145,7 +145,7 @@ where
             }
         });
         let mut response = handled.await;
-        request_id::echo(&mut response, id_header);
+        request_id::echo(&mut response, id);
         let status = response.status();
         if status.is_server_error() {
             // What the router's trace layer logs for its routes.

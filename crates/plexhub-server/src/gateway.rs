@@ -959,7 +959,7 @@ pub async fn forward(
     let may_retry = idempotent && replayable;
     state.gateway.budget.deposit();
     let mut body = Some(body);
-    let mut outcome: Option<Result<Response<Body>, ApiError>> = None;
+    let mut outcome: Option<Result<Response<UpstreamBody>, ApiError>> = None;
     let mut next_replica = 0;
     let mut backoff = FIRST_BACKOFF;
     for attempt in 0..MAX_ATTEMPTS {
@@ -1263,7 +1263,7 @@ fn send_once<'a>(
     target: (&Method, &str),
     headers: HeaderMap,
     body: Body,
-) -> impl Future<Output = Result<Response<Body>, ApiError>> + Send + 'a {
+) -> impl Future<Output = Result<Response<UpstreamBody>, ApiError>> + Send + 'a {
     match start_exchange(state, replica, target, headers, body) {
         Ok(Exchange { answer, fault }) => Either::Left(
             tokio::time::timeout(route.timeout(), answer)
@@ -1288,7 +1288,10 @@ fn start_exchange<'a>(
     (method, path_and_query): (&Method, &str),
     headers: HeaderMap,
     body: Body,
-) -> Result<Exchange<impl Future<Output = Result<Response<Body>, Failure>> + Send + 'a>, ApiError> {
+) -> Result<
+    Exchange<impl Future<Output = Result<Response<UpstreamBody>, Failure>> + Send + 'a>,
+    ApiError,
+> {
     let limits = &state.gateway.settings;
     // Plain http goes out in origin form on the replica's own connections; https through the
     // TLS client, with the absolute URI it connects by.
@@ -1331,13 +1334,13 @@ fn start_exchange<'a>(
                 .send(outgoing, limits.connect_timeout)
                 .map(|answer| {
                     answer
-                        .map(|answer| answer.map(Body::new))
+                        .map(|answer| answer.map(UpstreamBody::Left))
                         .map_err(Failure::Plain)
                 }),
         ),
         None => Either::Right(state.gateway.client.request(outgoing).map(|answer| {
             answer
-                .map(|answer| answer.map(Body::new))
+                .map(|answer| answer.map(UpstreamBody::Right))
                 .map_err(Failure::Pooled)
         })),
     };
@@ -1349,9 +1352,9 @@ fn answer_of(
     state: &AppState,
     route: &Authorized,
     replica: &Replica,
-    answer: Result<Result<Response<Body>, Failure>, tokio::time::error::Elapsed>,
+    answer: Result<Result<Response<UpstreamBody>, Failure>, tokio::time::error::Elapsed>,
     fault: Option<&FaultCell>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Response<UpstreamBody>, ApiError> {
     let limits = &state.gateway.settings;
     if let Some(fault) = fault.and_then(FaultCell::get) {
         return Err(caller_fault(fault, *limits));
@@ -1397,6 +1400,10 @@ fn answer_of(
         ),
     ))
 }
+
+/// A plugin's answer body, from a plain-http replica's own connections or the TLS client: put
+/// in the caller's answer (limited) in one allocation.
+type UpstreamBody = http_body_util::Either<crate::keepalive::PooledBody, hyper::body::Incoming>;
 
 /// Why an attempt got no answer, by the client that made it.
 enum Failure {

@@ -300,7 +300,7 @@ fn new_credential(
 ) -> (IssuedCredential, CredentialRecord) {
     let issued = IssuedCredential::generate();
     let record = CredentialRecord {
-        id: issued.id.clone(),
+        id: issued.id,
         tenant_id: tenant.id,
         plugin_id: plugin_id.clone(),
         hash: issued.hash.clone(),

@@ -62,7 +62,7 @@ async fn issue_shell_credential(
     let tenant = find_tenant(&state, &slug).await?;
     let issued = IssuedCredential::generate_shell();
     let record = ShellCredentialRecord {
-        id: issued.id.clone(),
+        id: issued.id,
         tenant_id: tenant.id,
         hash: issued.hash,
         created_at_ms: state.clock.now_ms(),
