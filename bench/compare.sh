@@ -16,7 +16,8 @@
 # Settings: proxy.sh's (CONNS, DURATION, REPEATS, WARMUP, TARGETS, UPSTREAM, REQ_PATH, EXPECT,
 # PIN, LOADGEN_CPUS, SERVER_CPUS, WORKERS, LG_THREADS, BENCH_NICE, CANDIDATE_READY_TIMEOUT;
 # RESULTS_DIR defaults to /tmp/bench-compare-<ts>); RATIO_TO=<target> adds a column x_<target>
-# (throughput ÷ that target's median); SHARED_BENCH (default ../shared/bench).
+# (throughput ÷ that target's median) and px_<target> (paired: the median of the ratios of the
+# same repetition, as px_nginx is always); SHARED_BENCH (default ../shared/bench).
 # e.g. CANDIDATES="hub bare" CANDIDATE_hub=… CANDIDATE_bare=… RATIO_TO=bare bench/compare.sh
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -309,14 +310,31 @@ for c in $CONNS; do
 done
 
 # ---------------------------------------------------------------- report
+# paired TARGET REF CONNS: the median, over the repetitions, of TARGET's throughput ÷ REF's in
+# the same repetition (the two ran back to back, so the machine's drift between repetitions
+# cancels out of each ratio); NA when they never ran in the same repetition.
+paired() {
+  awk -F'\t' -v t="$1" -v ref="$2" -v c="$3" '
+    $2 == c && $4 != "NA" && $1 == t { mine[$3] = $4 }
+    $2 == c && $4 != "NA" && $1 == ref { theirs[$3] = $4 }
+    END {
+      n = 0
+      for (r in mine) if ((r in theirs) && theirs[r] > 0) v[++n] = mine[r] / theirs[r]
+      if (n == 0) { print "NA"; exit }
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { x = v[i]; v[i] = v[j]; v[j] = x }
+      printf "%.3f", (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    }' "$RAW"
+}
 W=10; for t in $TARGETS; do [ "${#t}" -gt "$W" ] && W=${#t}; done
 XREF=${RATIO_TO:+x_$RATIO_TO}
+PREF=${RATIO_TO:+px_$RATIO_TO}
 SUMMARY="$RESULTS_DIR/summary.txt"
 {
   cat "$RESULTS_DIR/meta.txt"
   echo
-  printf "%-${W}s %6s %12s %9s %9s %7s %8s %10s %10s %12s %12s${XREF:+ %10s}\n" \
-    target conns rps_median p50_us p99_us errors rps_min/max x_direct x_nginx +p50_us +p99_us ${XREF:+"$XREF"}
+  printf "%-${W}s %6s %12s %9s %9s %7s %8s %10s %10s %12s %12s${XREF:+ %10s}%10s${PREF:+ %10s}\n" \
+    target conns rps_median p50_us p99_us errors rps_min/max x_direct x_nginx +p50_us +p99_us ${XREF:+"$XREF"} \
+    px_nginx ${PREF:+"$PREF"}
   for c in $CONNS; do
     declare -A MR=() M50=() M99=()
     for t in $TARGETS; do
@@ -330,19 +348,23 @@ SUMMARY="$RESULTS_DIR/summary.txt"
       spread=$(awk -F'\t' -v t="$t" -v c="$c" '$1==t && $2==c && $4!="NA"{if(mn==""||$4<mn)mn=$4; if($4>mx)mx=$4} END{if(mn=="")print "NA"; else printf "%.0f/%.0f", mn, mx}' "$RAW")
       awk -v w="$W" -v t="$t" -v c="$c" -v r="${MR[$t]}" -v a="${M50[$t]}" -v b="${M99[$t]}" -v e="$errs" -v sp="$spread" \
           -v dr="${MR[direct]:-NA}" -v nr="${MR[nginx]:-NA}" -v d50="${M50[direct]:-NA}" -v d99="${M99[direct]:-NA}" \
-          -v xref="$XREF" -v rr="${MR[$RATIO_TO]:-NA}" '
+          -v xref="$XREF" -v rr="${MR[$RATIO_TO]:-NA}" \
+          -v pn="$(paired "$t" nginx "$c")" -v pref="$PREF" -v pr="${RATIO_TO:+$(paired "$t" "$RATIO_TO" "$c")}" '
         function ratio(x, y) { return (x=="NA"||y=="NA"||y==0) ? "NA" : sprintf("%.3f", x/y) }
         BEGIN{
         a50 = (d50=="NA"||a=="NA") ? "NA" : sprintf("%+.0f", a-d50);
         a99 = (d99=="NA"||b=="NA") ? "NA" : sprintf("%+.0f", b-d99);
         printf "%-" w "s %6s %12.0f %9.0f %9.0f %7s %8s %10s %10s %12s %12s", t, c, r, a, b, e, sp, ratio(r, dr), ratio(r, nr), a50, a99;
         if (xref != "") printf " %10s", ratio(r, rr);
+        printf " %9s", pn;
+        if (pref != "") printf " %10s", pr;
         printf "\n" }'
     done
   done
   echo
   echo "x_direct / x_nginx: median throughput relative to direct / to nginx (same run)."
   [ -z "$XREF" ] || echo "$XREF: median throughput relative to $RATIO_TO (same run)."
+  echo "px_nginx${PREF:+ / $PREF}: median over the repetitions of the throughput ÷ that target's in the same repetition (paired)."
   echo "+p50_us / +p99_us: median latency added over direct, in microseconds."
   echo "errors: socket errors + non-2xx responses summed over all repeats (must be 0)."
 } > "$SUMMARY"
