@@ -171,7 +171,6 @@ macro_rules! audit_store {
             sqlx::Arguments::reserve(&mut arguments, 11 * calls.len(), 0);
             for encoded in calls {
                 let call = encoded.call;
-                let status = i64::from(call.status);
                 add_argument(&mut arguments, call.at_ms)?;
                 add_argument(&mut arguments, encoded.tenant)?;
                 add_argument(&mut arguments, encoded.caller)?;
@@ -181,7 +180,7 @@ macro_rules! audit_store {
                 // Borrowed text is bound without a copy (an owned String is cloned).
                 add_argument(&mut arguments, call.path.as_str())?;
                 add_argument(&mut arguments, encoded.endpoint)?;
-                add_argument(&mut arguments, status)?;
+                add_argument(&mut arguments, i64::from(call.status))?;
                 add_argument(&mut arguments, call.duration_us)?;
                 add_argument(&mut arguments, call.request_id.as_str())?;
             }

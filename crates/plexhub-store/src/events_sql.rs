@@ -105,12 +105,8 @@ pub fn hand_over_statement(backend: Backend, keys: usize, lease: bool) -> String
 
 /// The keys of a PostgreSQL hand-over ([`hand_over_statement`]): `[[subscription, key], …]`.
 pub fn hand_over_keys(keys: &[(&str, &str)]) -> String {
-    serde_json::Value::from(
-        keys.iter()
-            .map(|(subscription, key)| serde_json::json!([subscription, key]))
-            .collect::<Vec<_>>(),
-    )
-    .to_string()
+    // A pair serializes as a two-element array.
+    serde_json::to_string(keys).expect("pairs of strings always serialize")
 }
 
 /// The hand-over with the rows it updates chosen by `heads` (given the first key parameter).
