@@ -110,6 +110,41 @@ async fn calls_come_back_as_recorded(store: Arc<dyn Store>) {
 
 common::on_both_backends!(#[tokio::test] calls_come_back_as_recorded_on_sqlite, calls_come_back_as_recorded_on_postgres => calls_come_back_as_recorded);
 
+/// A batch larger than any one insert statement (PostgreSQL writes 256 rows per statement,
+/// SQLite one prepared row at a time on its own connection) comes back whole and in order,
+/// and a second store on the same database (another hub) reads what the first wrote.
+async fn a_large_batch_comes_back_whole(store: Arc<dyn Store>, url: String) {
+    let tenant = common::tenant_with_plugins(&store, "acme").await;
+    let batch: Vec<CallRecord> = (0..601)
+        .map(|n| {
+            let target = (n % 3 != 0).then_some("plugin-crm");
+            call(
+                tenant,
+                NOW + n,
+                "plugin-analytics",
+                target,
+                200 + (n % 5) as u16,
+            )
+        })
+        .collect();
+    store.record_calls(&batch).await.unwrap();
+    let mut expected = batch;
+    expected.reverse();
+    assert_eq!(store.calls(&everything(1000)).await.unwrap(), expected);
+    let other = plexhub_store::open(&url).await.unwrap();
+    assert_eq!(other.calls(&everything(1000)).await.unwrap(), expected);
+}
+
+#[tokio::test]
+async fn a_large_batch_comes_back_whole_on_sqlite() {
+    common::on_sqlite_at(a_large_batch_comes_back_whole).await;
+}
+
+#[tokio::test]
+async fn a_large_batch_comes_back_whole_on_postgres() {
+    common::on_postgres_at(a_large_batch_comes_back_whole).await;
+}
+
 /// Two stores on one database (two hubs) record batches full of names neither has met, at once.
 async fn two_hubs_name_alike(store: Arc<dyn Store>, url: String) {
     let other = plexhub_store::open(&url).await.unwrap();
