@@ -145,6 +145,67 @@ async fn a_large_batch_comes_back_whole_on_postgres() {
     common::on_postgres_at(a_large_batch_comes_back_whole).await;
 }
 
+/// A batch is written all or none: a row the database refuses (here a trigger refuses status
+/// 599) after many rows were inserted fails the whole batch and leaves nothing of it, and the
+/// next batch is written as usual.
+async fn a_refused_row_fails_its_whole_batch(store: Arc<dyn Store>, url: String) {
+    if url.starts_with("sqlite:") {
+        let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query(
+            "CREATE TRIGGER refuse_599 BEFORE INSERT ON gateway_calls WHEN NEW.status = 599 \
+             BEGIN SELECT RAISE(FAIL, 'refused'); END",
+        )
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    } else {
+        let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
+        for statement in [
+            "CREATE FUNCTION refuse_599() RETURNS trigger AS $$ BEGIN \
+             IF NEW.status = 599 THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END \
+             $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_599 BEFORE INSERT ON gateway_calls FOR EACH ROW \
+             EXECUTE FUNCTION refuse_599()",
+        ] {
+            sqlx::query(statement)
+                .execute(&mut connection)
+                .await
+                .unwrap();
+        }
+    }
+    let tenant = common::tenant_with_plugins(&store, "acme").await;
+    let batch: Vec<CallRecord> = (0..300)
+        .map(|n| {
+            let status = if n == 250 { 599 } else { 200 };
+            call(
+                tenant,
+                NOW + n,
+                "plugin-analytics",
+                Some("plugin-crm"),
+                status,
+            )
+        })
+        .collect();
+    assert!(
+        store.record_calls(&batch).await.is_err(),
+        "row 250 is refused"
+    );
+    assert_eq!(store.calls(&everything(1000)).await.unwrap(), []);
+    let next = vec![call(tenant, NOW + 1000, "plugin-analytics", None, 200)];
+    store.record_calls(&next).await.unwrap();
+    assert_eq!(store.calls(&everything(1000)).await.unwrap(), next);
+}
+
+#[tokio::test]
+async fn a_refused_row_fails_its_whole_batch_on_sqlite() {
+    common::on_sqlite_at(a_refused_row_fails_its_whole_batch).await;
+}
+
+#[tokio::test]
+async fn a_refused_row_fails_its_whole_batch_on_postgres() {
+    common::on_postgres_at(a_refused_row_fails_its_whole_batch).await;
+}
+
 /// Two stores on one database (two hubs) record batches full of names neither has met, at once.
 async fn two_hubs_name_alike(store: Arc<dyn Store>, url: String) {
     let other = plexhub_store::open(&url).await.unwrap();
