@@ -111,8 +111,8 @@ async fn calls_come_back_as_recorded(store: Arc<dyn Store>) {
 common::on_both_backends!(#[tokio::test] calls_come_back_as_recorded_on_sqlite, calls_come_back_as_recorded_on_postgres => calls_come_back_as_recorded);
 
 /// A batch larger than any one insert statement (PostgreSQL writes 256 rows per statement,
-/// SQLite 16) comes back whole and in order,
-/// and a second store on the same database (another hub) reads what the first wrote.
+/// SQLite 16) comes back whole and in order, and a second store on the same database (another
+/// hub) reads what the first wrote.
 async fn a_large_batch_comes_back_whole(store: Arc<dyn Store>, url: String) {
     let tenant = common::tenant_with_plugins(&store, "acme").await;
     let batch: Vec<CallRecord> = (0..601)
