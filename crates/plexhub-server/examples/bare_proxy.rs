@@ -19,7 +19,6 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
 
 type Answer = Response<http_body_util::Either<Incoming, http_body_util::Empty<axum::body::Bytes>>>;
 
@@ -71,8 +70,8 @@ fn main() {
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(1024)
             .build(connector);
-        let listener = TcpListener::bind(&listen)
-            .await
+        // The hub's listen backlog, so that a burst of connections meets the same queue.
+        let listener = plexhub_server::listen(listen.parse().expect("a listen address"))
             .expect("the listen address");
         let upstream: &'static str = Box::leak(upstream.into_boxed_str());
         let mut terminate =

@@ -137,12 +137,10 @@ impl Application {
             draining: CancellationToken::new(),
         });
         let listener =
-            TcpListener::bind(settings.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    address: settings.listen,
-                    source,
-                })?;
+            crate::connections::listen(settings.listen).map_err(|source| StartError::Bind {
+                address: settings.listen,
+                source,
+            })?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
             address: settings.listen,
             source,
