@@ -135,15 +135,7 @@ async fn a_large_batch_comes_back_whole(store: Arc<dyn Store>, url: String) {
     assert_eq!(other.calls(&everything(1000)).await.unwrap(), expected);
 }
 
-#[tokio::test]
-async fn a_large_batch_comes_back_whole_on_sqlite() {
-    common::on_sqlite_at(a_large_batch_comes_back_whole).await;
-}
-
-#[tokio::test]
-async fn a_large_batch_comes_back_whole_on_postgres() {
-    common::on_postgres_at(a_large_batch_comes_back_whole).await;
-}
+common::on_both_backends!(#[tokio::test] a_large_batch_comes_back_whole_on_sqlite, a_large_batch_comes_back_whole_on_postgres => at a_large_batch_comes_back_whole);
 
 /// A batch is written all or none: a row the database refuses (here a trigger refuses status
 /// 599) after many rows were inserted fails the whole batch and leaves nothing of it, and the
@@ -196,15 +188,7 @@ async fn a_refused_row_fails_its_whole_batch(store: Arc<dyn Store>, url: String)
     assert_eq!(store.calls(&everything(1000)).await.unwrap(), next);
 }
 
-#[tokio::test]
-async fn a_refused_row_fails_its_whole_batch_on_sqlite() {
-    common::on_sqlite_at(a_refused_row_fails_its_whole_batch).await;
-}
-
-#[tokio::test]
-async fn a_refused_row_fails_its_whole_batch_on_postgres() {
-    common::on_postgres_at(a_refused_row_fails_its_whole_batch).await;
-}
+common::on_both_backends!(#[tokio::test] a_refused_row_fails_its_whole_batch_on_sqlite, a_refused_row_fails_its_whole_batch_on_postgres => at a_refused_row_fails_its_whole_batch);
 
 /// Two stores on one database (two hubs) record batches full of names neither has met, at once.
 async fn two_hubs_name_alike(store: Arc<dyn Store>, url: String) {

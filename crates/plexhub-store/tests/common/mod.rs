@@ -152,7 +152,7 @@ fn postgres_url() -> Option<String> {
 }
 
 /// Two tests running `$test` with the given test attribute: `$sqlite` on SQLite, `$postgres`
-/// on a fresh PostgreSQL database.
+/// on a fresh PostgreSQL database (`=> at $test`: `$test` also takes the database's URL).
 macro_rules! on_both_backends {
     (#[$attribute:meta] $sqlite:ident, $postgres:ident => $test:ident) => {
         #[$attribute]
@@ -163,6 +163,17 @@ macro_rules! on_both_backends {
         #[$attribute]
         async fn $postgres() {
             common::on_postgres($test).await;
+        }
+    };
+    (#[$attribute:meta] $sqlite:ident, $postgres:ident => at $test:ident) => {
+        #[$attribute]
+        async fn $sqlite() {
+            common::on_sqlite_at($test).await;
+        }
+
+        #[$attribute]
+        async fn $postgres() {
+            common::on_postgres_at($test).await;
         }
     };
 }
