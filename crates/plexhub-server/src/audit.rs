@@ -89,7 +89,7 @@ pub async fn run(state: AppState, mut calls: mpsc::Receiver<CallRecord>, stop: C
             return;
         }
         // Nobody waits for the audit log: let calls gather so that one write carries many
-        // (each write costs the SQLite driver thread hand-offs and a commit).
+        // (each write costs a hand-off to the writer's thread and a commit).
         if batch.len() < BATCH {
             tokio::time::sleep(GATHER).await;
             while batch.len() < BATCH {

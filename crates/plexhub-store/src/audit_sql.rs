@@ -128,79 +128,16 @@ impl CallNames {
 }
 
 /// Implements [`crate::AuditStore`] for `$store` (see [`crate::sql::sql_store!`]); the store has
-/// a `call_names: CallNames` field. `$insert` begins the insert statement and `$rows` are the
-/// rows per insert statement, largest first: a batch is written in as few statements as these
-/// shapes allow, and each shape stays prepared.
-///
-/// On PostgreSQL a statement is a round trip, so they are large. SQLite runs in the hub's
-/// process: there a statement's parameters (and their copies in the driver) are memory the
-/// writer walks per row, so they are kept small enough to stay in the CPU's first-level cache,
-/// and `INSERT OR FAIL` spares each statement after a transaction's first a statement journal
-/// (copies of the pages it touches, kept to undo it alone). A failing row still fails the whole
-/// batch: its transaction is rolled back.
+/// a `call_names: CallNames` field and an inherent `async fn insert_calls(&self, calls:
+/// &[EncodedCall<'_>]) -> StoreResult<()>` that writes a batch in one transaction (PostgreSQL:
+/// multi-row statements on the pool; SQLite: [`crate::sqlite_audit`]).
 macro_rules! audit_store {
-    ($store:ident, $db:ty, $row:ty, $insert:literal, $rows:expr) => {
+    ($store:ident, $db:ty, $row:ty) => {
         use crate::{AuditStore, CallQuery, CallRecord};
-
-        const CALL_ROWS: [usize; 3] = $rows;
 
         /// Tries to give a name an id before giving up (each failure is another hub giving the
         /// same id to another name at the same moment).
         const NAME_ATTEMPTS: usize = 16;
-
-        /// Inserts `CALL_ROWS[shape]` calls with one statement.
-        async fn insert_calls(
-            connection: &mut <$db as sqlx::Database>::Connection,
-            shape: usize,
-            calls: &[crate::audit_sql::EncodedCall<'_>],
-        ) -> StoreResult<()> {
-            static SHAPES: [std::sync::OnceLock<String>; 3] =
-                [const { std::sync::OnceLock::new() }; 3];
-            debug_assert_eq!(calls.len(), CALL_ROWS[shape]);
-            let sql = SHAPES[shape].get_or_init(|| {
-                format!(
-                    "{} gateway_calls (at, tenant, caller, target, service, method, \
-                     path, endpoint, status, duration_us, request_id) VALUES {}",
-                    $insert,
-                    crate::sql::value_rows::<$db>(1, calls.len(), &["$"; 11])
-                )
-            });
-            // The parameters are reserved at once: grown one by one they would be copied
-            // (and their memory written) seven times over.
-            let mut arguments = <$db as sqlx::Database>::Arguments::<'_>::default();
-            sqlx::Arguments::reserve(&mut arguments, 11 * calls.len(), 0);
-            for encoded in calls {
-                let call = encoded.call;
-                add_argument(&mut arguments, call.at_ms)?;
-                add_argument(&mut arguments, encoded.tenant)?;
-                add_argument(&mut arguments, encoded.caller)?;
-                add_argument(&mut arguments, encoded.target)?;
-                add_argument(&mut arguments, encoded.service)?;
-                add_argument(&mut arguments, encoded.method)?;
-                // Borrowed text is bound without a copy (an owned String is cloned).
-                add_argument(&mut arguments, call.path.as_str())?;
-                add_argument(&mut arguments, encoded.endpoint)?;
-                add_argument(&mut arguments, i64::from(call.status))?;
-                add_argument(&mut arguments, call.duration_us)?;
-                add_argument(&mut arguments, call.request_id.as_str())?;
-            }
-            sqlx::query_with(sql, arguments)
-                .execute(&mut *connection)
-                .await?;
-            Ok(())
-        }
-
-        /// Adds one parameter of an insert statement.
-        fn add_argument<'q, T>(
-            arguments: &mut <$db as sqlx::Database>::Arguments<'q>,
-            value: T,
-        ) -> StoreResult<()>
-        where
-            T: sqlx::Encode<'q, $db> + sqlx::Type<$db> + 'q,
-        {
-            sqlx::Arguments::add(arguments, value).map_err(sqlx::Error::Encode)?;
-            Ok(())
-        }
 
         /// The id of `name` in `gateway_call_names`, giving it the next free one when it is new.
         /// Each statement commits on its own: an id is durable before a row refers to it.
@@ -261,17 +198,7 @@ macro_rules! audit_store {
                         }
                     }
                 };
-                let mut tx = self.pool.begin().await?;
-                let mut rest = encoded.as_slice();
-                for (shape, rows) in CALL_ROWS.into_iter().enumerate() {
-                    let mut chunks = rest.chunks_exact(rows);
-                    for chunk in chunks.by_ref() {
-                        insert_calls(&mut tx, shape, chunk).await?;
-                    }
-                    rest = chunks.remainder();
-                }
-                tx.commit().await?;
-                Ok(())
+                self.insert_calls(&encoded).await
             }
 
             async fn calls(&self, query: &CallQuery) -> StoreResult<Vec<CallRecord>> {

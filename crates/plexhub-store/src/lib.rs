@@ -37,6 +37,7 @@ mod registry_sql;
 mod session_sql;
 mod sql;
 pub mod sqlite;
+mod sqlite_audit;
 
 /// A failure of the storage backend, or stored data that no longer parses.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,12 @@ pub enum StoreError {
     /// The database could not be reached or answered with an error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+    /// The SQLite audit writer's own connection failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The SQLite audit writer's thread was stopped before it wrote (the hub is stopping).
+    #[error("the audit writer stopped")]
+    WriterStopped,
     /// Migrations could not be applied.
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -81,6 +88,17 @@ impl StoreError {
             Self::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
             ) | Self::Bus(_)
+                | Self::WriterStopped
+        ) || matches!(
+            self,
+            Self::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) if matches!(
+                failure.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::CannotOpen
+            )
         )
     }
 }
