@@ -35,8 +35,7 @@ mod watch;
 mod writer;
 
 pub use app::{Application, StartError, Stop};
-pub use connections::ConnectionLimits;
-pub use connections::{LISTEN_BACKLOG, listen};
+pub use connections::{ConnectionLimits, listen};
 pub use routes::{DOCUMENTED_ELSEWHERE, served_routes};
 pub use settings::{EventSettings, GatewaySettings, Secret, Settings};
 pub use state::Clock;

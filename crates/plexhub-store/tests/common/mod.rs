@@ -155,25 +155,20 @@ fn postgres_url() -> Option<String> {
 /// on a fresh PostgreSQL database (`=> at $test`: `$test` also takes the database's URL).
 macro_rules! on_both_backends {
     (#[$attribute:meta] $sqlite:ident, $postgres:ident => $test:ident) => {
-        #[$attribute]
-        async fn $sqlite() {
-            common::on_sqlite($test).await;
-        }
-
-        #[$attribute]
-        async fn $postgres() {
-            common::on_postgres($test).await;
-        }
+        common::on_both_backends!(@ #[$attribute] $sqlite, $postgres => $test, on_sqlite, on_postgres);
     };
     (#[$attribute:meta] $sqlite:ident, $postgres:ident => at $test:ident) => {
+        common::on_both_backends!(@ #[$attribute] $sqlite, $postgres => $test, on_sqlite_at, on_postgres_at);
+    };
+    (@ #[$attribute:meta] $sqlite:ident, $postgres:ident => $test:ident, $run_sqlite:ident, $run_postgres:ident) => {
         #[$attribute]
         async fn $sqlite() {
-            common::on_sqlite_at($test).await;
+            common::$run_sqlite($test).await;
         }
 
         #[$attribute]
         async fn $postgres() {
-            common::on_postgres_at($test).await;
+            common::$run_postgres($test).await;
         }
     };
 }
