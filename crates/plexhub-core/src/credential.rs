@@ -201,7 +201,7 @@ impl<'a> PresentedCredential<'a> {
 
     fn parse_with(token: &'a str, prefix: &str) -> Option<Self> {
         let rest = token.strip_prefix(prefix)?;
-        let (id, secret) = rest.split_once('.')?;
+        let (id, secret) = crate::text::split_once_ascii(rest, b'.')?;
         let secret_ok = secret.len() == 43
             && secret
                 .bytes()

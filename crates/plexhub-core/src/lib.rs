@@ -16,4 +16,5 @@ pub mod manifest;
 pub mod registry;
 pub mod signing;
 pub mod tenant;
+pub mod text;
 pub mod version;

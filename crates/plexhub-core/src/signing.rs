@@ -662,7 +662,10 @@ mod tests {
         let signer = HmacSigner::new(&[new.clone(), old.clone()]).unwrap();
         let header = signer.sign(&REQUEST, 1_000);
         assert!(header.contains(&format!("keyId={},{}", new.key_id(), old.key_id())));
-        for signer in [&signer, &HmacSigner::new(&[new.clone()]).unwrap()] {
+        for signer in [
+            &signer,
+            &HmacSigner::new(std::slice::from_ref(&new)).unwrap(),
+        ] {
             for timestamp in [1_000, 1_765_000_000_000] {
                 let header = signer.sign(&REQUEST, timestamp);
                 assert_eq!(header.len(), header.capacity(), "made to its exact length");

@@ -84,8 +84,7 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let text = value
         .to_str()
         .map_err(|_| unauthenticated("malformed Authorization header"))?;
-    let (scheme, token) = text
-        .split_once(' ')
+    let (scheme, token) = plexhub_core::text::split_once_ascii(text, b' ')
         .ok_or_else(|| unauthenticated("expected Authorization: Bearer <token>"))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(unauthenticated("expected Authorization: Bearer <token>"));

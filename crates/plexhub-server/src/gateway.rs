@@ -1230,9 +1230,8 @@ fn attempt_signature(
     if !state.gateway.settings.sign_requests {
         return None;
     }
-    let (path, query) = path_and_query
-        .split_once('?')
-        .unwrap_or((path_and_query, ""));
+    let (path, query) =
+        plexhub_core::text::split_once_ascii(path_and_query, b'?').unwrap_or((path_and_query, ""));
     let mut tenant_id = [0; 36];
     let tenant_id = call.tenant.id.encode(&mut tenant_id);
     let request = SignedRequest {

@@ -12,6 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use plexhub_core::ids::{PluginId, ServiceName};
+use plexhub_core::text::{find_ascii, split_once_ascii};
 use plexhub_store::{CallCursor, CallQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -130,7 +131,7 @@ pub(crate) async fn admit<'a>(
 ) -> Result<Admitted<'a>, ApiError> {
     // The raw path (percent-encoding kept): what the target will see, and what access checks.
     let rest = parts.uri.path().strip_prefix(PREFIX).unwrap_or_default();
-    let (service, path, root) = match rest.find('/') {
+    let (service, path, root) = match find_ascii(rest, b'/') {
         Some(at) => (&rest[..at], &rest[at..], false),
         None => (rest, "/", true),
     };
@@ -200,9 +201,7 @@ pub(crate) async fn forward(
         tenant: &scope.tenant,
         caller: &admitted.caller,
     };
-    let path = admitted
-        .path_and_query
-        .split_once('?')
+    let path = split_once_ascii(&admitted.path_and_query, b'?')
         .map_or(admitted.path_and_query.as_ref(), |(path, _)| path);
     let attempt = Attempt {
         kind: "proxy",
