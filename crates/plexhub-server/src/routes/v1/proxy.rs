@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use plexhub_core::ids::{PluginId, ServiceName};
-use plexhub_core::text::{find_ascii, split_once_ascii};
+use plexhub_core::text::find_ascii;
 use plexhub_store::{CallCursor, CallQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -113,7 +113,10 @@ pub(crate) struct Admitted<'a> {
     pub caller: Cow<'a, PluginId>,
     /// The service and path asked for, as the audit log records them.
     pub service: ServiceName,
-    /// The path on the service (percent-encoding kept) and its query.
+    /// The path on the service (percent-encoding kept), as access decided it and the audit
+    /// log records it.
+    pub path: &'a str,
+    /// That path and the request's query: what the target receives.
     pub path_and_query: Cow<'a, str>,
     /// The request id.
     pub request_id: &'a str,
@@ -167,6 +170,7 @@ pub(crate) async fn admit<'a>(
     Ok(Admitted {
         caller,
         service,
+        path,
         path_and_query,
         request_id,
         route,
@@ -201,13 +205,11 @@ pub(crate) async fn forward(
         tenant: &scope.tenant,
         caller: &admitted.caller,
     };
-    let path = split_once_ascii(&admitted.path_and_query, b'?')
-        .map_or(admitted.path_and_query.as_ref(), |(path, _)| path);
     let attempt = Attempt {
         kind: "proxy",
         service: admitted.service.as_str(),
         method: &parts.method,
-        path,
+        path: admitted.path,
         request_id: admitted.request_id,
         started,
     };
