@@ -37,7 +37,6 @@ mod registry_sql;
 mod session_sql;
 mod sql;
 pub mod sqlite;
-mod sqlite_audit;
 
 /// A failure of the storage backend, or stored data that no longer parses.
 #[derive(Debug, thiserror::Error)]
@@ -51,12 +50,6 @@ pub enum StoreError {
     /// The database could not be reached or answered with an error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
-    /// The SQLite audit writer's own connection failed.
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The SQLite audit writer's thread was stopped before it wrote (the hub is stopping).
-    #[error("the audit writer stopped")]
-    WriterStopped,
     /// Migrations could not be applied.
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -88,19 +81,27 @@ impl StoreError {
             Self::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
             ) | Self::Bus(_)
-                | Self::WriterStopped
         ) || matches!(
             self,
-            Self::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) if matches!(
-                failure.code,
-                rusqlite::ErrorCode::DatabaseBusy
-                    | rusqlite::ErrorCode::DatabaseLocked
-                    | rusqlite::ErrorCode::SystemIoFailure
-                    | rusqlite::ErrorCode::DiskFull
-                    | rusqlite::ErrorCode::CannotOpen
-            )
+            Self::Database(sqlx::Error::Database(error)) if is_sqlite_unavailable(&**error)
         )
     }
+}
+
+/// Whether a SQLite error says the database file cannot be written now (busy or locked past
+/// the busy timeout, an I/O error, a full disk, a file that cannot be opened), rather than that
+/// it refuses what was asked.
+fn is_sqlite_unavailable(error: &dyn sqlx::error::DatabaseError) -> bool {
+    /// SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.
+    const UNAVAILABLE: [i64; 5] = [5, 6, 10, 13, 14];
+    error
+        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+        .is_some()
+        && error
+            .code()
+            .and_then(|code| code.parse::<i64>().ok())
+            // An extended result code keeps its primary code in the low byte.
+            .is_some_and(|code| UNAVAILABLE.contains(&(code & 0xff)))
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -889,11 +890,12 @@ pub struct CallCursor {
 /// The gateway's audit log.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
-    /// Appends calls (one multi-row insert per chunk).
+    /// Appends calls, all or none (one statement).
     async fn record_calls(&self, calls: &[CallRecord]) -> StoreResult<()>;
     /// Calls matching `query`, newest first.
     async fn calls(&self, query: &CallQuery) -> StoreResult<Vec<CallRecord>>;
-    /// Deletes calls older than `before_ms`; returns how many.
+    /// Deletes the calls older than `before_ms`: calls are stored together, so a row of them
+    /// goes once its latest is older. Returns how many rows went.
     async fn prune_calls(&self, before_ms: i64) -> StoreResult<u64>;
 }
 

@@ -5,11 +5,6 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::StoreError;
-use crate::audit_sql::EncodedCall;
-
-/// Rows per audit insert statement, largest first: a batch is written in as few statements
-/// as these shapes allow (a statement is a round trip), and each shape stays prepared.
-const CALL_ROWS: [usize; 3] = [256, 16, 1];
 
 /// The store on a PostgreSQL database.
 #[derive(Clone)]
@@ -33,21 +28,6 @@ impl PostgresStore {
             pool,
             call_names: crate::audit_sql::CallNames::default(),
         })
-    }
-
-    /// Writes a batch of audit calls in one transaction (see [`CALL_ROWS`]).
-    async fn insert_calls(&self, calls: &[EncodedCall<'_>]) -> crate::StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        let mut rest = calls;
-        for (shape, rows) in CALL_ROWS.into_iter().enumerate() {
-            let mut chunks = rest.chunks_exact(rows);
-            for chunk in chunks.by_ref() {
-                insert_call_rows(&mut tx, shape, chunk).await?;
-            }
-            rest = chunks.remainder();
-        }
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Applies merged write groups (see `data_sql::BatchPlan`) and logs one `set` event per
@@ -150,58 +130,8 @@ crate::data_sql::data_store!(
     write_merged_in_one_statement
 );
 crate::session_sql::ui_session_store!(PostgresStore, sqlx::postgres::PgRow);
-crate::audit_sql::audit_store!(PostgresStore, sqlx::Postgres, sqlx::postgres::PgRow);
+crate::audit_sql::audit_store!(PostgresStore, sqlx::Postgres);
 
-/// Inserts `CALL_ROWS[shape]` audit calls with one statement.
-async fn insert_call_rows(
-    connection: &mut sqlx::PgConnection,
-    shape: usize,
-    calls: &[EncodedCall<'_>],
-) -> crate::StoreResult<()> {
-    static SHAPES: [std::sync::OnceLock<String>; 3] = [const { std::sync::OnceLock::new() }; 3];
-    debug_assert_eq!(calls.len(), CALL_ROWS[shape]);
-    let sql = SHAPES[shape].get_or_init(|| {
-        format!(
-            "INSERT INTO gateway_calls (at, tenant, caller, target, service, method, path, \
-             endpoint, status, duration_us, request_id) VALUES {}",
-            crate::sql::value_rows::<sqlx::Postgres>(1, calls.len(), &["$"; 11])
-        )
-    });
-    // The parameters are reserved at once: grown one by one they would be copied (and their
-    // memory written) seven times over.
-    let mut arguments = sqlx::postgres::PgArguments::default();
-    sqlx::Arguments::reserve(&mut arguments, 11 * calls.len(), 0);
-    for encoded in calls {
-        let call = encoded.call;
-        add_argument(&mut arguments, call.at_ms)?;
-        add_argument(&mut arguments, encoded.tenant)?;
-        add_argument(&mut arguments, encoded.caller)?;
-        add_argument(&mut arguments, encoded.target)?;
-        add_argument(&mut arguments, encoded.service)?;
-        add_argument(&mut arguments, encoded.method)?;
-        add_argument(&mut arguments, call.path.as_str())?;
-        add_argument(&mut arguments, encoded.endpoint)?;
-        add_argument(&mut arguments, i64::from(call.status))?;
-        add_argument(&mut arguments, call.duration_us)?;
-        add_argument(&mut arguments, call.request_id.as_str())?;
-    }
-    sqlx::query_with(sql, arguments)
-        .execute(&mut *connection)
-        .await?;
-    Ok(())
-}
-
-/// Adds one parameter of an audit insert statement.
-fn add_argument<'q, T>(
-    arguments: &mut sqlx::postgres::PgArguments,
-    value: T,
-) -> crate::StoreResult<()>
-where
-    T: sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + 'q,
-{
-    sqlx::Arguments::add(arguments, value).map_err(sqlx::Error::Encode)?;
-    Ok(())
-}
 crate::events_sql::event_store!(
     PostgresStore,
     sqlx::Postgres,

@@ -323,13 +323,13 @@ macro_rules! sql_store {
         /// One attempt at [`TenantStore::delete_tenant`].
         async fn delete_tenant_once(pool: &sqlx::Pool<$db>, id: TenantId) -> StoreResult<bool> {
             let mut tx = pool.begin().await?;
-            sqlx::query(
-                "DELETE FROM gateway_calls WHERE tenant IN \
-                 (SELECT id FROM gateway_call_names WHERE name = $1)",
-            )
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(<$db as crate::audit_sql::CallDialect>::FORGET_TENANT)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM gateway_call_batches WHERE calls = '[]'")
+                .execute(&mut *tx)
+                .await?;
             let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
                 .bind(id.to_string())
                 .execute(&mut *tx)
@@ -457,8 +457,8 @@ macro_rules! sql_store {
             async fn delete_tenant(&self, id: TenantId) -> StoreResult<bool> {
                 // Every tenant-scoped table but the audit log references tenants (directly or
                 // through installations) with ON DELETE CASCADE; the audit log refers to the
-                // tenant by a name id (migration 0014) and is emptied of its rows in the same
-                // transaction. The cascade locks subscriptions before their deliveries, a
+                // tenant by a name id (migration 0014) and its calls are taken out of its rows
+                // in the same transaction. The cascade locks subscriptions before their deliveries, a
                 // completing delivery worker the other way round: when PostgreSQL breaks such a
                 // deadlock by giving up the deletion, it runs again.
                 let mut attempts = 0;

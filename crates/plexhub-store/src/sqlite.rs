@@ -13,8 +13,6 @@ pub struct SqliteStore {
     pool: sqlx::SqlitePool,
     /// Ids of the audit log's names.
     call_names: crate::audit_sql::CallNames,
-    /// The audit log's own connection.
-    call_writer: crate::sqlite_audit::CallWriter,
 }
 
 impl SqliteStore {
@@ -34,20 +32,10 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        let call_writer = crate::sqlite_audit::CallWriter::open(options.get_filename())?;
         Ok(Self {
             pool,
             call_names: crate::audit_sql::CallNames::default(),
-            call_writer,
         })
-    }
-
-    /// Writes a batch of audit calls in one transaction on the audit log's own connection.
-    async fn insert_calls(
-        &self,
-        calls: &[crate::audit_sql::EncodedCall<'_>],
-    ) -> crate::StoreResult<()> {
-        self.call_writer.write(calls).await
     }
 }
 
@@ -60,7 +48,7 @@ crate::data_sql::data_store!(
     "BEGIN IMMEDIATE"
 );
 crate::session_sql::ui_session_store!(SqliteStore, sqlx::sqlite::SqliteRow);
-crate::audit_sql::audit_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
+crate::audit_sql::audit_store!(SqliteStore, sqlx::Sqlite);
 crate::events_sql::event_store!(
     SqliteStore,
     sqlx::Sqlite,
