@@ -129,23 +129,17 @@ impl CallNames {
 
     /// Remembers the id of `name`.
     pub(crate) fn learn(&self, name: NewName, id: i64) {
-        let mut ids = self
-            .0
-            .lock()
-            .expect("the call-name cache is never poisoned");
-        match name {
-            NewName::Tenant(tenant) => {
-                ids.by_id.insert(id, tenant.to_string().into());
-                ids.tenants.insert(tenant, id);
-            }
-            NewName::Other(name) => {
-                ids.by_id.insert(id, name.as_str().into());
-                ids.names.insert(name, id);
-            }
+        if let NewName::Tenant(tenant) = &name {
+            self.0
+                .lock()
+                .expect("the call-name cache is never poisoned")
+                .tenants
+                .insert(*tenant, id);
         }
+        self.remember(id, &name.text());
     }
 
-    /// Remembers a name read from `gateway_call_names`.
+    /// Remembers a name and its id, both ways (every name, a tenant's id as text too).
     pub(crate) fn remember(&self, id: i64, name: &str) {
         let mut ids = self
             .0
@@ -153,6 +147,16 @@ impl CallNames {
             .expect("the call-name cache is never poisoned");
         ids.by_id.insert(id, name.into());
         ids.names.insert(name.to_owned(), id);
+    }
+
+    /// The id of `name` as far as this process knows it.
+    pub(crate) fn id_of(&self, name: &str) -> Option<i64> {
+        self.0
+            .lock()
+            .expect("the call-name cache is never poisoned")
+            .names
+            .get(name)
+            .copied()
     }
 
     /// Whether this process knows the name of every id `calls` refer to.
@@ -458,6 +462,40 @@ macro_rules! audit_store {
         }
 
         impl $store {
+            /// Up to ROWS_PER_READ rows (latest call time, calls) whose latest call is at
+            /// `upper` or before and at `since` or after, and whose earliest is at `cursor_at`
+            /// or before, latest first.
+            async fn call_rows(
+                &self,
+                upper: i64,
+                since: i64,
+                cursor_at: i64,
+            ) -> StoreResult<Vec<(i64, String)>> {
+                Ok(sqlx::query_as(
+                    "SELECT last_at, calls FROM gateway_call_batches \
+                     WHERE last_at <= $1 AND last_at >= $2 AND first_at <= $3 \
+                     ORDER BY last_at DESC LIMIT $4",
+                )
+                .bind(upper)
+                .bind(since)
+                .bind(cursor_at)
+                .bind(ROWS_PER_READ as i64)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            /// The calls of every row whose latest call is at `at` and earliest at `cursor_at`
+            /// or before.
+            async fn call_rows_at(&self, at: i64, cursor_at: i64) -> StoreResult<Vec<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT calls FROM gateway_call_batches WHERE last_at = $1 AND first_at <= $2",
+                )
+                .bind(at)
+                .bind(cursor_at)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
             /// The filter of `query` with its names as ids, or `None` when a name it asks for
             /// has no id (no call can match).
             async fn call_filter(&self, query: &CallQuery) -> StoreResult<Option<CallFilter>> {
@@ -469,7 +507,11 @@ macro_rules! audit_store {
                 ];
                 for (id, name) in ids.iter_mut().zip(names) {
                     if let Some(name) = name {
-                        match known_call_name_id(&self.pool, &name).await? {
+                        let known = match self.call_names.id_of(&name) {
+                            Some(id) => Some(id),
+                            None => known_call_name_id(&self.pool, &name).await?,
+                        };
+                        match known {
                             Some(known) => *id = Some(known),
                             None => return Ok(None),
                         }
@@ -531,56 +573,27 @@ macro_rules! audit_store {
                 let cursor_at = filter.after.as_ref().map_or(i64::MAX, |after| after.0);
                 let since = filter.since;
                 let mut page = CallPage::new(filter, query.limit as usize);
-                // Rows are read by their latest call, descending, ROWS_PER_READ at a time; the
-                // next read starts at the last one's time, read again (rows of one time are
-                // never split between two reads).
+                // Rows are read by their latest call, descending, ROWS_PER_READ at a time. A
+                // full read may end inside the rows of one time: those are read whole, on their
+                // own, and the next read starts below that time.
                 let mut upper = i64::MAX;
                 'read: loop {
-                    let rows: Vec<(i64, String)> = sqlx::query_as(
-                        "SELECT last_at, calls FROM gateway_call_batches \
-                         WHERE last_at <= $1 AND last_at >= $2 AND first_at <= $3 \
-                         ORDER BY last_at DESC LIMIT $4",
-                    )
-                    .bind(upper)
-                    .bind(since)
-                    .bind(cursor_at)
-                    .bind(ROWS_PER_READ as i64)
-                    .fetch_all(&self.pool)
-                    .await?;
-                    let more = rows.len() == ROWS_PER_READ;
-                    let boundary = rows.last().map_or(i64::MIN, |row| row.0);
-                    for (last_at, calls) in &rows {
-                        if more && *last_at == boundary {
-                            break;
-                        }
+                    let rows = self.call_rows(upper, since, cursor_at).await?;
+                    let full = rows.len() == ROWS_PER_READ;
+                    let boundary = if full { rows[ROWS_PER_READ - 1].0 } else { i64::MIN };
+                    for (last_at, calls) in rows.iter().filter(|row| row.0 > boundary) {
                         if !page.wants(*last_at) {
                             break 'read;
                         }
                         page.add(calls)?;
                     }
-                    if !more {
+                    if !full || !page.wants(boundary) {
                         break;
                     }
-                    if rows[0].0 != boundary {
-                        upper = boundary;
-                        continue;
-                    }
-                    // Every row read is of one time: all of that time's rows, then older ones.
-                    if !page.wants(boundary) {
-                        break;
-                    }
-                    let tied: Vec<String> = sqlx::query_scalar(
-                        "SELECT calls FROM gateway_call_batches \
-                         WHERE last_at = $1 AND first_at <= $2",
-                    )
-                    .bind(boundary)
-                    .bind(cursor_at)
-                    .fetch_all(&self.pool)
-                    .await?;
-                    for calls in &tied {
+                    for calls in &self.call_rows_at(boundary, cursor_at).await? {
                         page.add(calls)?;
                     }
-                    upper = boundary.saturating_sub(1);
+                    upper = boundary - 1;
                 }
                 let calls = page.finish();
                 if !self.call_names.knows_all(&calls) {

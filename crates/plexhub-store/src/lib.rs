@@ -76,15 +76,14 @@ impl StoreError {
     /// than the database refusing what was asked: the server answers 503 for it, and the audit
     /// log retries it without end.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Self::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-            ) | Self::Bus(_)
-        ) || matches!(
-            self,
-            Self::Database(sqlx::Error::Database(error)) if is_sqlite_unavailable(&**error)
-        )
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+            )
+            | Self::Bus(_) => true,
+            Self::Database(sqlx::Error::Database(error)) => is_sqlite_unavailable(&**error),
+            _ => false,
+        }
     }
 }
 
