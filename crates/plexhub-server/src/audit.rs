@@ -48,7 +48,7 @@ impl AuditLog {
             Ok(()) => None,
             Err(mpsc::error::TrySendError::Full(call)) => {
                 let queue = self.queue.clone();
-                Some(Box::pin(async move { queue.send(call).await }))
+                Some(crate::cold::wait(async move { queue.send(call).await }))
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 closed();

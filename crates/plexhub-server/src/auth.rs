@@ -55,6 +55,7 @@ const SHELL_PATHS: [&str; 3] = [
     "/api/v1/whoami",
 ];
 
+#[cold]
 fn shell_forbidden() -> ApiError {
     ApiError::new(
         ErrorCode::Forbidden,
@@ -73,6 +74,7 @@ pub struct PluginCaller {
     pub credential_id: CredentialId,
 }
 
+#[cold]
 fn unauthenticated(message: &str) -> ApiError {
     ApiError::new(ErrorCode::Unauthenticated, message)
 }
@@ -103,8 +105,10 @@ pub fn tenant_header(headers: &HeaderMap) -> Option<&str> {
 /// Who the request's bearer credential says is calling (401/403 otherwise).
 pub(crate) async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let token = bearer_token(headers)?;
+    // The rare cases' waits (a shell, a credential not cached, a use to record) are out of
+    // line (`cold::wait`): every call runs through this function's code.
     if let Some(presented) = PresentedCredential::parse_shell(token) {
-        return identify_shell(state, headers, presented).await;
+        return crate::cold::wait(identify_shell(state, headers, presented)).await;
     }
     let Some(presented) = PresentedCredential::parse(token) else {
         return if tokens_match(token, state.admin_token.expose()) {
@@ -114,21 +118,24 @@ pub(crate) async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Ca
         };
     };
     let id = &presented.id;
-    let cached = state
-        .cache
-        .credential(id.as_str(), || async move {
-            let found = state.store.credential_with_tenant(id).await?;
-            Ok::<_, StoreError>(found.map(|(record, tenant)| {
-                let caller = Arc::new(PluginCaller {
-                    tenant: Arc::new(tenant),
-                    plugin_id: record.plugin_id.clone(),
-                    credential_id: record.id,
-                });
-                let check = SecretCheck::new(record.hash.clone());
-                (record, caller, check)
+    let cached = match state.cache.cached_credential(id.as_str()) {
+        Some(hit) => hit,
+        None => {
+            crate::cold::wait(state.cache.load_credential(id.as_str(), || async move {
+                let found = state.store.credential_with_tenant(id).await?;
+                Ok::<_, StoreError>(found.map(|(record, tenant)| {
+                    let caller = Arc::new(PluginCaller {
+                        tenant: Arc::new(tenant),
+                        plugin_id: record.plugin_id.clone(),
+                        credential_id: record.id,
+                    });
+                    let check = SecretCheck::new(record.hash.clone());
+                    (record, caller, check)
+                }))
             }))
-        })
-        .await?;
+            .await?
+        }
+    };
     let Some((credential, caller, check)) = cached
         .as_ref()
         .as_ref()
@@ -138,10 +145,7 @@ pub(crate) async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Ca
     };
     let tenant = &caller.tenant;
     if tenant.status == TenantStatus::Suspended {
-        return Err(ApiError::new(
-            ErrorCode::TenantSuspended,
-            format!("tenant \"{}\" is suspended", tenant.slug),
-        ));
+        return Err(suspended(tenant));
     }
     check_claimed_tenant(headers, tenant)?;
     let now = state.clock.now_ms();
@@ -149,7 +153,7 @@ pub(crate) async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Ca
         .last_used_at_ms
         .is_none_or(|last| now - last >= LAST_USED_GRANULARITY_MS)
     {
-        state.store.touch_credential(&credential.id, now).await?;
+        crate::cold::wait(state.store.touch_credential(&credential.id, now)).await?;
         let mut touched = credential.clone();
         touched.last_used_at_ms = Some(now);
         state.cache.refresh_credential(
@@ -160,18 +164,32 @@ pub(crate) async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Ca
     Ok(Caller::Plugin(caller.clone()))
 }
 
+/// 403 `TENANT_SUSPENDED`.
+#[cold]
+fn suspended(tenant: &Tenant) -> ApiError {
+    ApiError::new(
+        ErrorCode::TenantSuspended,
+        format!("tenant \"{}\" is suspended", tenant.slug),
+    )
+}
+
 /// 403 `TENANT_MISMATCH` when `X-Tenant-Slug` names another tenant than the credential's.
 fn check_claimed_tenant(headers: &HeaderMap, tenant: &Tenant) -> Result<(), ApiError> {
     match tenant_header(headers) {
-        Some(claimed) if claimed != tenant.slug.as_str() => Err(ApiError::new(
-            ErrorCode::TenantMismatch,
-            format!(
-                "X-Tenant-Slug \"{claimed}\" does not match the credential's tenant \"{}\"",
-                tenant.slug
-            ),
-        )),
+        Some(claimed) if claimed != tenant.slug.as_str() => Err(tenant_mismatch(claimed, tenant)),
         _ => Ok(()),
     }
+}
+
+#[cold]
+fn tenant_mismatch(claimed: &str, tenant: &Tenant) -> ApiError {
+    ApiError::new(
+        ErrorCode::TenantMismatch,
+        format!(
+            "X-Tenant-Slug \"{claimed}\" does not match the credential's tenant \"{}\"",
+            tenant.slug
+        ),
+    )
 }
 
 /// A shell credential's caller. Looked up in the database on every use: a shell makes a
@@ -190,10 +208,7 @@ async fn identify_shell(
         return Err(unauthenticated("unknown or revoked credential"));
     };
     if tenant.status == TenantStatus::Suspended {
-        return Err(ApiError::new(
-            ErrorCode::TenantSuspended,
-            format!("tenant \"{}\" is suspended", tenant.slug),
-        ));
+        return Err(suspended(&tenant));
     }
     check_claimed_tenant(headers, &tenant)?;
     Ok(Caller::Shell(Arc::new(ShellCaller {

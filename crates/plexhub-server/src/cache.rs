@@ -345,18 +345,22 @@ impl HubCache {
         self.get_or_load(&self.data, key, load).await
     }
 
-    /// A credential lookup through the cache.
-    pub async fn credential<E, F: Future<Output = Result<CachedCredential, E>>>(
+    /// A credential's cached lookup, if the cache holds it (a borrowed lookup: a hit allocates
+    /// nothing).
+    pub fn cached_credential(&self, id: &str) -> Option<Arc<CachedCredential>> {
+        self.feed
+            .is_connected()
+            .then(|| self.credentials.get(id))
+            .flatten()
+    }
+
+    /// A credential lookup through the cache, for one [`Self::cached_credential`] did not
+    /// find: loaded, and kept unless the feed is down.
+    pub async fn load_credential<E, F: Future<Output = Result<CachedCredential, E>>>(
         &self,
         id: &str,
         load: impl FnOnce() -> F,
     ) -> Result<Arc<CachedCredential>, E> {
-        // A borrowed lookup first: a hit allocates nothing.
-        if self.feed.is_connected()
-            && let Some(hit) = self.credentials.get(id)
-        {
-            return Ok(hit);
-        }
         self.get_or_load(&self.credentials, id.to_owned(), load)
             .await
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use axum::http::{Method, Request, Response, Uri};
+use axum::http::{Method, Request, Response, StatusCode, Uri};
 use futures::FutureExt as _;
 use futures::future::Either;
 use http_body_util::{BodyExt as _, Limited};
@@ -589,7 +589,9 @@ pub async fn authorize(
         let denial = Denial::EndpointNotFound {
             available_endpoints: Vec::new(),
         };
-        return Err(Box::pin(denial_error(state, &denial, service_name, call, None)).await);
+        return Err(
+            crate::cold::wait(denial_error(state, &denial, service_name, call, None)).await,
+        );
     };
     let lookup = RouteLookup {
         tenant: call.tenant.id,
@@ -612,10 +614,11 @@ pub async fn authorize(
     let route = match remembered {
         Some(route) => route,
         // Boxed, like every wait off the remembered path: an async call's future is as large
-        // as its largest wait, and each call's future is allocated and copied whole.
+        // as its largest wait, and each call's future is allocated and copied whole; and out
+        // of line (`cold::wait`), so its code is not in the common path's.
         None => {
             let route = Arc::new(
-                Box::pin(decide_route(
+                crate::cold::wait(decide_route(
                     state,
                     call,
                     service_name,
@@ -784,7 +787,8 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// The caller's headers a forwarded call is signed with, looked up once per call.
+/// The caller's headers that a forwarded call reads: found in one pass over the request's few
+/// headers, where a lookup of each (most of them absent) hashes its name.
 pub(crate) struct CallHeaders<'a> {
     /// The request id (the hub sets one on every request).
     request_id: Option<&'a HeaderValue>,
@@ -792,17 +796,51 @@ pub(crate) struct CallHeaders<'a> {
     user_id: &'a str,
     /// `X-Workspace-ID`, or empty.
     workspace_id: &'a str,
+    /// The declared `Content-Length`, when it reads as a number.
+    content_length: Option<u64>,
+    /// The caller's `traceparent`, if any.
+    traceparent: Option<&'a HeaderValue>,
+    /// Whether the caller sent a `Connection` header (the names it lists are not forwarded).
+    connection: bool,
 }
 
 impl<'a> CallHeaders<'a> {
-    /// The request id and the user context of `headers`. `X-User-ID` and `X-Workspace-ID` are
-    /// the calling plugin's assertion, forwarded and signed: at most one of each, of 1 to 256
-    /// visible ASCII characters.
+    /// What a forwarded call reads of `headers` (the first value of each, as a lookup finds).
+    /// `X-User-ID` and `X-Workspace-ID` are the calling plugin's assertion, forwarded and
+    /// signed: at most one of each, of 1 to 256 visible ASCII characters.
     pub(crate) fn of(headers: &'a HeaderMap) -> Result<Self, ApiError> {
+        let mut request_id = None;
+        let mut content_length = None;
+        let mut traceparent = None;
+        let mut connection = false;
+        let mut user_id = UserContext::default();
+        let mut workspace_id = UserContext::default();
+        for (name, value) in headers {
+            match name.as_str() {
+                "x-request-id" => {
+                    request_id.get_or_insert(value);
+                }
+                "content-length" => {
+                    content_length.get_or_insert(value);
+                }
+                "traceparent" => {
+                    traceparent.get_or_insert(value);
+                }
+                "connection" => connection = true,
+                USER_ID_HEADER => user_id.add(value),
+                WORKSPACE_ID_HEADER => workspace_id.add(value),
+                _ => {}
+            }
+        }
         Ok(Self {
-            request_id: headers.get(&REQUEST_ID_HEADER),
-            user_id: user_context(headers, &USER_ID_HEADER_NAME)?,
-            workspace_id: user_context(headers, &WORKSPACE_ID_HEADER_NAME)?,
+            request_id,
+            user_id: user_id.value(&USER_ID_HEADER_NAME)?,
+            workspace_id: workspace_id.value(&WORKSPACE_ID_HEADER_NAME)?,
+            content_length: content_length
+                .and_then(|value: &HeaderValue| value.to_str().ok())
+                .and_then(|text| text.parse().ok()),
+            traceparent,
+            connection,
         })
     }
 
@@ -813,20 +851,41 @@ impl<'a> CallHeaders<'a> {
     }
 }
 
-/// The one valid value of user-context header `name`, or empty when there is none.
-fn user_context<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, ApiError> {
-    let mut values = headers.get_all(name).iter();
-    let problem = match (values.next(), values.next()) {
-        (None, _) => return Ok(""),
-        (Some(_), Some(_)) => format!("{name} may be sent once"),
-        (Some(value), None) if valid_user_context(value.as_bytes()) => {
-            return Ok(value.to_str().unwrap_or_default());
+/// The values of a user-context header met so far.
+#[derive(Default)]
+struct UserContext<'a> {
+    first: Option<&'a HeaderValue>,
+    repeated: bool,
+}
+
+impl<'a> UserContext<'a> {
+    fn add(&mut self, value: &'a HeaderValue) {
+        self.repeated |= self.first.is_some();
+        self.first.get_or_insert(value);
+    }
+
+    /// The one valid value of user-context header `name`, or empty when there is none.
+    fn value(self, name: &HeaderName) -> Result<&'a str, ApiError> {
+        match self.first {
+            None => Ok(""),
+            Some(value) if !self.repeated && valid_user_context(value.as_bytes()) => {
+                Ok(value.to_str().unwrap_or_default())
+            }
+            Some(_) => Err(invalid_user_context(name, self.repeated)),
         }
-        (Some(_), None) => {
-            format!("{name} must be 1 to {MAX_USER_CONTEXT_LEN} visible ASCII characters")
-        }
+    }
+}
+
+/// The answer to a user-context header sent twice (`repeated`) or malformed.
+#[cold]
+#[inline(never)]
+fn invalid_user_context(name: &HeaderName, repeated: bool) -> ApiError {
+    let problem = if repeated {
+        format!("{name} may be sent once")
+    } else {
+        format!("{name} must be 1 to {MAX_USER_CONTEXT_LEN} visible ASCII characters")
     };
-    Err(ApiError::new(ErrorCode::InvalidParameter, problem))
+    ApiError::new(ErrorCode::InvalidParameter, problem)
 }
 
 /// Whether a plugin's answer header must not reach the caller: hop-by-hop headers (those a
@@ -872,24 +931,20 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-/// A valid W3C `traceparent` of the caller, or a new one.
-fn traceparent(headers: &HeaderMap) -> HeaderValue {
-    let valid = headers
-        .get(TRACEPARENT_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .filter(|text| {
-            let parts: Vec<&str> = text.split('-').collect();
-            let hex =
-                |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-            parts.len() == 4
-                && hex(parts[0], 2)
-                && parts[0] != "ff"
-                && hex(parts[1], 32)
-                && parts[1].bytes().any(|b| b != b'0')
-                && hex(parts[2], 16)
-                && parts[2].bytes().any(|b| b != b'0')
-                && hex(parts[3], 2)
-        });
+/// The caller's `traceparent` if it is a valid W3C one, else a new one.
+fn traceparent(caller: Option<&HeaderValue>) -> HeaderValue {
+    let valid = caller.and_then(|value| value.to_str().ok()).filter(|text| {
+        let parts: Vec<&str> = text.split('-').collect();
+        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+        parts.len() == 4
+            && hex(parts[0], 2)
+            && parts[0] != "ff"
+            && hex(parts[1], 32)
+            && parts[1].bytes().any(|b| b != b'0')
+            && hex(parts[2], 16)
+            && parts[2].bytes().any(|b| b != b'0')
+            && hex(parts[3], 2)
+    });
     if let Some(value) = valid.and_then(|text| HeaderValue::from_str(text).ok()) {
         return value;
     }
@@ -902,12 +957,15 @@ fn traceparent(headers: &HeaderMap) -> HeaderValue {
 fn new_traceparent(trace: u128, span: u64) -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut text = *b"00-00000000000000000000000000000000-0000000000000000-01";
-    for (index, digit) in text[3..35].iter_mut().enumerate() {
-        *digit = HEX[((trace >> (124 - 4 * index)) & 0xf) as usize];
-    }
-    for (index, digit) in text[36..52].iter_mut().enumerate() {
-        *digit = HEX[((span >> (60 - 4 * index)) & 0xf) as usize];
-    }
+    // Byte by byte: a shift of a `u128` by a varying amount is a dozen instructions.
+    let hex = |digits: &mut [u8], bytes: &[u8]| {
+        for (pair, byte) in digits.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
+        }
+    };
+    hex(&mut text[3..35], &trace.to_be_bytes());
+    hex(&mut text[36..52], &span.to_be_bytes());
     HeaderValue::from_bytes(&text).unwrap_or_else(|_| {
         HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")
     })
@@ -938,18 +996,11 @@ pub async fn forward(
 ) -> Result<Response<Body>, ApiError> {
     let limits = &state.gateway.settings;
     let signed_headers = CallHeaders::of(headers)?;
-    let declared_length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.parse::<u64>().ok());
-    if declared_length.is_some_and(|length| length > limits.max_request_bytes) {
-        return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!(
-                "the request body exceeds {} bytes",
-                limits.max_request_bytes
-            ),
-        ));
+    if signed_headers
+        .content_length
+        .is_some_and(|length| length > limits.max_request_bytes)
+    {
+        return Err(caller_fault(BodyFault::TooLarge, *limits));
     }
     let idempotent = matches!(
         method,
@@ -977,7 +1028,7 @@ pub async fn forward(
             if !may_retry || !state.gateway.budget.withdraw() {
                 break;
             }
-            tokio::time::sleep(backoff).await;
+            crate::cold::wait(tokio::time::sleep(backoff)).await;
             backoff *= 2;
         }
         let replica = route.replica(index);
@@ -1030,61 +1081,110 @@ pub async fn forward(
             break;
         }
     }
-    let result = outcome.unwrap_or_else(|| {
-        Err(ApiError::new(
-            ErrorCode::ServiceUnavailable,
-            format!(
-                "every replica of {} is failing (circuit open); retry in a few seconds",
-                route.route.service
-            ),
-        ))
-    });
-    let response = result?;
+    match outcome {
+        Some(result) => answer_to_caller(call, route, limits, result?),
+        None => Err(every_replica_failing(route)),
+    }
+}
+
+/// The plugin's answer as the caller receives it: refused when it declares more than the
+/// limit, without hop-by-hop and hub-only headers, its body limited.
+fn answer_to_caller(
+    call: &CallContext<'_>,
+    route: &Authorized,
+    limits: &GatewaySettings,
+    response: Response<UpstreamBody>,
+) -> Result<Response<Body>, ApiError> {
     let (mut parts, incoming) = response.into_parts();
     // Every call is in the audit log; a log line per call only when asked for.
-    tracing::debug!(
-        tenant = %call.tenant.slug,
-        caller = %call.caller,
-        target = %route.target_plugin(),
-        endpoint = %route.endpoint(),
-        status = parts.status.as_u16(),
-        "call forwarded"
-    );
-    let answered_length = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.parse::<u64>().ok());
-    if answered_length.is_some_and(|length| length > limits.max_response_bytes) {
-        return Err(upstream_error(
-            ErrorCode::UpstreamResponseTooLarge,
-            format!(
-                "{} answered more than {} bytes",
-                route.target_plugin(),
-                limits.max_response_bytes
-            ),
-        ));
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        log_forwarded(call, route, parts.status);
+    }
+    if content_length(&parts.headers).is_some_and(|length| length > limits.max_response_bytes) {
+        return Err(answer_too_large(route, limits));
     }
     // One pass over the answer's few headers; most answers have nothing to drop.
     if parts.headers.keys().any(dropped_response_header) {
-        let listed = connection_listed(&parts.headers);
-        let dropped: Vec<HeaderName> = parts
-            .headers
-            .keys()
-            .filter(|name| dropped_response_header(name) || listed.contains(name))
-            .cloned()
-            .collect();
-        for name in dropped {
-            parts.headers.remove(name);
-        }
+        drop_response_headers(&mut parts.headers);
     }
     let max_response = usize::try_from(limits.max_response_bytes).unwrap_or(usize::MAX);
     let body = Body::new(Limited::new(incoming, max_response).map_err(axum::Error::new));
     Ok(Response::from_parts(parts, body))
 }
 
+/// The declared `Content-Length`, when there is one that reads as a number.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok())
+}
+
+// The functions below run on the rare paths of a call (a retry, a failure, a debug log line).
+// They are kept out of line and marked cold, so the common path's code stays compact: a call
+// runs through more code than the instruction cache holds, and every line of it that holds
+// only a rare path is one more miss per call (`docs/OPERATIONS.md`, "Where the gateway loses").
+
+/// The debug log line of a forwarded call.
+#[cold]
+#[inline(never)]
+fn log_forwarded(call: &CallContext<'_>, route: &Authorized, status: StatusCode) {
+    tracing::debug!(
+        tenant = %call.tenant.slug,
+        caller = %call.caller,
+        target = %route.target_plugin(),
+        endpoint = %route.endpoint(),
+        status = status.as_u16(),
+        "call forwarded"
+    );
+}
+
+/// The answer when no replica's breaker lets a call through.
+#[cold]
+#[inline(never)]
+fn every_replica_failing(route: &Authorized) -> ApiError {
+    ApiError::new(
+        ErrorCode::ServiceUnavailable,
+        format!(
+            "every replica of {} is failing (circuit open); retry in a few seconds",
+            route.route.service
+        ),
+    )
+}
+
+/// The answer when a plugin declares a body over the limit.
+#[cold]
+#[inline(never)]
+fn answer_too_large(route: &Authorized, limits: &GatewaySettings) -> ApiError {
+    upstream_error(
+        ErrorCode::UpstreamResponseTooLarge,
+        format!(
+            "{} answered more than {} bytes",
+            route.target_plugin(),
+            limits.max_response_bytes
+        ),
+    )
+}
+
+/// Removes from a plugin's answer the headers that must not reach the caller.
+#[cold]
+#[inline(never)]
+fn drop_response_headers(headers: &mut HeaderMap) {
+    let listed = connection_listed(headers);
+    let dropped: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| dropped_response_header(name) || listed.contains(name))
+        .cloned()
+        .collect();
+    for name in dropped {
+        headers.remove(name);
+    }
+}
+
 /// Marks HEALTHY a replica the registry had never heard from (UNKNOWN), now that it answered a
 /// call (in the background: the answer does not wait for it).
+#[cold]
+#[inline(never)]
 fn confirm_replica(state: &AppState, route: &Authorized, replica: &Replica, now_ms: i64) {
     record_replica_health(
         state,
@@ -1099,6 +1199,8 @@ fn confirm_replica(state: &AppState, route: &Authorized, replica: &Replica, now_
 
 /// Marks a replica DEGRADED in the registry while its breaker is open, HEALTHY when it closes
 /// (in the background: the answer does not wait for it).
+#[cold]
+#[inline(never)]
 fn announce_breaker(
     state: &AppState,
     route: &Authorized,
@@ -1177,7 +1279,11 @@ fn record_replica_health(
 /// The headers the plugin receives (but the signature): the caller's minus what must not
 /// cross, plus who calls (the route's [`IdentityHeaders`]), the request id and the trace.
 fn forwarded_headers(route: &Authorized, headers: &HeaderMap, signed: &CallHeaders) -> HeaderMap {
-    let listed = connection_listed(headers);
+    let listed = if signed.connection {
+        connection_listed(headers)
+    } else {
+        Vec::new()
+    };
     let mut forwarded = HeaderMap::with_capacity(headers.len() + 6);
     for (name, value) in headers {
         if !dropped_request_header(name) && !listed.contains(name) {
@@ -1197,7 +1303,7 @@ fn forwarded_headers(route: &Authorized, headers: &HeaderMap, signed: &CallHeade
     if let Some(id) = signed.request_id {
         forwarded.insert(REQUEST_ID_HEADER.clone(), id.clone());
     }
-    forwarded.insert(TRACEPARENT_HEADER, traceparent(headers));
+    forwarded.insert(TRACEPARENT_HEADER, traceparent(signed.traceparent));
     forwarded
 }
 
@@ -1354,33 +1460,43 @@ fn answer_of(
     answer: Result<Result<Response<UpstreamBody>, Failure>, tokio::time::error::Elapsed>,
     fault: Option<&FaultCell>,
 ) -> Result<Response<UpstreamBody>, ApiError> {
-    let limits = &state.gateway.settings;
     if let Some(fault) = fault.and_then(FaultCell::get) {
-        return Err(caller_fault(fault, *limits));
+        return Err(caller_fault(fault, state.gateway.settings));
     }
-    let failure = match answer {
-        Ok(Ok(response)) => return Ok(response),
-        Ok(Err(failure)) => failure,
-        Err(_) => {
-            return Err(upstream_error(
-                ErrorCode::UpstreamTimeout,
-                format!(
-                    "{} did not answer within {} ms",
-                    route.target_plugin(),
-                    route.timeout().as_millis()
-                ),
-            ));
-        }
-    };
-    if let Failure::Pooled(error) = &failure
+    match answer {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(failure)) => Err(attempt_failed(route, replica, &failure)),
+        Err(_) => Err(attempt_timed_out(route)),
+    }
+}
+
+/// The answer when a plugin did not answer in time.
+#[cold]
+#[inline(never)]
+fn attempt_timed_out(route: &Authorized) -> ApiError {
+    upstream_error(
+        ErrorCode::UpstreamTimeout,
+        format!(
+            "{} did not answer within {} ms",
+            route.target_plugin(),
+            route.timeout().as_millis()
+        ),
+    )
+}
+
+/// Why an attempt got no answer, as the caller is told.
+#[cold]
+#[inline(never)]
+fn attempt_failed(route: &Authorized, replica: &Replica, failure: &Failure) -> ApiError {
+    if let Failure::Pooled(error) = failure
         && let Some(reason) = crate::upstream_tls::tls_failure(error)
     {
-        return Err(upstream_error(
+        return upstream_error(
             ErrorCode::UpstreamTls,
             format!("TLS with {} failed: {reason}", route.target_plugin()),
-        ));
+        );
     }
-    let (code, causes) = match &failure {
+    let (code, causes) = match failure {
         Failure::Plain(error @ crate::keepalive::SendError::Connect(_)) => {
             (ErrorCode::UpstreamUnreachable, with_causes(error))
         }
@@ -1390,14 +1506,14 @@ fn answer_of(
         }
         Failure::Pooled(error) => (ErrorCode::UpstreamFailed, with_causes(error)),
     };
-    Err(upstream_error(
+    upstream_error(
         code,
         format!(
             "{} could not be reached at {}: {causes}",
             route.target_plugin(),
             replica.base_url,
         ),
-    ))
+    )
 }
 
 /// A plugin's answer body, from a plain-http replica's own connections or the TLS client: put
@@ -1429,6 +1545,8 @@ fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The answer to a caller whose own body failed (never the plugin's fault).
+#[cold]
+#[inline(never)]
 fn caller_fault(fault: BodyFault, limits: GatewaySettings) -> ApiError {
     match fault {
         BodyFault::TooLarge => ApiError::new(
@@ -1547,6 +1665,58 @@ pub async fn follow_breakers(state: AppState, shutdown: tokio_util::sync::Cancel
 
 #[cfg(test)]
 mod tests {
+    use axum::http::{HeaderMap, HeaderValue};
+
+    use super::CallHeaders;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn one_pass_finds_what_a_lookup_of_each_header_would() {
+        let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let sent = headers(&[
+            ("x-request-id", "first"),
+            ("x-request-id", "second"),
+            ("content-length", "12"),
+            ("traceparent", trace),
+            ("x-user-id", "user-7"),
+            ("x-workspace-id", "ws-1"),
+            ("connection", "x-private"),
+            ("x-other", "ignored"),
+        ]);
+        let found = CallHeaders::of(&sent).expect("valid user context");
+        assert_eq!(found.request_id(), "first");
+        assert_eq!(found.content_length, Some(12));
+        assert_eq!((found.user_id, found.workspace_id), ("user-7", "ws-1"));
+        assert!(found.connection);
+        assert_eq!(super::traceparent(found.traceparent), trace);
+        assert_ne!(
+            super::traceparent(Some(&HeaderValue::from_static("not-a-trace"))),
+            "not-a-trace"
+        );
+
+        let empty = HeaderMap::new();
+        let none = CallHeaders::of(&empty).expect("no user context");
+        assert_eq!((none.request_id(), none.user_id), ("", ""));
+        assert_eq!((none.content_length, none.connection), (None, false));
+    }
+
+    #[test]
+    fn a_user_context_header_is_sent_once_and_well_formed() {
+        let twice = headers(&[("x-workspace-id", "ws-1"), ("x-workspace-id", "ws-1")]);
+        let error = CallHeaders::of(&twice).err().expect("refused");
+        assert!(error.message().contains("may be sent once"), "{error:?}");
+        let malformed = headers(&[("x-user-id", "has space")]);
+        let error = CallHeaders::of(&malformed).err().expect("refused");
+        assert!(error.message().contains("visible ASCII"), "{error:?}");
+    }
+
     #[test]
     fn a_new_traceparent_is_the_ids_in_hex() {
         let (trace, span) = (

@@ -100,7 +100,11 @@ impl Connections {
         let mut sender = match self.take_idle() {
             Some(sender) if sender.is_ready() => sender,
             idle => {
-                return Either::Right(Box::pin(self.send_slowly(idle, request, connect_timeout)));
+                return Either::Right(crate::cold::wait(self.send_slowly(
+                    idle,
+                    request,
+                    connect_timeout,
+                )));
             }
         };
         let sent = sender.try_send_request(request);
@@ -108,9 +112,11 @@ impl Connections {
             Ok(response) => Either::Left(std::future::ready(Ok(self.pooled(response, sender)))),
             Err(mut failed) => match failed.take_message() {
                 // Closed while idle: the next connection takes it.
-                Some(unsent) => {
-                    Either::Right(Box::pin(self.send_slowly(None, unsent, connect_timeout)))
-                }
+                Some(unsent) => Either::Right(crate::cold::wait(self.send_slowly(
+                    None,
+                    unsent,
+                    connect_timeout,
+                ))),
                 None => Either::Left(std::future::ready(Err(failed.into_error().into()))),
             },
         }))

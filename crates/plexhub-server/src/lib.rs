@@ -11,6 +11,7 @@ mod auth;
 pub mod bench;
 mod cache;
 mod caller_body;
+mod cold;
 mod connections;
 mod data;
 mod dependencies;

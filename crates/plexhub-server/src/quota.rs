@@ -4,9 +4,11 @@
 //! (calls go on, a warning is logged).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures::future::Either;
 use plexhub_core::ids::PluginId;
 use plexhub_core::tenant::{RateLimit, Tenant};
 use serde_json::json;
@@ -67,6 +69,7 @@ fn limits(settings: &GatewaySettings, tenant: &Tenant) -> (Option<RateLimit>, Op
     )
 }
 
+#[cold]
 fn rate_limited(wait_us: i64, scope: &str) -> ApiError {
     let seconds = (wait_us + 999_999) / 1_000_000;
     ApiError::new(
@@ -77,11 +80,30 @@ fn rate_limited(wait_us: i64, scope: &str) -> ApiError {
 }
 
 /// Admits one gateway call of `caller` in `tenant`, or 429 `RATE_LIMITED` with `Retry-After`.
-pub async fn admit(state: &AppState, tenant: &Tenant, caller: &PluginId) -> Result<(), ApiError> {
+/// Without a limit that is all: the future is ready at once, and the limited case's code is
+/// out of line (`cold::wait`).
+pub fn admit<'a>(
+    state: &'a AppState,
+    tenant: &'a Tenant,
+    caller: &'a PluginId,
+) -> impl Future<Output = Result<(), ApiError>> + Send + 'a {
     let (per_caller, per_tenant) = limits(state.gateway.settings(), tenant);
     if per_caller.is_none() && per_tenant.is_none() {
-        return Ok(());
+        return Either::Left(std::future::ready(Ok(())));
     }
+    Either::Right(crate::cold::wait(admit_limited(
+        state, tenant, caller, per_caller, per_tenant,
+    )))
+}
+
+/// [`admit`] under a per-caller or per-tenant limit.
+async fn admit_limited(
+    state: &AppState,
+    tenant: &Tenant,
+    caller: &PluginId,
+    per_caller: Option<RateLimit>,
+    per_tenant: Option<RateLimit>,
+) -> Result<(), ApiError> {
     let scope = match (per_caller, per_tenant) {
         (Some(_), Some(_)) => "caller's or tenant's",
         (Some(_), None) => "caller's",
@@ -102,7 +124,7 @@ pub async fn admit(state: &AppState, tenant: &Tenant, caller: &PluginId) -> Resu
         };
         // Boxed: only a hub with Redis and a limit waits here, and the future of every call
         // would otherwise be this round trip's size.
-        match Box::pin(redis.admit([shared(0), shared(1)], REDIS_TIMEOUT)).await {
+        match crate::cold::wait(redis.admit([shared(0), shared(1)], REDIS_TIMEOUT)).await {
             Ok(None) => return Ok(()),
             Ok(Some(wait)) => return Err(rate_limited(wait, scope)),
             Err(error) => {

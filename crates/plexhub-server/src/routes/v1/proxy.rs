@@ -161,8 +161,7 @@ pub(crate) async fn admit<'a>(
                 request_id,
                 started,
             };
-            let status = error.code().status().as_u16();
-            gateway::audit(state, &call, &attempt, None, status).await;
+            refused(state, &call, &attempt, &error).await;
             return Err(error);
         }
     };
@@ -175,6 +174,18 @@ pub(crate) async fn admit<'a>(
         request_id,
         route,
     })
+}
+
+/// Audits a refused call (out of line: every call runs through its caller's code).
+#[cold]
+#[inline(never)]
+fn refused(
+    state: &AppState,
+    call: &CallContext<'_>,
+    attempt: &Attempt<'_>,
+    error: &ApiError,
+) -> impl Future<Output = ()> + Send + 'static {
+    gateway::audit(state, call, attempt, None, error.code().status().as_u16())
 }
 
 /// The path and query the target receives: `path` (the request's path after the service name,
