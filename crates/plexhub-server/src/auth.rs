@@ -56,6 +56,7 @@ const SHELL_PATHS: [&str; 3] = [
 ];
 
 #[cold]
+#[inline(never)]
 fn shell_forbidden() -> ApiError {
     ApiError::new(
         ErrorCode::Forbidden,
@@ -75,6 +76,7 @@ pub struct PluginCaller {
 }
 
 #[cold]
+#[inline(never)]
 fn unauthenticated(message: &str) -> ApiError {
     ApiError::new(ErrorCode::Unauthenticated, message)
 }
@@ -105,8 +107,8 @@ pub fn tenant_header(headers: &HeaderMap) -> Option<&str> {
 /// Who the request's bearer credential says is calling (401/403 otherwise).
 pub(crate) async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let token = bearer_token(headers)?;
-    // The rare cases' waits (a shell, a credential not cached, a use to record) are out of
-    // line (`cold::wait`): every call runs through this function's code.
+    // The rare cases' waits (a shell, a credential not cached) are out of line (`cold::wait`):
+    // every call runs through this function's code. (The store's own futures are boxed.)
     if let Some(presented) = PresentedCredential::parse_shell(token) {
         return crate::cold::wait(identify_shell(state, headers, presented)).await;
     }
@@ -153,7 +155,7 @@ pub(crate) async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Ca
         .last_used_at_ms
         .is_none_or(|last| now - last >= LAST_USED_GRANULARITY_MS)
     {
-        crate::cold::wait(state.store.touch_credential(&credential.id, now)).await?;
+        state.store.touch_credential(&credential.id, now).await?;
         let mut touched = credential.clone();
         touched.last_used_at_ms = Some(now);
         state.cache.refresh_credential(
@@ -166,6 +168,7 @@ pub(crate) async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Ca
 
 /// 403 `TENANT_SUSPENDED`.
 #[cold]
+#[inline(never)]
 fn suspended(tenant: &Tenant) -> ApiError {
     ApiError::new(
         ErrorCode::TenantSuspended,
@@ -182,6 +185,7 @@ fn check_claimed_tenant(headers: &HeaderMap, tenant: &Tenant) -> Result<(), ApiE
 }
 
 #[cold]
+#[inline(never)]
 fn tenant_mismatch(claimed: &str, tenant: &Tenant) -> ApiError {
     ApiError::new(
         ErrorCode::TenantMismatch,

@@ -346,7 +346,7 @@ impl HubCache {
     }
 
     /// A credential's cached lookup, if the cache holds it (a borrowed lookup: a hit allocates
-    /// nothing).
+    /// nothing); `None` while the change feed is down, when nothing is read from the cache.
     pub fn cached_credential(&self, id: &str) -> Option<Arc<CachedCredential>> {
         self.feed
             .is_connected()

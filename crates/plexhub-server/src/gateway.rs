@@ -1120,7 +1120,8 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|text| text.parse::<u64>().ok())
 }
 
-// The functions below run on the rare paths of a call (a retry, a failure, a debug log line).
+// The functions below run on the rare paths of a call (a failure, a debug log line), but for
+// the last one.
 // They are kept out of line and marked cold, so the common path's code stays compact: a call
 // runs through more code than the instruction cache holds, and every line of it that holds
 // only a rare path is one more miss per call (`docs/OPERATIONS.md`, "Where the gateway loses").
@@ -1166,8 +1167,8 @@ fn answer_too_large(route: &Authorized, limits: &GatewaySettings) -> ApiError {
     )
 }
 
-/// Removes from a plugin's answer the headers that must not reach the caller.
-#[cold]
+/// Removes from a plugin's answer the headers that must not reach the caller (out of line, not
+/// cold: a plugin that answers with `Connection: keep-alive` or chunked needs it on every call).
 #[inline(never)]
 fn drop_response_headers(headers: &mut HeaderMap) {
     let listed = connection_listed(headers);
@@ -1684,13 +1685,24 @@ mod tests {
             ("x-request-id", "first"),
             ("x-request-id", "second"),
             ("content-length", "12"),
+            ("content-length", "13"),
             ("traceparent", trace),
+            (
+                "traceparent",
+                "00-ffffffffffffffffffffffffffffffff-ffffffffffffffff-01",
+            ),
             ("x-user-id", "user-7"),
             ("x-workspace-id", "ws-1"),
             ("connection", "x-private"),
             ("x-other", "ignored"),
         ]);
         let found = CallHeaders::of(&sent).expect("valid user context");
+        // The scan's names are the ones the rest of the hub uses.
+        assert_eq!(
+            crate::request_id::REQUEST_ID_HEADER.as_str(),
+            "x-request-id"
+        );
+        assert_eq!(super::TRACEPARENT_HEADER.as_str(), "traceparent");
         assert_eq!(found.request_id(), "first");
         assert_eq!(found.content_length, Some(12));
         assert_eq!((found.user_id, found.workspace_id), ("user-7", "ws-1"));
@@ -1700,6 +1712,10 @@ mod tests {
             super::traceparent(Some(&HeaderValue::from_static("not-a-trace"))),
             "not-a-trace"
         );
+
+        let unreadable = headers(&[("content-length", "abc")]);
+        let found = CallHeaders::of(&unreadable).expect("no user context");
+        assert_eq!(found.content_length, None);
 
         let empty = HeaderMap::new();
         let none = CallHeaders::of(&empty).expect("no user context");
@@ -1712,9 +1728,15 @@ mod tests {
         let twice = headers(&[("x-workspace-id", "ws-1"), ("x-workspace-id", "ws-1")]);
         let error = CallHeaders::of(&twice).err().expect("refused");
         assert!(error.message().contains("may be sent once"), "{error:?}");
-        let malformed = headers(&[("x-user-id", "has space")]);
-        let error = CallHeaders::of(&malformed).err().expect("refused");
-        assert!(error.message().contains("visible ASCII"), "{error:?}");
+        let twice_malformed = headers(&[("x-user-id", "a b"), ("x-user-id", "a b")]);
+        let error = CallHeaders::of(&twice_malformed).err().expect("refused");
+        assert!(error.message().contains("may be sent once"), "{error:?}");
+        for value in ["has space", ""] {
+            let mut malformed = HeaderMap::new();
+            malformed.insert("x-user-id", HeaderValue::from_str(value).expect("a value"));
+            let error = CallHeaders::of(&malformed).err().expect("refused");
+            assert!(error.message().contains("visible ASCII"), "{error:?}");
+        }
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! (calls go on, a warning is logged).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -70,6 +69,7 @@ fn limits(settings: &GatewaySettings, tenant: &Tenant) -> (Option<RateLimit>, Op
 }
 
 #[cold]
+#[inline(never)]
 fn rate_limited(wait_us: i64, scope: &str) -> ApiError {
     let seconds = (wait_us + 999_999) / 1_000_000;
     ApiError::new(
@@ -80,8 +80,8 @@ fn rate_limited(wait_us: i64, scope: &str) -> ApiError {
 }
 
 /// Admits one gateway call of `caller` in `tenant`, or 429 `RATE_LIMITED` with `Retry-After`.
-/// Without a limit that is all: the future is ready at once, and the limited case's code is
-/// out of line (`cold::wait`).
+/// Decided at once (the future is ready) without a limit or without Redis; only Redis's round
+/// trip is a wait, boxed and out of line (`cold::wait`), so it sizes no other call's future.
 pub fn admit<'a>(
     state: &'a AppState,
     tenant: &'a Tenant,
@@ -91,19 +91,6 @@ pub fn admit<'a>(
     if per_caller.is_none() && per_tenant.is_none() {
         return Either::Left(std::future::ready(Ok(())));
     }
-    Either::Right(crate::cold::wait(admit_limited(
-        state, tenant, caller, per_caller, per_tenant,
-    )))
-}
-
-/// [`admit`] under a per-caller or per-tenant limit.
-async fn admit_limited(
-    state: &AppState,
-    tenant: &Tenant,
-    caller: &PluginId,
-    per_caller: Option<RateLimit>,
-    per_tenant: Option<RateLimit>,
-) -> Result<(), ApiError> {
     let scope = match (per_caller, per_tenant) {
         (Some(_), Some(_)) => "caller's or tenant's",
         (Some(_), None) => "caller's",
@@ -116,26 +103,36 @@ async fn admit_limited(
     .into_iter()
     .flatten()
     .collect();
-    if let Some(redis) = &state.redis {
-        let shared = |index: usize| {
-            buckets
-                .get(index)
-                .map(|(key, limit)| (key.as_str(), limit.interval_us(), limit.tolerance_us()))
-        };
-        // Boxed: only a hub with Redis and a limit waits here, and the future of every call
-        // would otherwise be this round trip's size.
-        match crate::cold::wait(redis.admit([shared(0), shared(1)], REDIS_TIMEOUT)).await {
-            Ok(None) => return Ok(()),
-            Ok(Some(wait)) => return Err(rate_limited(wait, scope)),
-            Err(error) => {
-                tracing::warn!(%error, "rate limits fall back to this hub alone while Redis is unreachable");
+    match &state.redis {
+        None => Either::Left(std::future::ready(admit_here(state, &buckets, scope))),
+        Some(redis) => Either::Right(crate::cold::wait(async move {
+            let shared = |index: usize| {
+                buckets
+                    .get(index)
+                    .map(|(key, limit)| (key.as_str(), limit.interval_us(), limit.tolerance_us()))
+            };
+            match redis.admit([shared(0), shared(1)], REDIS_TIMEOUT).await {
+                Ok(None) => Ok(()),
+                Ok(Some(wait)) => Err(rate_limited(wait, scope)),
+                Err(error) => {
+                    tracing::warn!(%error, "rate limits fall back to this hub alone while Redis is unreachable");
+                    admit_here(state, &buckets, scope)
+                }
             }
-        }
+        })),
     }
+}
+
+/// [`admit`] by this hub's own buckets.
+fn admit_here(
+    state: &AppState,
+    buckets: &[(String, RateLimit)],
+    scope: &str,
+) -> Result<(), ApiError> {
     let now_us = state.clock.now_ms().saturating_mul(1000);
     state
         .gateway
         .local_buckets
-        .admit(&buckets, now_us)
+        .admit(buckets, now_us)
         .map_err(|wait| rate_limited(wait, scope))
 }
