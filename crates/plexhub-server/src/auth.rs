@@ -107,8 +107,8 @@ pub fn tenant_header(headers: &HeaderMap) -> Option<&str> {
 /// Who the request's bearer credential says is calling (401/403 otherwise).
 pub(crate) async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let token = bearer_token(headers)?;
-    // The rare cases' waits (a shell, a credential not cached) are out of line (`cold::wait`):
-    // every call runs through this function's code. (The store's own futures are boxed.)
+    // A shell's wait is out of line (`cold::wait`), like a credential's load in the cache:
+    // every call runs through this function's code.
     if let Some(presented) = PresentedCredential::parse_shell(token) {
         return crate::cold::wait(identify_shell(state, headers, presented)).await;
     }
@@ -120,24 +120,21 @@ pub(crate) async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Ca
         };
     };
     let id = &presented.id;
-    let cached = match state.cache.cached_credential(id.as_str()) {
-        Some(hit) => hit,
-        None => {
-            crate::cold::wait(state.cache.load_credential(id.as_str(), || async move {
-                let found = state.store.credential_with_tenant(id).await?;
-                Ok::<_, StoreError>(found.map(|(record, tenant)| {
-                    let caller = Arc::new(PluginCaller {
-                        tenant: Arc::new(tenant),
-                        plugin_id: record.plugin_id.clone(),
-                        credential_id: record.id,
-                    });
-                    let check = SecretCheck::new(record.hash.clone());
-                    (record, caller, check)
-                }))
+    let cached = state
+        .cache
+        .credential(id.as_str(), || async move {
+            let found = state.store.credential_with_tenant(id).await?;
+            Ok::<_, StoreError>(found.map(|(record, tenant)| {
+                let caller = Arc::new(PluginCaller {
+                    tenant: Arc::new(tenant),
+                    plugin_id: record.plugin_id.clone(),
+                    credential_id: record.id,
+                });
+                let check = SecretCheck::new(record.hash.clone());
+                (record, caller, check)
             }))
-            .await?
-        }
-    };
+        })
+        .await?;
     let Some((credential, caller, check)) = cached
         .as_ref()
         .as_ref()
@@ -184,6 +181,7 @@ fn check_claimed_tenant(headers: &HeaderMap, tenant: &Tenant) -> Result<(), ApiE
     }
 }
 
+/// 403 `TENANT_MISMATCH`.
 #[cold]
 #[inline(never)]
 fn tenant_mismatch(claimed: &str, tenant: &Tenant) -> ApiError {

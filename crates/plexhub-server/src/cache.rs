@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use axum::body::Bytes;
+use futures::future::Either;
 use plexhub_core::credential::SecretCheck;
 use plexhub_core::data::{DataKey, Entry, Namespace};
 use plexhub_core::ids::{PluginId, ServiceName};
@@ -345,24 +346,28 @@ impl HubCache {
         self.get_or_load(&self.data, key, load).await
     }
 
-    /// A credential's cached lookup, if the cache holds it (a borrowed lookup: a hit allocates
-    /// nothing); `None` while the change feed is down, when nothing is read from the cache.
-    pub fn cached_credential(&self, id: &str) -> Option<Arc<CachedCredential>> {
-        self.feed
-            .is_connected()
-            .then(|| self.credentials.get(id))
-            .flatten()
-    }
-
-    /// A credential lookup through the cache, for one [`Self::cached_credential`] did not
-    /// find: loaded, and kept unless the feed is down.
-    pub async fn load_credential<E, F: Future<Output = Result<CachedCredential, E>>>(
-        &self,
+    /// A credential lookup through the cache. A hit is a borrowed lookup (it allocates nothing)
+    /// and a ready future; a miss loads out of line (`cold::wait`), as every call authenticates
+    /// through here.
+    pub fn credential<'a, E, F>(
+        &'a self,
         id: &str,
-        load: impl FnOnce() -> F,
-    ) -> Result<Arc<CachedCredential>, E> {
-        self.get_or_load(&self.credentials, id.to_owned(), load)
-            .await
+        load: impl FnOnce() -> F + Send + 'a,
+    ) -> impl Future<Output = Result<Arc<CachedCredential>, E>> + Send + 'a
+    where
+        E: Send + 'a,
+        F: Future<Output = Result<CachedCredential, E>> + Send + 'a,
+    {
+        if self.feed.is_connected()
+            && let Some(hit) = self.credentials.get(id)
+        {
+            return Either::Left(std::future::ready(Ok(hit)));
+        }
+        Either::Right(crate::cold::wait(self.get_or_load(
+            &self.credentials,
+            id.to_owned(),
+            load,
+        )))
     }
 
     /// A calling plugin's installation through the cache (dropped on every tenant-wide change:

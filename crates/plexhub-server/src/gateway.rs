@@ -836,9 +836,7 @@ impl<'a> CallHeaders<'a> {
             request_id,
             user_id: user_id.value(&USER_ID_HEADER_NAME)?,
             workspace_id: workspace_id.value(&WORKSPACE_ID_HEADER_NAME)?,
-            content_length: content_length
-                .and_then(|value: &HeaderValue| value.to_str().ok())
-                .and_then(|text| text.parse().ok()),
+            content_length: length_of(content_length),
             traceparent,
             connection,
         })
@@ -1100,7 +1098,8 @@ fn answer_to_caller(
     if tracing::enabled!(tracing::Level::DEBUG) {
         log_forwarded(call, route, parts.status);
     }
-    if content_length(&parts.headers).is_some_and(|length| length > limits.max_response_bytes) {
+    let declared = length_of(parts.headers.get(header::CONTENT_LENGTH));
+    if declared.is_some_and(|length| length > limits.max_response_bytes) {
         return Err(answer_too_large(route, limits));
     }
     // One pass over the answer's few headers; most answers have nothing to drop.
@@ -1112,12 +1111,11 @@ fn answer_to_caller(
     Ok(Response::from_parts(parts, body))
 }
 
-/// The declared `Content-Length`, when there is one that reads as a number.
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)
+/// A declared `Content-Length`, when it reads as a number.
+fn length_of(value: Option<&HeaderValue>) -> Option<u64> {
+    value
         .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.parse::<u64>().ok())
+        .and_then(|text| text.parse().ok())
 }
 
 // The functions below run on the rare paths of a call (a failure, a debug log line), but for
